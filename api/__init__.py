@@ -1,0 +1,1 @@
+"""The outside faces: FastAPI app and routers, auth, and the ``riskmap`` CLI."""

@@ -1,0 +1,80 @@
+"""Request dependencies: database connection, current user/role, layer lookup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Iterator
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
+
+from api.errors import Forbidden, NotFound, Unauthorized
+from layers import registry
+from layers.registry import LayerSpec
+from layers.users import user_for_token
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_conn(request: Request) -> Iterator[Connection]:
+    with request.app.state.engine.connect() as conn:
+        yield conn
+
+
+ConnDep = Annotated[Connection, Depends(get_conn)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+    @property
+    def anonymous(self) -> bool:
+        return self.role == "anonymous"
+
+
+ANONYMOUS = Principal("anonymous", "anonymous")
+
+
+def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    if not authorization:
+        return ANONYMOUS
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    with request.app.state.engine.connect() as conn:
+        found = user_for_token(conn, token.strip())
+    if not found:
+        raise Unauthorized("invalid or revoked token")
+    return Principal(*found)
+
+
+UserDep = Annotated[Principal, Depends(current_user)]
+
+
+def require_role(user: Principal, *roles: str) -> None:
+    if user.role == "admin" or user.role in roles:
+        return
+    if user.anonymous:
+        raise Unauthorized(f"login required (role: {', '.join(roles)})")
+    raise Forbidden(f"role {user.role!r} may not do this (needs {', '.join(roles)})")
+
+
+def layer_for(layer_id: str, user: UserDep) -> LayerSpec:
+    """Path id -> registry entry the user may see; 404 unknown, 401/403 restricted."""
+    try:
+        spec = registry.get(layer_id)
+    except KeyError:
+        raise NotFound(f"unknown layer {layer_id!r}; see /collections") from None
+    if not spec.visible_to(user.role):
+        if user.anonymous:
+            raise Unauthorized(f"layer {layer_id!r} is restricted: log in with a token")
+        raise Forbidden(f"role {user.role!r} may not see layer {layer_id!r}")
+    return spec
+
+
+LayerDep = Annotated[LayerSpec, Depends(layer_for)]

@@ -1,0 +1,1 @@
+"""Spatial analyses (no HTTP): CRS handling, GB 18218 grading, distances, exposure, routing."""

@@ -1,0 +1,9 @@
+"""Domain errors raised by analyses; api/ maps them to HTTP status codes (api/errors.py)."""
+
+
+class AnalysisError(ValueError):
+    """Bad input to an analysis (answered 4xx with the message)."""
+
+
+class UnknownSubstanceError(AnalysisError):
+    """A substance that is neither in GB 18218 Table 1 nor given a hazard class."""

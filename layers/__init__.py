@@ -1,0 +1,1 @@
+"""The data: layer registry, models, database connection, embedded cluster, import/export."""

@@ -1,0 +1,60 @@
+"""The only place that creates engines, sessions and runs migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine, make_url
+
+from layers.embedded import EmbeddedCluster
+from layers.settings import StoreSettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgres://`` / ``postgresql://`` URLs and use the psycopg 3 driver."""
+    u = make_url(url.replace("postgres://", "postgresql://", 1))
+    if u.drivername in ("postgresql", "postgresql+psycopg2"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    # pool_pre_ping: a connection lost while the database was down is replaced on next use, so the
+    # server recovers by itself once the database is back.
+    return create_engine(
+        normalise_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        pool_recycle=1800, connect_args={"connect_timeout": 5},
+    )
+
+
+def embedded_cluster(settings: StoreSettings) -> EmbeddedCluster:
+    return EmbeddedCluster(settings.cluster_dir, settings.embedded_port, settings.pg_os_user)
+
+
+def resolve_url(settings: StoreSettings) -> tuple[str, EmbeddedCluster | None, bool]:
+    """The database URL to use: ``DATABASE_URL`` as is, or the embedded cluster (started if needed).
+
+    Returns (url, cluster or None, whether this call started the cluster).
+    """
+    if settings.database_url:
+        return normalise_url(settings.database_url), None, False
+    cluster = embedded_cluster(settings)
+    started = cluster.ensure_started()
+    return cluster.url(), cluster, started
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (the schema is created only by these migrations)."""
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,93 @@
+"""Feature queries for a layer, driven by the registry (identifiers only ever come from a LayerSpec;
+every value is a bound parameter)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, literal, select, union_all
+
+from layers.errors import DataError
+from layers.io import _cast, select_columns
+from layers.registry import LayerSpec
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def feature(row: dict, spec: LayerSpec) -> dict:
+    geometry = json.loads(row.pop("geojson")) if row.get("geojson") else None
+    fid = row.pop("id")
+    return {
+        "type": "Feature",
+        "id": fid,
+        "geometry": geometry,
+        "properties": {k: _jsonable(v) for k, v in row.items()},
+    }
+
+
+def _where(spec: LayerSpec, role: str, bbox, filters: dict[str, str]):
+    table = spec.model.__table__
+    clauses = []
+    if bbox is not None:
+        envelope = func.ST_MakeEnvelope(*bbox, 4326)
+        clauses.append(func.ST_Intersects(table.c.geom, envelope))
+    visible = {f.name: f for f in spec.fields_for(role)}
+    for name, raw in filters.items():
+        if name not in visible:
+            raise DataError(f"unknown property {name!r} for {spec.id}; filterable: {', '.join(visible)}")
+        try:
+            value = _cast(visible[name], raw)
+        except (ValueError, TypeError) as exc:
+            raise DataError(str(exc)) from exc
+        col = table.c[name]
+        clauses.append(col.is_(None) if value is None else col == value)
+    return and_(*clauses) if clauses else None
+
+
+def query_items(conn: Connection, spec: LayerSpec, role: str, *, bbox=None, limit: int = 100,
+                offset: int = 0, filters: dict[str, str] | None = None) -> tuple[list[dict], int]:
+    """A page of features (GeoJSON dicts) and the number matched in all."""
+    table = spec.model.__table__
+    where = _where(spec, role, bbox, filters or {})
+    query = select(*select_columns(spec, role), func.ST_AsGeoJSON(table.c.geom, 7).label("geojson"))
+    count = select(func.count()).select_from(table)
+    if where is not None:
+        query, count = query.where(where), count.where(where)
+    rows = conn.execute(query.order_by(table.c.id).limit(limit).offset(offset)).mappings().all()
+    matched = conn.execute(count).scalar_one()
+    return [feature(dict(r), spec) for r in rows], matched
+
+
+def get_item(conn: Connection, spec: LayerSpec, role: str, fid: int) -> dict | None:
+    table = spec.model.__table__
+    query = select(*select_columns(spec, role), func.ST_AsGeoJSON(table.c.geom, 7).label("geojson")).where(
+        table.c.id == fid
+    )
+    row = conn.execute(query).mappings().first()
+    return feature(dict(row), spec) if row else None
+
+
+def layer_extent(conn: Connection, spec: LayerSpec) -> list[float] | None:
+    table = spec.model.__table__
+    box = conn.execute(
+        select(func.ST_XMin(func.ST_Extent(table.c.geom)), func.ST_YMin(func.ST_Extent(table.c.geom)),
+               func.ST_XMax(func.ST_Extent(table.c.geom)), func.ST_YMax(func.ST_Extent(table.c.geom)))
+    ).one()
+    return list(box) if box[0] is not None else None
+
+
+def synthetic_layers(conn: Connection) -> set[str]:
+    """Ids of the layers holding at least one synthetic (generated demo) record."""
+    from layers.registry import LAYERS
+
+    parts = [
+        select(literal(spec.id).label("layer")).where(exists().where(spec.model.__table__.c.synthetic))
+        for spec in LAYERS
+    ]
+    return set(conn.execute(union_all(*parts)).scalars())

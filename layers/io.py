@@ -1,0 +1,322 @@
+"""Import and export of layers.
+
+Import = read (GeoJSON, GeoPackage, zipped Shapefile, CSV with lon/lat or WKT) -> normalise CRS to
+EPSG:4326 (EPSG codes, GCJ-02, BD-09) -> validate every feature against the registry -> write all of
+it in one transaction, or nothing (``ImportRejected`` lists each rejected row and why).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from shapely.validation import explain_validity
+from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy.engine import Engine
+from tqdm import tqdm
+
+from layers import crs as crsmod
+from layers import models
+from layers.errors import DataError, ImportRejected, Rejection
+from layers.registry import FieldSpec, LayerSpec
+
+LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
+LAT_NAMES = ("lat", "latitude", "y", "纬度")
+GEOM_TYPES = {
+    "Point": ("Point",),
+    "LineString": ("LineString", "MultiLineString"),
+    "MultiPolygon": ("Polygon", "MultiPolygon"),
+}
+CHEMICAL_FIELDS = ("name", "cas", "un_number", "hazard_class", "quantity_t")
+
+
+@dataclass
+class ImportResult:
+    layer: str
+    written: int
+    ignored_columns: list[str] = field(default_factory=list)
+    source_crs: str = "EPSG:4326"
+
+
+def read_source(path: str | Path, source_crs: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
+    """Read a file into a GeoDataFrame in EPSG:4326; returns it and the CRS it was converted from."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt"):
+            frame, file_crs = _read_csv(path), None
+        elif suffix in (".geojson", ".json", ".gpkg", ".shp", ".zip", ".fgb", ".kml"):
+            frame = gpd.read_file(path, engine="pyogrio")
+            file_crs = frame.crs.to_string() if frame.crs is not None else None
+        else:
+            raise DataError(f"unsupported file type {suffix!r}: use GeoJSON, GeoPackage, zipped Shapefile or CSV")
+    except DataError:
+        raise
+    except Exception as exc:  # a broken file: pyogrio/pandas say why
+        raise DataError(f"cannot read {path.name}: {exc}") from exc
+    source = crsmod.parse_source_crs(source_crs or file_crs)
+    geoms = crsmod.to_wgs84(frame.geometry.values, source)
+    frame = gpd.GeoDataFrame(frame.drop(columns=frame.geometry.name), geometry=list(geoms), crs="EPSG:4326")
+    return frame, source
+
+
+def _read_csv(path: Path) -> gpd.GeoDataFrame:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    lower = {c.lower().strip(): c for c in df.columns}
+    lon = next((lower[n] for n in LON_NAMES if n in lower), None)
+    lat = next((lower[n] for n in LAT_NAMES if n in lower), None)
+    wkt = next((lower[n] for n in ("wkt", "geometry", "geom") if n in lower), None)
+    if lon and lat:
+        def point(row):
+            try:
+                return shapely.Point(float(row[lon]), float(row[lat]))
+            except ValueError:
+                return None
+        geoms = [point(r) for _, r in df.iterrows()]
+        df = df.drop(columns=[lon, lat])
+    elif wkt:
+        def parse(s):
+            try:
+                return shapely.from_wkt(s) if s else None
+            except shapely.errors.GEOSException:
+                return None
+        geoms = [parse(s) for s in df[wkt]]
+        df = df.drop(columns=[wkt])
+    else:
+        raise DataError("CSV needs lon/lat columns (lon, lng, longitude / lat, latitude) or a WKT column")
+    return gpd.GeoDataFrame(df.replace({"": None}), geometry=geoms)
+
+
+def _cast(spec: FieldSpec, value: Any) -> Any:
+    """Cast one value to the field's type; ValueError with a reason if it does not fit."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    if spec.type == "str":
+        value = str(value).strip()
+    elif spec.type == "int":
+        f = float(value)
+        if not f.is_integer():
+            raise ValueError(f"{spec.name}: {value!r} is not a whole number")
+        value = int(f)
+    elif spec.type == "float":
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{spec.name}: {value!r} is not a finite number")
+    elif spec.type == "bool":
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low not in ("true", "false", "1", "0", "yes", "no", "t", "f", "是", "否"):
+                raise ValueError(f"{spec.name}: {value!r} is not a yes/no value")
+            value = low in ("true", "1", "yes", "t", "是")
+        else:
+            value = bool(value)
+    elif spec.type == "datetime":
+        value = pd.Timestamp(value)
+        if value.tzinfo is None:
+            value = value.tz_localize("Asia/Shanghai")
+        value = value.to_pydatetime()
+    if spec.codes is not None and value not in spec.codes:
+        allowed = ", ".join(str(k) for k in spec.codes)
+        raise ValueError(f"{spec.name}: {value!r} is not a valid code (allowed: {allowed})")
+    if spec.pattern and not re.fullmatch(spec.pattern, str(value)):
+        raise ValueError(f"{spec.name}: {value!r} does not match the expected format")
+    return value
+
+
+def _repair(geom, geometry_type: str):
+    """shapely.make_valid, keeping only the parts of the layer's dimension."""
+    fixed = shapely.make_valid(geom)
+    if fixed.geom_type == "GeometryCollection":
+        want = {"Point": 0, "LineString": 1, "MultiPolygon": 2}[geometry_type]
+        parts = [g for g in fixed.geoms if shapely.get_dimensions(g) == want]
+        fixed = shapely.union_all(parts) if parts else fixed
+    return fixed
+
+
+def _check_geometry(spec: LayerSpec, geom, area, make_valid: bool = False) -> tuple[Any, str | None]:
+    if make_valid and geom is not None and not geom.is_empty and not geom.is_valid:
+        geom = _repair(geom, spec.geometry_type)
+    if geom is None or geom.is_empty:
+        return None, "missing or empty geometry"
+    allowed = GEOM_TYPES[spec.geometry_type]
+    if geom.geom_type not in allowed:
+        return None, f"geometry is {geom.geom_type}, layer needs {spec.geometry_type}"
+    if geom.has_z:
+        geom = shapely.force_2d(geom)
+    if not geom.is_valid:
+        return None, f"invalid geometry: {explain_validity(geom)} (use --make-valid to repair)"
+    if spec.geometry_type == "MultiPolygon" and geom.geom_type == "Polygon":
+        geom = shapely.MultiPolygon([geom])
+    if spec.geometry_type == "LineString" and geom.geom_type == "MultiLineString":
+        merged = shapely.line_merge(geom)
+        if merged.geom_type != "LineString":
+            return None, "MultiLineString with disjoint parts: split it into one feature per part"
+        geom = merged
+    minx, miny, maxx, maxy = geom.bounds
+    if minx < area[0] or miny < area[1] or maxx > area[2] or maxy > area[3]:
+        return None, (
+            f"geometry outside the area of interest {area} (bounds {tuple(round(b, 5) for b in geom.bounds)}); "
+            "wrong CRS? try --source-crs"
+        )
+    return geom, None
+
+
+def _chemicals(value: Any) -> list[dict]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    items = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("chemicals: expected a list of {name, cas, un_number, hazard_class, quantity_t}")
+    out = []
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ValueError(f"chemicals[{i}]: needs a name")
+        try:
+            q = float(item.get("quantity_t"))
+        except (TypeError, ValueError):
+            raise ValueError(f"chemicals[{i}] ({item['name']}): quantity_t must be a number of tonnes") from None
+        if not math.isfinite(q) or q < 0:
+            raise ValueError(f"chemicals[{i}] ({item['name']}): quantity_t must be >= 0")
+        out.append({k: (str(item[k]) if item.get(k) is not None else None) for k in CHEMICAL_FIELDS[:-1]}
+                   | {"quantity_t": q})
+    return out
+
+
+def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float, float, float],
+             progress: bool = False, make_valid: bool = False) -> tuple[list[dict], list[Rejection], list[str]]:
+    """Check every feature against the registry. Returns (records, rejections, ignored columns)."""
+    known = {f.name for f in spec.fields} | {"id"}
+    if spec.id == "hazard_installations":
+        known.add("chemicals")
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    ignored = [c for c in columns if c not in known]
+    missing = [f.name for f in spec.fields if f.required and f.name not in columns]
+    if missing:
+        raise DataError(f"layer {spec.id!r} needs column(s) {', '.join(missing)}; the file has {', '.join(columns)}")
+    records, rejections = [], []
+    rows = frame.to_dict("records")
+    geoms = frame.geometry.values
+    for i, (row, geom) in enumerate(tqdm(list(zip(rows, geoms)), desc=f"validate {spec.id}", unit="feat",
+                                         disable=not progress, mininterval=0.5), start=1):
+        reasons = []
+        geom, why = _check_geometry(spec, geom, area, make_valid)
+        if why:
+            reasons.append(why)
+        record: dict[str, Any] = {}
+        for f in spec.fields:
+            if f.name not in row:
+                continue
+            try:
+                record[f.name] = _cast(f, row[f.name])
+            except (ValueError, TypeError) as exc:
+                reasons.append(str(exc))
+                continue
+            if f.required and record[f.name] is None:
+                reasons.append(f"{f.name}: required")
+        if "id" in row and row["id"] is not None and not (isinstance(row["id"], float) and math.isnan(row["id"])):
+            try:
+                record["id"] = _cast(FieldSpec("id", "int", "", ""), row["id"])
+            except ValueError as exc:
+                reasons.append(str(exc))
+        if "chemicals" in known and "chemicals" in row:
+            try:
+                record["chemicals"] = _chemicals(row["chemicals"])
+            except (ValueError, json.JSONDecodeError) as exc:
+                reasons.append(str(exc))
+        if reasons:
+            rejections.append(Rejection(i, "; ".join(reasons)))
+        else:
+            record["geom"] = f"SRID=4326;{geom.wkt}"
+            records.append(record)
+    return records, rejections, ignored
+
+
+def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool = False) -> int:
+    """Insert validated records into the layer table on ``conn`` (the caller owns the transaction)."""
+    table = spec.model.__table__
+    if replace:
+        conn.execute(delete(table))
+    chemicals = [r.pop("chemicals", None) for r in records]
+    if not records:
+        return 0
+    keys = sorted({k for r in records for k in r})
+    rows = [{k: r.get(k) for k in keys} for r in records]
+    if "id" in keys:
+        conn.execute(insert(table), rows)
+        ids = [r["id"] for r in rows]
+        conn.execute(text(
+            f"SELECT setval(pg_get_serial_sequence('{spec.table}', 'id'), "
+            f"(SELECT coalesce(max(id), 0) + 1 FROM {spec.table}), false)"
+        ))
+    else:
+        ids = list(conn.execute(insert(table).returning(table.c.id), rows).scalars())
+    child = [dict(c, installation_id=i) for i, cs in zip(ids, chemicals) if cs for c in cs]
+    if child:
+        conn.execute(insert(models.InstallationChemical.__table__), child)
+    return len(rows)
+
+
+def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs: str | None = None,
+                area: tuple[float, float, float, float], replace: bool = False,
+                progress: bool = False, make_valid: bool = False) -> ImportResult:
+    """Read, validate and write a whole file in one transaction, or raise and write nothing."""
+    frame, source = read_source(path, source_crs)
+    records, rejections, ignored = validate(spec, frame, area, progress=progress, make_valid=make_valid)
+    if rejections:
+        raise ImportRejected(spec.id, rejections, len(frame))
+    if not records:
+        raise DataError(f"{Path(path).name} has no features")
+    with engine.begin() as conn:
+        n = write(conn, spec, records, replace=replace)
+    return ImportResult(spec.id, n, ignored, source)
+
+
+def select_columns(spec: LayerSpec, role: str) -> list:
+    """The table columns of the fields ``role`` may see (always with id)."""
+    table = spec.model.__table__
+    return [table.c.id] + [table.c[f.name] for f in spec.fields_for(role)]
+
+
+def export_layer(engine: Engine, spec: LayerSpec, out: str | Path, fmt: str, role: str = "admin") -> int:
+    """Write a layer to GeoJSON, GeoPackage or CSV (lon/lat for points, WKT otherwise)."""
+    table = spec.model.__table__
+    query = select(*select_columns(spec, role), func.ST_AsBinary(table.c.geom).label("geom")).order_by(table.c.id)
+    with engine.connect() as conn:
+        frame = gpd.read_postgis(query, conn, geom_col="geom", crs="EPSG:4326")
+    if spec.id == "hazard_installations":
+        frame["chemicals"] = _inventories(engine, frame["id"].tolist())
+    out = Path(out)
+    if fmt == "geojson":
+        frame.to_file(out, driver="GeoJSON", engine="pyogrio")
+    elif fmt == "gpkg":
+        frame.to_file(out, driver="GPKG", layer=spec.id, engine="pyogrio")
+    elif fmt == "csv":
+        df = pd.DataFrame(frame.drop(columns="geom"))
+        if spec.geometry_type == "Point":
+            df["lon"], df["lat"] = frame.geometry.x, frame.geometry.y
+        else:
+            df["wkt"] = frame.geometry.to_wkt()
+        df.to_csv(out, index=False)
+    else:
+        raise DataError(f"unknown export format {fmt!r}: use geojson, gpkg or csv")
+    return len(frame)
+
+
+def _inventories(engine: Engine, ids: Iterable[int]) -> list[str]:
+    t = models.InstallationChemical.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(t).order_by(t.c.id)).mappings().all()
+    by = {}
+    for r in rows:
+        by.setdefault(r["installation_id"], []).append({k: r[k] for k in CHEMICAL_FIELDS})
+    return [json.dumps(by.get(i, []), ensure_ascii=False) for i in ids]

@@ -1,0 +1,324 @@
+"""The layer registry: one frozen entry per layer drives import validation, the features API,
+tiles, legend and docs.
+
+Adding a layer means one entry here and one model in ``layers/models.py``
+(``tests/layers/test_registry.py`` checks that the two agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from layers import models
+
+ROLES = ("anonymous", "planner", "route_controller", "emergency", "editor", "admin")
+STAFF = frozenset({"planner", "route_controller", "emergency", "editor", "admin"})
+
+THEMES = {
+    "hazchem": ("危化品", "Hazardous chemicals"),
+    "tailings": ("尾矿库", "Tailings ponds"),
+    "transport": ("道路运输", "Road transport"),
+    "emergency": ("应急资源", "Emergency resources"),
+    "base": ("底图", "Base"),
+}
+
+# 红橙黄蓝: 重大/较大/一般/低风险 (the four-colour risk grading used by Chinese safety regulators).
+RISK_GRADES = {
+    "red": ("红（重大风险）", "Red (major risk)", "#e60012"),
+    "orange": ("橙（较大风险）", "Orange (high risk)", "#ff8c00"),
+    "yellow": ("黄（一般风险）", "Yellow (moderate risk)", "#ffd700"),
+    "blue": ("蓝（低风险）", "Blue (low risk)", "#1e64c8"),
+}
+# GB 18218-2018 4.3: 一级..四级 major hazard installations.
+HAZARD_LEVELS = {
+    1: ("一级", "Level 1", "#e60012"),
+    2: ("二级", "Level 2", "#ff8c00"),
+    3: ("三级", "Level 3", "#ffd700"),
+    4: ("四级", "Level 4", "#1e64c8"),
+}
+
+
+@dataclass(frozen=True)
+class Code:
+    zh: str
+    en: str
+    color: str | None = None
+
+
+def codes(table: Mapping) -> Mapping:
+    return MappingProxyType({k: Code(*v) for k, v in table.items()})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One attribute of a layer.
+
+    ``type`` is one of str, int, float, bool, datetime. ``roles`` restricts the field further than
+    its layer (None: whoever sees the layer sees the field).
+    """
+
+    name: str
+    type: str
+    title_zh: str
+    title_en: str
+    required: bool = False
+    codes: Mapping | None = None
+    roles: frozenset | None = None
+    pattern: str | None = None
+
+    def visible_to(self, role: str) -> bool:
+        return self.roles is None or role == "admin" or role in self.roles
+
+
+@dataclass(frozen=True)
+class Style:
+    color: str
+    fill: str | None = None
+    weight: float = 2
+    radius: float = 5
+    by_field: str | None = None  # colour features by this coded field
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    id: str
+    model: type
+    title_zh: str
+    title_en: str
+    theme: str
+    geometry_type: str
+    fields: tuple[FieldSpec, ...]
+    style: Style
+    roles: frozenset | None = None  # None: public
+    minzoom: int = 0
+    maxzoom: int = 22
+    popup: tuple[str, ...] = ("name",)
+    default_visible: bool = True
+    cluster_below_zoom: int | None = None  # server-side clustering of dense point layers
+    derived: bool = False
+
+    @property
+    def table(self) -> str:
+        return self.model.__tablename__
+
+    @property
+    def public(self) -> bool:
+        return self.roles is None
+
+    def visible_to(self, role: str) -> bool:
+        return self.roles is None or role == "admin" or role in self.roles
+
+    def fields_for(self, role: str) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.visible_to(role))
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def legend(self) -> list[dict]:
+        if self.style.by_field:
+            table = self.field(self.style.by_field).codes or {}
+            return [
+                {"value": k, "label_zh": c.zh, "label_en": c.en, "color": c.color}
+                for k, c in table.items() if c.color
+            ]
+        return [{"value": None, "label_zh": self.title_zh, "label_en": self.title_en, "color": self.style.color}]
+
+
+def F(name, type_, zh, en, **kw) -> FieldSpec:  # noqa: N802 - short constructor for the table below
+    if isinstance(kw.get("codes"), dict):
+        kw["codes"] = codes(kw["codes"])
+    if kw.get("roles") is not None:
+        kw["roles"] = frozenset(kw["roles"])
+    return FieldSpec(name, type_, zh, en, **kw)
+
+
+NAME = F("name", "str", "名称", "Name")
+SYNTHETIC = F("synthetic", "bool", "合成数据", "Synthetic")
+SOURCE = F("source", "str", "来源", "Source")
+RISK = F("risk_grade", "str", "风险等级", "Risk grade", codes=RISK_GRADES)
+ADCODE = F("adcode", "str", "行政区划代码", "Admin code (adcode)", pattern=r"^\d{6}$")
+COMMON = (SYNTHETIC, SOURCE)
+
+LAYERS: tuple[LayerSpec, ...] = (
+    LayerSpec(
+        "admin_areas", models.AdminArea, "行政区划（区县）", "Districts and counties", "base", "MultiPolygon",
+        (F("name", "str", "名称", "Name", required=True),
+         F("adcode", "str", "行政区划代码", "Admin code (adcode)", required=True, pattern=r"^\d{6}$"),
+         F("level", "str", "级别", "Level", codes={"district": ("市辖区", "District"),
+                                                  "county": ("县", "County"),
+                                                  "county_city": ("县级市", "County-level city")}),
+         F("population", "int", "常住人口", "Resident population"),
+         F("population_year", "int", "人口年份", "Population year"), *COMMON),
+        Style("#555555", fill=None, weight=1.5), popup=("name", "adcode", "population"),
+    ),
+    LayerSpec(
+        "chemical_parks", models.ChemicalPark, "化工园区", "Chemical parks", "hazchem", "MultiPolygon",
+        (F("name", "str", "名称", "Name", required=True),
+         F("park_level", "str", "园区级别", "Park level", codes={
+             "national": ("国家级", "National"), "provincial": ("省级", "Provincial"),
+             "municipal": ("市级", "Municipal")}),
+         F("status", "str", "状态", "Status", codes={
+             "operating": ("运营", "Operating"), "construction": ("在建", "Under construction"),
+             "planned": ("规划", "Planned")}),
+         RISK, ADCODE, F("main_industry", "str", "主导产业", "Main industry"), *COMMON),
+        Style("#8e44ad", fill="#8e44ad", by_field="risk_grade"), popup=("name", "park_level", "risk_grade"),
+    ),
+    LayerSpec(
+        "enterprises", models.Enterprise, "危险化学品企业", "Hazardous-chemical enterprises", "hazchem",
+        "MultiPolygon",
+        (F("name", "str", "名称", "Name", required=True),
+         F("credit_code", "str", "统一社会信用代码", "Unified social credit code",
+           pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"),
+         F("industry", "str", "行业", "Industry"),
+         F("park_id", "int", "所属园区", "Chemical park id"),
+         F("kind", "str", "企业类型", "Type", codes={
+             "production": ("生产", "Production"), "storage": ("储存", "Storage"),
+             "use": ("使用", "Use"), "operation": ("经营", "Trading")}),
+         RISK, ADCODE, F("address", "str", "地址", "Address"), *COMMON),
+        Style("#c0392b", fill="#c0392b", by_field="risk_grade"), roles=STAFF, minzoom=10,
+        popup=("name", "kind", "industry", "risk_grade"),
+    ),
+    LayerSpec(
+        "hazard_installations", models.HazardInstallation, "重大危险源", "Major hazard installations",
+        "hazchem", "MultiPolygon",
+        (F("name", "str", "名称", "Name", required=True),
+         F("enterprise_id", "int", "所属企业", "Enterprise id"),
+         F("unit_type", "str", "单元类型", "Unit type", codes={
+             "production": ("生产单元", "Production unit"), "storage": ("储存单元", "Storage unit")}),
+         F("level", "int", "危险源等级", "Level (GB 18218)", codes=HAZARD_LEVELS), *COMMON),
+        Style("#e60012", fill="#e60012", by_field="level"), roles=STAFF, minzoom=8,
+        popup=("name", "unit_type", "level"),
+    ),
+    LayerSpec(
+        "tailings_ponds", models.TailingsPond, "尾矿库", "Tailings ponds", "tailings", "MultiPolygon",
+        (F("name", "str", "名称", "Name", required=True),
+         F("mine", "str", "所属矿山", "Mine"),
+         F("dam_height_m", "float", "坝高（米）", "Dam height (m)"),
+         F("capacity_10k_m3", "float", "总库容（万立方米）", "Capacity (10⁴ m³)"),
+         F("grade", "int", "等别", "Grade (等别)", codes={
+             1: ("一等", "Grade 1", "#e60012"), 2: ("二等", "Grade 2", "#ff8c00"),
+             3: ("三等", "Grade 3", "#ffd700"), 4: ("四等", "Grade 4", "#1e64c8"),
+             5: ("五等", "Grade 5", "#7f8c8d")}),
+         F("status", "str", "状态", "Status", codes={
+             "operating": ("运行", "Operating"), "inactive": ("停用", "Inactive"),
+             "closed": ("闭库", "Closed"), "reclaimed": ("销库", "Decommissioned")}),
+         ADCODE, F("headtop", "bool", "头顶库", "Head-top dam"),
+         F("toe_lon", "float", "坝脚经度", "Dam toe longitude"),
+         F("toe_lat", "float", "坝脚纬度", "Dam toe latitude"), *COMMON),
+        Style("#8d6e63", fill="#a1887f", by_field="grade"), popup=("name", "mine", "grade", "headtop"),
+    ),
+    LayerSpec(
+        "accidents", models.Accident, "道路交通事故", "Road accidents", "transport", "Point",
+        (F("occurred_at", "datetime", "发生时间", "Time", required=True),
+         F("kind", "str", "事故类型", "Type", codes={
+             "collision": ("碰撞", "Collision"), "rollover": ("侧翻", "Rollover"),
+             "pedestrian": ("碰撞行人", "Pedestrian"), "fire": ("起火", "Fire"),
+             "leak": ("泄漏", "Leak"), "other": ("其他", "Other")}),
+         F("deaths", "int", "死亡人数", "Deaths"), F("injuries", "int", "受伤人数", "Injuries"),
+         F("vehicles", "int", "车辆数", "Vehicles"), F("hazmat", "bool", "涉危化品", "Hazmat involved"),
+         NAME, *COMMON),
+        Style("#d35400", radius=3), cluster_below_zoom=13, default_visible=False,
+        popup=("occurred_at", "kind", "deaths", "injuries", "hazmat"),
+    ),
+    LayerSpec(
+        "roads", models.Road, "道路", "Roads", "transport", "LineString",
+        (NAME, F("ref", "str", "编号", "Ref"),
+         F("road_class", "str", "道路等级", "Class", required=True, codes={
+             "motorway": ("高速公路", "Expressway", "#e67e22"), "trunk": ("国道", "National road", "#f1c40f"),
+             "primary": ("省道", "Provincial road", "#3498db"), "secondary": ("县道", "County road", "#95a5a6"),
+             "urban": ("城市道路", "Urban road", "#bdc3c7")}),
+         F("speed_kmh", "float", "设计速度", "Speed (km/h)"), F("oneway", "bool", "单行", "One-way"),
+         F("bridge", "bool", "桥梁", "Bridge"), F("tunnel", "bool", "隧道", "Tunnel"),
+         F("layer", "int", "层", "Layer"), F("length_m", "float", "长度（米）", "Length (m)"),
+         F("osm_id", "int", "OSM 编号", "OSM id"), *COMMON),
+        Style("#7f8c8d", weight=2, by_field="road_class"), default_visible=False,
+        popup=("name", "ref", "road_class", "speed_kmh"),
+    ),
+    LayerSpec(
+        "restricted_structures", models.RestrictedStructure, "限行桥梁隧道", "Restricted bridges and tunnels",
+        "transport", "LineString",
+        (F("name", "str", "名称", "Name", required=True),
+         F("kind", "str", "类型", "Kind", required=True, codes={
+             "bridge": ("桥梁", "Bridge"), "tunnel": ("隧道", "Tunnel")}),
+         F("structure_class", "str", "分类", "Class", codes={
+             "bridge_xl": ("特大桥", "Extra-large bridge", "#e60012"), "bridge_l": ("大桥", "Large bridge", "#ff8c00"),
+             "bridge_m": ("中桥", "Medium bridge", None), "bridge_s": ("小桥", "Small bridge", None),
+             "tunnel_xl": ("特长隧道", "Extra-long tunnel", "#6c3483"), "tunnel_l": ("长隧道", "Long tunnel", "#a569bd"),
+             "tunnel_m": ("中隧道", "Medium tunnel", None), "tunnel_s": ("短隧道", "Short tunnel", None)}),
+         F("length_m", "float", "长度（米）", "Length (m)"),
+         F("adr_category", "str", "ADR 隧道类别", "ADR tunnel category",
+           codes={c: (c, c) for c in "ABCDE"}),
+         F("road_ref", "str", "所在道路", "Road ref"), *COMMON),
+        Style("#6c3483", weight=5, by_field="structure_class"), popup=("name", "structure_class", "length_m"),
+    ),
+    LayerSpec(
+        "water_source_zones", models.WaterSourceZone, "饮用水水源保护区", "Drinking-water source protection zones",
+        "transport", "MultiPolygon",
+        (F("name", "str", "名称", "Name", required=True),
+         F("zone_level", "str", "保护区级别", "Zone level", required=True, codes={
+             "grade1": ("一级保护区", "Grade-1 zone", "#0b5394"), "grade2": ("二级保护区", "Grade-2 zone", "#3d85c6"),
+             "quasi": ("准保护区", "Quasi-protection zone", "#9fc5e8")}),
+         F("water_body", "str", "水体", "Water body"), *COMMON),
+        Style("#3d85c6", fill="#9fc5e8", by_field="zone_level"), popup=("name", "zone_level", "water_body"),
+    ),
+    LayerSpec(
+        "hazmat_routes", models.HazmatRoute, "危化品运输路线", "Hazardous-cargo routes", "transport", "LineString",
+        (F("name", "str", "名称", "Name", required=True), F("carrier", "str", "承运单位", "Carrier"),
+         F("cargo_un", "str", "货物 UN 编号", "Cargo UN number", pattern=r"^\d{4}$"),
+         F("cargo_class", "str", "危险货物类别", "Cargo hazard class"),
+         F("quantity_t", "float", "运量（吨）", "Quantity (t)"), F("schedule", "str", "班次", "Schedule"), *COMMON),
+        Style("#c0392b", weight=3), roles=frozenset({"route_controller", "planner", "emergency", "editor"}),
+        popup=("name", "carrier", "cargo_un", "schedule"),
+    ),
+    LayerSpec(
+        "receptors", models.Receptor, "防护目标", "Protection targets", "hazchem", "Point",
+        (F("name", "str", "名称", "Name", required=True),
+         F("kind", "str", "类型", "Kind", required=True, codes={
+             "school": ("学校", "School"), "kindergarten": ("幼儿园", "Kindergarten"),
+             "hospital": ("医院", "Hospital"), "care_home": ("养老院", "Care home"),
+             "residential": ("居住区", "Residential area"), "market": ("商场市场", "Market"),
+             "office": ("办公场所", "Office"), "prison": ("监所", "Prison")}),
+         F("protection_class", "str", "防护目标类别 (GB 36894)", "Protection class (GB 36894)", codes={
+             "high_sensitive": ("高敏感防护目标", "Highly sensitive", "#e60012"),
+             "important": ("重要防护目标", "Important", "#ff8c00"),
+             "general_1": ("一般防护目标（一类）", "General, class 1", "#ffd700"),
+             "general_2": ("一般防护目标（二类）", "General, class 2", "#1e64c8"),
+             "general_3": ("一般防护目标（三类）", "General, class 3", "#7f8c8d")}),
+         F("people", "int", "人数", "People"), ADCODE, *COMMON),
+        Style("#2e86c1", radius=4, by_field="protection_class"), minzoom=9,
+        popup=("name", "kind", "protection_class", "people"),
+    ),
+    LayerSpec(
+        "emergency_resources", models.EmergencyResource, "应急资源", "Emergency resources", "emergency", "Point",
+        (F("name", "str", "名称", "Name", required=True),
+         F("kind", "str", "类型", "Kind", required=True, codes={
+             "fire_station": ("消防站", "Fire station", "#e60012"),
+             "rescue_team": ("救援队伍", "Rescue team", "#ff8c00"),
+             "hospital": ("医院", "Hospital", "#27ae60"),
+             "depot": ("物资库", "Material depot", "#8e44ad"),
+             "shelter": ("避难场所", "Shelter", "#1e64c8")}),
+         F("capacity", "int", "能力", "Capacity"),
+         F("contact_name", "str", "联系人", "Contact", roles={"emergency", "editor"}),
+         F("contact_phone", "str", "联系电话", "Phone", roles={"emergency", "editor"}),
+         F("address", "str", "地址", "Address"), *COMMON),
+        Style("#27ae60", radius=5, by_field="kind"), roles=STAFF, popup=("name", "kind", "capacity"),
+    ),
+)
+
+_BY_ID = {spec.id: spec for spec in LAYERS}
+assert len(_BY_ID) == len(LAYERS), "duplicate layer id in the registry"
+REGISTRY: Mapping[str, LayerSpec] = MappingProxyType(_BY_ID)
+
+
+def get(layer_id: str) -> LayerSpec:
+    """The spec for ``layer_id``; KeyError if unknown."""
+    return REGISTRY[layer_id]
+
+
+def visible_layers(role: str) -> list[LayerSpec]:
+    return [spec for spec in LAYERS if spec.visible_to(role)]
