@@ -140,6 +140,34 @@ def export_cmd(
     typer.echo(f"exported {n} features to {out}")
 
 
+@app.command("analyze")
+def analyze_cmd(
+    which: str = typer.Argument("all", help="an analysis name (roads, hazchem, tailings) or all"),
+) -> None:
+    """Recompute derived layers (one transaction per analysis, recorded with a run id)."""
+    from gis.analyses import ANALYSES
+
+    names = list(ANALYSES) if which == "all" else [which]
+    if which != "all" and which not in ANALYSES:
+        fail(f"unknown analysis {which!r}; choose from: all, {', '.join(ANALYSES)}")
+    store = StoreSettings()
+    with database(store) as (_, engine):
+        run_analyses(engine, store, names)
+
+
+def run_analyses(engine: Engine, store: StoreSettings, names: list[str]) -> None:
+    from gis.analyses import resolve
+    from gis.errors import AnalysisError
+
+    for name in names:
+        typer.echo(f"analysis {name}: running")
+        try:
+            stats = resolve(name)(engine, store)
+        except (AnalysisError, DataError) as exc:
+            fail(f"analysis {name}: {exc}")
+        typer.echo(f"analysis {name}: done " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+
+
 @app.command("layers")
 def layers_cmd() -> None:
     """List the layers in the registry."""

@@ -55,6 +55,6 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str, revision: str = "head") -> None:
+def migrate(url: str, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` (the schema is created only by these migrations)."""
     command.upgrade(alembic_config(url), revision)

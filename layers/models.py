@@ -12,6 +12,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, Text, func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SRID = 4326
@@ -33,6 +34,26 @@ class LayerMixin:
     synthetic: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     source: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DerivedMixin:
+    """Columns every derived (analysis result) table has; see layers/derived.py."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id", ondelete="CASCADE"), index=True, nullable=False)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    synthetic: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+
+
+class AnalysisRun(Base):
+    __tablename__ = "analysis_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="running")
+    input_versions: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default="{}")
+    stats: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default="{}")
 
 
 class AdminArea(LayerMixin, Base):

@@ -8,6 +8,8 @@ from alembic import op
 import sqlalchemy as sa
 import geoalchemy2
 
+from layers.migrations.util import bump_trigger
+
 
 revision = '0001'
 down_revision = None
@@ -29,13 +31,6 @@ BEGIN
   RETURN NULL;
 END $$;
 """
-
-
-def _bump_trigger(table: str, layer: str) -> None:
-    op.execute(
-        f"CREATE TRIGGER {table}_bump_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION riskmap_bump_layer_version('{layer}')"
-    )
 
 
 def upgrade() -> None:
@@ -274,9 +269,8 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     op.execute(BUMP_FUNCTION)
     for table in LAYER_TABLES:
-        _bump_trigger(table, table)
-        op.execute(f"INSERT INTO layer_versions (layer, version) VALUES ('{table}', 0)")
-    _bump_trigger("installation_chemicals", "hazard_installations")
+        bump_trigger(table)
+    bump_trigger("installation_chemicals", "hazard_installations")
 
 
 def downgrade() -> None:
