@@ -89,12 +89,24 @@ class EmbeddedCluster:
     def initialized(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
+    def _check_reachable(self) -> None:
+        """As root, the unprivileged user must be able to enter every parent folder of the cluster."""
+        if os.geteuid() != 0:
+            return
+        probe = subprocess.run(["test", "-x", str(self.root)], preexec_fn=self._demote())
+        if probe.returncode != 0:
+            raise EmbeddedClusterError(
+                f"the OS user {self.os_user!r} cannot reach {self.root}: give its parent folders o+x "
+                "(chmod o+x) or set RISKMAP_DATA_DIR to a folder it can reach"
+            )
+
     def initialize(self) -> None:
         """initdb with a random password for the ``riskmap`` superuser (kept in the cluster folder)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         for path in (self.root, self.socket_dir):
             self._chown(path)
+        self._check_reachable()
         password = secrets.token_urlsafe(24)
         self.password_file.write_text(password)
         self.password_file.chmod(0o600)

@@ -98,7 +98,23 @@ def _read_csv(path: Path) -> gpd.GeoDataFrame:
 
 
 def _cast(spec: FieldSpec, value: Any) -> Any:
-    """Cast one value to the field's type; ValueError with a reason if it does not fit."""
+    """Cast one value to the field's type; ValueError naming the field if it does not fit."""
+    try:
+        value = _convert(spec, value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith(f"{spec.name}:") else f"{spec.name}: {value!r} is not a valid {spec.type}") from None
+    if value is None:
+        return None
+    if spec.codes is not None and value not in spec.codes:
+        allowed = ", ".join(str(k) for k in spec.codes)
+        raise ValueError(f"{spec.name}: {value!r} is not a valid code (allowed: {allowed})")
+    if spec.pattern and not re.fullmatch(spec.pattern, str(value)):
+        raise ValueError(f"{spec.name}: {value!r} does not match the expected format")
+    return value
+
+
+def _convert(spec: FieldSpec, value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return None
     if spec.type == "str":
@@ -125,11 +141,6 @@ def _cast(spec: FieldSpec, value: Any) -> Any:
         if value.tzinfo is None:
             value = value.tz_localize("Asia/Shanghai")
         value = value.to_pydatetime()
-    if spec.codes is not None and value not in spec.codes:
-        allowed = ", ".join(str(k) for k in spec.codes)
-        raise ValueError(f"{spec.name}: {value!r} is not a valid code (allowed: {allowed})")
-    if spec.pattern and not re.fullmatch(spec.pattern, str(value)):
-        raise ValueError(f"{spec.name}: {value!r} does not match the expected format")
     return value
 
 

@@ -1,0 +1,112 @@
+"""OGC API Features over the real PostGIS: paging, bbox, filters, access control, errors."""
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from layers import registry
+from layers.io import validate, write
+from layers.settings import StoreSettings
+
+import geopandas as gpd
+import shapely
+
+
+@pytest.fixture
+def receptors(clean):
+    """25 receptors on a diagonal, every 5th a hospital, one emergency resource with contacts."""
+    frame = gpd.GeoDataFrame(
+        {"name": [f"R{i}" for i in range(25)],
+         "kind": ["hospital" if i % 5 == 0 else "school" for i in range(25)],
+         "people": list(range(25))},
+        geometry=[shapely.Point(102.5 + i * 0.01, 25.0 + i * 0.01) for i in range(25)], crs="EPSG:4326")
+    area = StoreSettings().area_bbox
+    res = gpd.GeoDataFrame({"name": ["消防站一"], "kind": ["fire_station"], "contact_phone": ["0871-0000000"]},
+                           geometry=[shapely.Point(102.7, 25.0)], crs="EPSG:4326")
+    with clean.begin() as conn:
+        write(conn, registry.get("receptors"), validate(registry.get("receptors"), frame, area)[0])
+        write(conn, registry.get("emergency_resources"),
+              validate(registry.get("emergency_resources"), res, area)[0])
+    return clean
+
+
+def test_landing_conformance_collections(client, receptors):
+    landing = client.get("/", headers={"Accept": "application/json"}).json()
+    assert {"data", "conformance", "service-desc"} <= {l["rel"] for l in landing["links"]}
+    assert "ogcapi-features-1/1.0/conf/geojson" in " ".join(client.get("/conformance").json()["conformsTo"])
+    ids = [c["id"] for c in client.get("/collections").json()["collections"]]
+    assert "receptors" in ids and "emergency_resources" not in ids  # restricted layer hidden from anonymous
+    coll = client.get("/collections/receptors").json()
+    assert coll["extent"]["spatial"]["bbox"][0] == pytest.approx([102.5, 25.0, 102.74, 25.24])
+
+
+def test_paging_with_next_links(client, receptors):
+    r = client.get("/collections/receptors/items?limit=10&offset=20")
+    assert r.headers["content-type"].startswith("application/geo+json")
+    body = r.json()
+    assert body["numberMatched"] == 25 and body["numberReturned"] == 5
+    assert [f["properties"]["name"] for f in body["features"]] == [f"R{i}" for i in range(20, 25)]
+    assert "next" not in {l["rel"] for l in body["links"]}
+    first = client.get("/collections/receptors/items?limit=10").json()
+    nxt = next(l["href"] for l in first["links"] if l["rel"] == "next")
+    assert "offset=10" in nxt and "limit=10" in nxt
+
+
+def test_bbox_and_property_filters(client, receptors):
+    body = client.get("/collections/receptors/items?bbox=102.545,25.045,102.605,25.105").json()
+    assert [f["properties"]["name"] for f in body["features"]] == ["R5", "R6", "R7", "R8", "R9", "R10"]
+    body = client.get("/collections/receptors/items?kind=hospital").json()
+    assert body["numberMatched"] == 5
+    body = client.get("/collections/receptors/items?kind=hospital&bbox=102.5,25.0,102.55,25.05").json()
+    assert [f["properties"]["name"] for f in body["features"]] == ["R0", "R5"]
+
+
+@pytest.mark.parametrize("url, status, words", [
+    ("/collections/nope/items", 404, "unknown layer"),
+    ("/collections/receptors/items?bbox=1,2,3", 400, "4 numbers"),
+    ("/collections/receptors/items?bbox=a,b,c,d", 400, "four numbers"),
+    ("/collections/receptors/items?bbox=200,0,201,1", 400, "lon/lat"),
+    ("/collections/receptors/items?limit=100000000", 400, "at most"),
+    ("/collections/receptors/items?limit=-1", 400, "limit"),
+    ("/collections/receptors/items?kind=spaceship", 400, "not a valid code"),
+    ("/collections/receptors/items?colour=red", 400, "unknown property"),
+    ("/collections/receptors/items?people=many", 400, "people"),
+    ("/collections/receptors/items/999999", 404, "no feature"),
+    ("/collections/receptors/items/1;DROP", 404, "no feature"),
+    ("/collections/'%3B--/items", 404, "unknown layer"),
+])
+def test_bad_requests_get_a_clear_4xx(client, receptors, url, status, words):
+    r = client.get(url)
+    assert r.status_code == status, r.text
+    assert words in r.json()["description"]
+
+
+def test_restricted_layer_needs_a_token_and_sensitive_fields_a_role(client, receptors, token):
+    r = client.get("/collections/emergency_resources/items")
+    assert r.status_code == 401 and "restricted" in r.json()["description"]
+    assert client.get("/collections/emergency_resources/items",
+                      headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    props = client.get("/collections/emergency_resources/items", headers=planner).json()["features"][0]["properties"]
+    assert props["name"] == "消防站一" and "contact_phone" not in props
+    emergency = {"Authorization": f"Bearer {token('emergency')}"}
+    props = client.get("/collections/emergency_resources/items", headers=emergency).json()["features"][0]["properties"]
+    assert props["contact_phone"] == "0871-0000000"
+    # a filter on a field the role may not see is refused, not silently applied
+    r = client.get("/collections/emergency_resources/items?contact_phone=0871-0000000", headers=planner)
+    assert r.status_code == 400
+    layers = {l["id"] for l in client.get("/api/layers").json()["layers"]}
+    assert "emergency_resources" not in layers and "receptors" in layers
+    assert "emergency_resources" in {l["id"] for l in client.get("/api/layers", headers=planner).json()["layers"]}
+
+
+def test_item_and_version_bump(client, receptors):
+    with receptors.connect() as conn:
+        v0 = conn.execute(text("SELECT version FROM layer_versions WHERE layer='receptors'")).scalar_one()
+    item = client.get("/collections/receptors/items/3").json()
+    assert item["properties"]["name"] == "R2" and item["geometry"]["coordinates"] == [102.52, 25.02]
+    with receptors.begin() as conn:
+        conn.execute(text("UPDATE receptors SET people = 1 WHERE id = 3"))
+        v1 = conn.execute(text("SELECT version FROM layer_versions WHERE layer='receptors'")).scalar_one()
+    assert v1 == v0 + 1

@@ -1,0 +1,140 @@
+"""The server started the way a user starts it: `riskmap serve` on the embedded cluster and on
+DATABASE_URL; GDAL's OAPIF driver reads it; tokens made by the CLI while it runs; DB loss -> 503."""
+
+import os
+import signal
+import subprocess
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from conftest import free_port, throwaway_cluster
+from layers.db import migrate
+
+RISKMAP = str(Path(sys.executable).parent / "riskmap")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("server did not become ready")
+
+
+def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+def test_cli_help_lists_every_command():
+    out = subprocess.run([RISKMAP, "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("serve", "import", "export", "users", "analyze", "layers", "migrate", "db"):
+        assert cmd in out
+
+
+def test_cli_import_errors_exit_2_with_rows(db_url, clean, tmp_path):
+    env = {**os.environ, "DATABASE_URL": db_url}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,kind,lon,lat\nA,school,102.7,25.0\nB,spaceship,102.7,25.0\nC,school,0,0\n")
+    r = subprocess.run([RISKMAP, "import", "receptors", str(bad)], env=env, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "row 2: kind: 'spaceship'" in r.stderr and "row 3: geometry outside" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    r = subprocess.run([RISKMAP, "import", "nolayer", str(bad)], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown layer" in r.stderr
+
+
+def test_embedded_cluster_lifecycle_tokens_and_gdal():
+    """`riskmap serve` with no DATABASE_URL: own cluster, reused on restart, stopped on Ctrl-C."""
+    data = Path(tempfile.mkdtemp(prefix="riskmap-embedded-"))
+    os.chmod(data, 0o755)
+    port, pg_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RISKMAP_DATABASE_URL")}
+    env |= {"RISKMAP_DATA_DIR": str(data), "RISKMAP_EMBEDDED_PORT": str(pg_port)}
+    base = f"http://127.0.0.1:{port}"
+    proc = serve(env, port, "--no-demo")
+    try:
+        assert httpx.get(base + "/collections/hazard_installations/items").status_code == 401
+        # a token made by the CLI while the server runs on the embedded cluster
+        out = subprocess.run([RISKMAP, "users", "add", "alice", "--role", "planner"], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        token = out.strip().splitlines()[-1]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(base + "/collections/hazard_installations/items", headers=headers).status_code == 200
+        # GDAL's OGC API Features driver reads the service
+        info = subprocess.run(["ogrinfo", "-ro", "-so", f"OAPIF:{base}"], capture_output=True, text=True)
+        assert info.returncode == 0, info.stderr
+        assert "admin_areas" in info.stdout and "hazard_installations" not in info.stdout
+    finally:
+        out = stop(proc)
+    assert "stopping the embedded cluster" in out
+    status = subprocess.run([RISKMAP, "db", "status"], env=env, capture_output=True, text=True).stdout
+    assert "stopped" in status
+    proc = serve(env, port, "--no-demo")  # reuses the cluster and its data
+    try:
+        assert httpx.get(base + "/collections/hazard_installations/items", headers=headers).status_code == 200
+    finally:
+        stop(proc)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_gdal_reads_features_from_database_url_server(db_url, engine, clean):
+    from layers import registry
+    from layers.demo import districts_frame
+    from layers.io import validate, write
+    from layers.settings import StoreSettings
+
+    spec = registry.get("admin_areas")
+    with engine.begin() as conn:
+        write(conn, spec, validate(spec, districts_frame(), StoreSettings().area_bbox, make_valid=True)[0])
+    port = free_port()
+    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
+    try:
+        info = subprocess.run(["ogrinfo", "-ro", "-al", "-q", f"OAPIF:http://127.0.0.1:{port}", "admin_areas"],
+                              capture_output=True, text=True, timeout=60)
+        assert info.returncode == 0, info.stderr
+        assert info.stdout.count("OGRFeature(admin_areas)") == 14
+        assert "name (String) = 五华区" in info.stdout
+    finally:
+        stop(proc)
+
+
+def test_database_loss_gives_503_and_recovers():
+    cluster = throwaway_cluster()
+    try:
+        migrate(cluster.url())
+        with TestClient(create_app(cluster.url())) as client:
+            assert client.get("/collections/receptors/items").status_code == 200
+            cluster.stop()
+            for path in ("/collections/receptors/items", "/readyz", "/api/layers"):
+                r = client.get(path)
+                assert r.status_code == 503, (path, r.text)
+                assert "unavailable" in r.json()["description"]
+            assert client.get("/healthz").status_code == 200
+            cluster.start()
+            assert client.get("/collections/receptors/items").status_code == 200
+            assert client.get("/readyz").status_code == 200
+    finally:
+        cluster.destroy()

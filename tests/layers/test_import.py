@@ -1,0 +1,133 @@
+"""Import/export through the registry: formats, CRS conversion, row-by-row rejection, all-or-nothing."""
+
+import json
+import zipfile
+
+import geopandas as gpd
+import pytest
+import shapely
+from sqlalchemy import func, select, text
+
+from layers import crs, registry
+from layers.errors import DataError, ImportRejected
+from layers.io import export_layer, import_file
+from layers.settings import StoreSettings
+
+from conftest import FIXTURES
+
+AREA = StoreSettings().area_bbox
+PARKS = registry.get("chemical_parks")
+RECEPTORS = registry.get("receptors")
+
+
+def count(engine, spec) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(spec.model.__table__)).scalar_one()
+
+
+def test_bad_rows_are_reported_one_by_one_and_nothing_is_written(clean):
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, PARKS, FIXTURES / "parks_mixed.geojson", area=AREA)
+    rows = {r.row: r.reason for r in err.value.rejections}
+    assert set(rows) == {2, 3, 4, 5}
+    assert "park_level" in rows[2] and "risk_grade" in rows[2]
+    assert "Self-intersection" in rows[3]
+    assert "outside the area" in rows[4]
+    assert "Point" in rows[5] and "name: required" in rows[5]
+    assert count(clean, PARKS) == 0  # the valid first row was not written either
+
+
+def test_geojson_import_and_export_round_trip(clean, tmp_path):
+    src = json.loads((FIXTURES / "parks_mixed.geojson").read_text())
+    src["features"] = src["features"][:1]
+    path = tmp_path / "one.geojson"
+    path.write_text(json.dumps(src))
+    result = import_file(clean, PARKS, path, area=AREA)
+    assert result.written == 1 and count(clean, PARKS) == 1
+    for fmt in ("geojson", "gpkg", "csv"):
+        out = tmp_path / f"parks.{fmt}"
+        assert export_layer(clean, PARKS, out, fmt) == 1
+    back = gpd.read_file(tmp_path / "parks.gpkg")
+    assert back.iloc[0]["name"] == "Test park A" and back.iloc[0]["risk_grade"] == "red"
+    assert abs(back.geometry.iloc[0].area - 0.0004) < 1e-9
+
+
+def _receptors_frame():
+    return gpd.GeoDataFrame(
+        {"name": ["学校一", "医院二"], "kind": ["school", "hospital"], "protection_class": ["high_sensitive"] * 2,
+         "people": [1200, 800]},
+        geometry=[shapely.Point(102.70, 25.03), shapely.Point(102.72, 25.05)], crs="EPSG:4326",
+    )
+
+
+def test_gpkg_zipped_shapefile_and_csv(clean, tmp_path):
+    frame = _receptors_frame()
+    frame.to_file(tmp_path / "r.gpkg", driver="GPKG")
+    import_file(clean, RECEPTORS, tmp_path / "r.gpkg", area=AREA)
+    shp = tmp_path / "shp"
+    shp.mkdir()
+    frame.to_file(shp / "r.shp", encoding="utf-8")
+    with zipfile.ZipFile(tmp_path / "r.zip", "w") as z:
+        for p in shp.iterdir():
+            z.write(p, p.name)
+    import_file(clean, RECEPTORS, tmp_path / "r.zip", area=AREA)
+    (tmp_path / "r.csv").write_text("name,kind,people,lon,lat\n幼儿园,kindergarten,90,102.71,25.04\n")
+    import_file(clean, RECEPTORS, tmp_path / "r.csv", area=AREA)
+    assert count(clean, RECEPTORS) == 5
+
+
+def test_gcj02_and_bd09_sources_land_on_wgs84(clean, tmp_path):
+    lon, lat = 102.71, 25.04
+    glon, glat = crs.wgs84_to_gcj02(lon, lat)
+    blon, blat = crs.gcj02_to_bd09(glon, glat)
+    (tmp_path / "g.csv").write_text(f"name,kind,lon,lat\nG,school,{glon:.9f},{glat:.9f}\n")
+    (tmp_path / "b.csv").write_text(f"name,kind,lon,lat\nB,school,{blon:.9f},{blat:.9f}\n")
+    import_file(clean, RECEPTORS, tmp_path / "g.csv", source_crs="GCJ-02", area=AREA)
+    import_file(clean, RECEPTORS, tmp_path / "b.csv", source_crs="BD-09", area=AREA)
+    with clean.connect() as conn:
+        d = conn.execute(text(
+            "SELECT max(ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)) "
+            "FROM receptors"), {"lon": lon, "lat": lat}).scalar_one()
+    assert d < 0.5
+
+
+def test_projected_source_crs(clean, tmp_path):
+    frame = _receptors_frame().to_crs(4544)
+    frame.to_file(tmp_path / "m.gpkg", driver="GPKG")
+    import_file(clean, RECEPTORS, tmp_path / "m.gpkg", area=AREA)  # CRS read from the file
+    with clean.connect() as conn:
+        x = conn.execute(text("SELECT ST_X(geom) FROM receptors ORDER BY id LIMIT 1")).scalar_one()
+    assert abs(x - 102.70) < 1e-7
+
+
+def test_wrong_crs_and_broken_files_are_clear_errors(clean, tmp_path):
+    (tmp_path / "m.csv").write_text("name,kind,lon,lat\nX,school,512000,2770000\n")
+    with pytest.raises(ImportRejected, match="1 of 1"):
+        import_file(clean, RECEPTORS, tmp_path / "m.csv", area=AREA)
+    (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [')
+    with pytest.raises(DataError, match="cannot read"):
+        import_file(clean, RECEPTORS, tmp_path / "broken.geojson", area=AREA)
+    with pytest.raises(DataError, match="needs column"):
+        (tmp_path / "nokind.csv").write_text("name,lon,lat\nX,102.7,25.0\n")
+        import_file(clean, RECEPTORS, tmp_path / "nokind.csv", area=AREA)
+    with pytest.raises(DataError, match="unknown source CRS"):
+        import_file(clean, RECEPTORS, tmp_path / "m.csv", source_crs="EPSG:0", area=AREA)
+    assert count(clean, RECEPTORS) == 0
+
+
+def test_installation_inventory_goes_to_child_rows(clean, tmp_path):
+    feat = {"type": "Feature", "properties": {
+        "name": "储罐区", "unit_type": "storage",
+        "chemicals": [{"name": "氯", "cas": "7782-50-5", "un_number": "1017", "quantity_t": 12.5},
+                      {"name": "氨", "cas": "7664-41-7", "quantity_t": 3}]},
+        "geometry": {"type": "Polygon", "coordinates": [[[102.4, 24.9], [102.401, 24.9], [102.401, 24.901], [102.4, 24.901], [102.4, 24.9]]]}}
+    path = tmp_path / "hi.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}, ensure_ascii=False))
+    import_file(clean, registry.get("hazard_installations"), path, area=AREA)
+    with clean.connect() as conn:
+        rows = conn.execute(text("SELECT name, quantity_t FROM installation_chemicals ORDER BY name")).all()
+    assert [(r.name, r.quantity_t) for r in rows] == [("氨", 3.0), ("氯", 12.5)]
+    feat["properties"]["chemicals"] = [{"name": "氯", "quantity_t": -1}]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}, ensure_ascii=False))
+    with pytest.raises(ImportRejected, match="1 of 1"):
+        import_file(clean, registry.get("hazard_installations"), path, area=AREA)
