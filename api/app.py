@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routers import features, meta
+from api.metrics import Metrics
+from api.routers import features, meta, tiles
+from api.tilecache import TileCache
 from api.settings import ApiSettings
 from layers.db import make_engine
 from layers.settings import REPO_ROOT, StoreSettings
@@ -42,19 +44,27 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
     app.state.api_settings = api_settings
     app.state.store_settings = store_settings
     app.state.web_dir = REPO_ROOT / "web"
+    app.state.tile_cache = TileCache()
+    app.state.metrics = metrics = Metrics()
     errors.install(app)
 
     @app.middleware("http")
     async def access_log(request: Request, call_next):
         start = time.perf_counter()
         response = await call_next(request)
+        seconds = time.perf_counter() - start
+        route = request.scope.get("route")
+        template = route.path if route is not None else "unmatched"
+        metrics.requests.labels(template, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(template).observe(seconds)
         log.info(json.dumps({
             "method": request.method, "path": request.url.path, "query": request.url.query or None,
-            "status": response.status_code, "ms": round((time.perf_counter() - start) * 1000, 1),
+            "status": response.status_code, "ms": round(seconds * 1000, 1),
         }, ensure_ascii=False))
         return response
 
     app.include_router(meta.router)
+    app.include_router(tiles.router)
     app.include_router(features.router)
     static = Path(app.state.web_dir / "static")
     static.mkdir(parents=True, exist_ok=True)

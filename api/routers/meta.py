@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi import Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import text
 
@@ -112,3 +113,14 @@ def layers(user: UserDep, conn: ConnDep):
         "role": user.role,
         "layers": [layer_info(s, user.role, s.id in synthetic) for s in registry.visible_layers(user.role)],
     }
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request):
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    m = request.app.state.metrics
+    pool = request.app.state.engine.pool
+    m.pool.labels("checked_out").set(pool.checkedout())
+    m.pool.labels("idle").set(pool.checkedin())
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

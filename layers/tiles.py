@@ -1,0 +1,106 @@
+"""Vector-tile SQL built from the registry (ST_AsMVT in PostGIS).
+
+Each layer of a tile is one ``ST_AsMVT`` of the features the role may see, with only the fields the
+role may see; several layers are concatenated (a valid MVT). Dense point layers are clustered on
+the server below their ``cluster_below_zoom``; lines and polygons are simplified to the tile's pixel
+size; each layer has a feature cap, and a capped layer is announced in the tile itself (a
+``_truncated`` layer with one feature per capped layer) and to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects import postgresql
+
+from layers.registry import LayerSpec
+
+EXTENT = 4096
+BUFFER = 64
+WORLD = 40075016.685578488  # width of the Web Mercator world in metres
+CLUSTER_PX = 48  # grid cell of server-side clusters, in tile pixels
+_quote = postgresql.dialect().identifier_preparer.quote
+
+
+@dataclass(frozen=True)
+class Tile:
+    z: int
+    x: int
+    y: int
+
+    def valid(self) -> bool:
+        return 0 <= self.z <= 22 and 0 <= self.x < 2**self.z and 0 <= self.y < 2**self.z
+
+    @property
+    def pixel_m(self) -> float:
+        return WORLD / (2**self.z * EXTENT)
+
+
+def _property_sql(spec: LayerSpec, role: str) -> list[str]:
+    cols = []
+    for f in spec.fields_for(role):
+        col = f"t.{_quote(f.name)}"
+        cols.append(f"{col}::text AS {_quote(f.name)}" if f.type == "datetime" else col)
+    return cols
+
+
+def layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
+    """SELECT returning one row (mvt bytea, n int, more bool) for one layer of one tile.
+
+    Bound parameters: :z :x :y. Identifiers come only from the registry; numbers are cast here.
+    """
+    table, name, cap = _quote(spec.table), spec.id, int(cap)
+    env = f"ST_TileEnvelope(:z, :x, :y, margin => {BUFFER / EXTENT})"
+    tile_env = "ST_TileEnvelope(:z, :x, :y)"
+    filt = f"t.geom && ST_Transform({env}, 4326)"
+    if spec.cluster_below_zoom is not None and tile.z < spec.cluster_below_zoom:
+        # Server-side clustering on a global grid (clients cannot cluster vector tiles): one point
+        # per occupied cell with the count and summed casualties. Never capped.
+        cell = tile.pixel_m * CLUSTER_PX
+        sums = [f.name for f in spec.fields if f.name in ("deaths", "injuries", "people")]
+        carry = "".join(f", t.{_quote(s)}" for s in sums)
+        agg = "".join(f", sum({_quote(s)})::int AS {_quote(s)}" for s in sums)
+        keep = "".join(f", {_quote(s)}" for s in sums)
+        return f"""
+        WITH pts AS (SELECT ST_SnapToGrid(ST_Transform(t.geom, 3857), {cell}) AS cell{carry}
+                     FROM {table} t WHERE {filt}),
+        c AS (SELECT cell, count(*)::int AS cluster_count{agg} FROM pts GROUP BY cell),
+        kept AS (SELECT row_number() OVER (ORDER BY ST_X(cell), ST_Y(cell))::int AS id,
+                        ST_AsMVTGeom(cell, {tile_env}, {EXTENT}, {BUFFER}, true) AS geom, cluster_count{keep}
+                 FROM c)
+        SELECT coalesce((SELECT ST_AsMVT(kept, '{name}', {EXTENT}, 'geom', 'id') FROM kept
+                         WHERE geom IS NOT NULL), ''::bytea) AS mvt,
+               (SELECT count(*) FROM kept WHERE geom IS NOT NULL)::int AS n, false AS more"""
+    geom = "ST_Transform(t.geom, 3857)"
+    if spec.geometry_type != "Point":
+        geom = f"ST_Simplify({geom}, {tile.pixel_m / 2}, true)"  # nothing below half a pixel survives
+    props = "".join(f", {c}" for c in _property_sql(spec, role))
+    return f"""
+        WITH cand AS (SELECT t.id, ST_AsMVTGeom({geom}, {tile_env}, {EXTENT}, {BUFFER}, true) AS geom{props}
+                      FROM {table} t WHERE {filt} ORDER BY t.id LIMIT {cap + 1}),
+        kept AS (SELECT * FROM cand WHERE geom IS NOT NULL ORDER BY id LIMIT {cap})
+        SELECT coalesce((SELECT ST_AsMVT(kept, '{name}', {EXTENT}, 'geom', 'id') FROM kept), ''::bytea) AS mvt,
+               (SELECT count(*) FROM kept)::int AS n,
+               (SELECT count(*) FROM cand WHERE geom IS NOT NULL) > {cap} AS more"""
+
+
+def render(conn: Connection, specs: list[LayerSpec], role: str, tile: Tile, cap: int) -> tuple[bytes, list[str]]:
+    """The MVT bytes for ``specs`` at ``tile`` and the ids of layers whose feature cap was hit."""
+    parts, truncated = [], []
+    params = {"z": tile.z, "x": tile.x, "y": tile.y}
+    for spec in specs:
+        if not (spec.minzoom <= tile.z <= spec.maxzoom):
+            continue
+        mvt, n, more = conn.execute(text(layer_sql(spec, role, tile, cap)), params).one()
+        parts.append(bytes(mvt))
+        if more:
+            truncated.append(spec.id)
+    if truncated:
+        names = ",".join(truncated)
+        marker = conn.execute(text(
+            "SELECT ST_AsMVT(m, '_truncated', 4096, 'geom') FROM (SELECT "
+            "ST_AsMVTGeom(ST_Centroid(ST_TileEnvelope(:z, :x, :y)), ST_TileEnvelope(:z, :x, :y)) AS geom, "
+            ":names AS layers, :cap AS cap) m"), params | {"names": names, "cap": cap}).scalar_one()
+        parts.append(bytes(marker))
+    return b"".join(parts), truncated

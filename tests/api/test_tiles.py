@@ -1,0 +1,145 @@
+"""Vector tiles from the registry: content, fields per role, clustering, cap, cache/ETag, GDAL."""
+
+import gzip
+import subprocess
+
+import geopandas as gpd
+import mapbox_vector_tile
+import mercantile
+import pytest
+import shapely
+from sqlalchemy import text
+
+from layers import registry
+from layers.io import validate, write
+from layers.settings import StoreSettings
+
+AREA = StoreSettings().area_bbox
+
+
+def load(engine, layer, frame):
+    spec = registry.get(layer)
+    records, rejections, _ = validate(spec, frame, AREA)
+    assert not rejections
+    with engine.begin() as conn:
+        write(conn, spec, records)
+
+
+@pytest.fixture
+def data(clean):
+    pts = [shapely.Point(102.70 + (i % 30) * 0.0005, 25.03 + (i // 30) * 0.0005) for i in range(600)]
+    load(clean, "accidents", gpd.GeoDataFrame(
+        {"occurred_at": ["2024-05-01T08:00:00"] * 600, "kind": ["collision"] * 600,
+         "deaths": [1 if i < 10 else 0 for i in range(600)], "injuries": [2] * 600}, geometry=pts, crs=4326))
+    load(clean, "chemical_parks", gpd.GeoDataFrame(
+        {"name": ["园区"], "risk_grade": ["orange"]},
+        geometry=[shapely.box(102.69, 25.02, 102.73, 25.06)], crs=4326))
+    load(clean, "emergency_resources", gpd.GeoDataFrame(
+        {"name": ["消防站"], "kind": ["fire_station"], "contact_phone": ["110"]},
+        geometry=[shapely.Point(102.71, 25.04)], crs=4326))
+    return clean
+
+
+def xyz(z, lon=102.71, lat=25.04):
+    t = mercantile.tile(lon, lat, z)
+    return t.z, t.x, t.y
+
+
+def decode(resp):
+    body = resp.content
+    return mapbox_vector_tile.decode(body)
+
+
+def test_layer_tile_features_ids_and_fields(client, data):
+    z, x, y = xyz(14)
+    r = client.get(f"/tiles/chemical_parks/{z}/{x}/{y}.pbf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    layer = decode(r)["chemical_parks"]
+    assert len(layer["features"]) == 1
+    feat = layer["features"][0]
+    assert feat["id"] == 1 and feat["properties"]["risk_grade"] == "orange" and feat["properties"]["name"] == "园区"
+
+
+def test_points_cluster_at_low_zoom_with_counts_and_are_points_at_high_zoom(client, data):
+    z, x, y = xyz(10)
+    feats = decode(client.get(f"/tiles/accidents/{z}/{x}/{y}.pbf"))["accidents"]["features"]
+    assert sum(f["properties"]["cluster_count"] for f in feats) == 600
+    assert sum(f["properties"]["deaths"] for f in feats) == 10
+    assert len(feats) < 20
+    z, x, y = xyz(16, 102.7025, 25.0325)
+    feats = decode(client.get(f"/tiles/accidents/{z}/{x}/{y}.pbf"))["accidents"]["features"]
+    assert feats and all("cluster_count" not in f["properties"] for f in feats)
+    assert all(f["properties"]["kind"] == "collision" for f in feats)
+
+
+def test_restricted_layer_and_fields_follow_the_role(client, data, token):
+    z, x, y = xyz(14)
+    assert client.get(f"/tiles/emergency_resources/{z}/{x}/{y}.pbf").status_code == 401
+    anon = decode(client.get(f"/tiles/onemap/{z}/{x}/{y}.pbf"))
+    assert "emergency_resources" not in anon and "chemical_parks" in anon
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    tile = decode(client.get(f"/tiles/onemap/{z}/{x}/{y}.pbf", headers=planner))
+    assert "contact_phone" not in tile["emergency_resources"]["features"][0]["properties"]
+    emergency = {"Authorization": f"Bearer {token('emergency')}"}
+    tile = decode(client.get(f"/tiles/onemap/{z}/{x}/{y}.pbf", headers=emergency))
+    assert tile["emergency_resources"]["features"][0]["properties"]["contact_phone"] == "110"
+
+
+def test_etag_304_and_no_stale_tile_after_edit(client, data):
+    z, x, y = xyz(14)
+    url = f"/tiles/chemical_parks/{z}/{x}/{y}.pbf"
+    first = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert first.headers.get("content-encoding") == "gzip"
+    etag = first.headers["etag"]
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    with data.begin() as conn:
+        conn.execute(text("UPDATE chemical_parks SET risk_grade = 'red'"))
+    after = client.get(url, headers={"If-None-Match": etag})
+    assert after.status_code == 200 and after.headers["etag"] != etag
+    assert decode(after)["chemical_parks"]["features"][0]["properties"]["risk_grade"] == "red"
+    metrics = client.get("/metrics").text
+    assert 'riskmap_tile_cache_total{result="hit"}' in metrics
+    assert "riskmap_http_request_seconds_bucket" in metrics and "riskmap_db_pool_connections" in metrics
+
+
+def test_empty_tile_is_204_and_bad_tile_is_404(client, data):
+    assert client.get("/tiles/chemical_parks/14/0/0.pbf").status_code == 204
+    assert client.get("/tiles/chemical_parks/3/9/9.pbf").status_code == 404
+    assert client.get("/tiles/nolayer/3/1/1.pbf").status_code == 404
+
+
+def test_feature_cap_is_announced_in_the_tile(client, data, monkeypatch):
+    from api.routers import tiles
+
+    monkeypatch.setattr(tiles, "FEATURE_CAP", 50)
+    z, x, y = xyz(16, 102.7025, 25.0325)
+    r = client.get(f"/tiles/accidents/{z}/{x}/{y}.pbf")
+    tile = decode(r)
+    assert len(tile["accidents"]["features"]) == 50
+    assert tile["_truncated"]["features"][0]["properties"] == {"layers": "accidents", "cap": 50}
+    assert r.headers["x-tile-truncated"] == "accidents"
+
+
+def test_ogc_tiles_path_is_z_row_col_and_tilejson(client, data):
+    z, x, y = xyz(14)
+    a = client.get(f"/tiles/chemical_parks/{z}/{x}/{y}.pbf").content
+    assert client.get(f"/collections/chemical_parks/tiles/WebMercatorQuad/{z}/{y}/{x}").content == a
+    tj = client.get("/tiles/chemical_parks.json").json()
+    assert tj["tilejson"] == "3.0.0" and tj["tiles"][0].endswith("/tiles/chemical_parks/{z}/{x}/{y}.pbf")
+    assert tj["vector_layers"][0]["fields"]["risk_grade"] == "String"
+    assert tj["bounds"] == pytest.approx([102.69, 25.02, 102.73, 25.06])
+    one = client.get("/tiles/onemap.json").json()
+    assert {"chemical_parks", "accidents"} <= {v["id"] for v in one["vector_layers"]}
+    assert "emergency_resources" not in {v["id"] for v in one["vector_layers"]}
+
+
+def test_gdal_mvt_driver_reads_a_served_tile(client, data, tmp_path):
+    z, x, y = xyz(14)
+    body = client.get(f"/tiles/onemap/{z}/{x}/{y}.pbf").content
+    path = tmp_path / f"{y}.pbf"
+    path.write_bytes(body)
+    out = subprocess.run(["ogrinfo", "-ro", "-al", "-oo", f"Z={z}", "-oo", f"X={x}", "-oo", f"Y={y}", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "Layer name: chemical_parks" in out.stdout and "Layer name: accidents" in out.stdout
+    assert "risk_grade (String) = orange" in out.stdout
