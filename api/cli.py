@@ -168,6 +168,29 @@ def run_analyses(engine: Engine, store: StoreSettings, names: list[str]) -> None
         typer.echo(f"analysis {name}: done " + ", ".join(f"{k}={v}" for k, v in stats.items()))
 
 
+@app.command("report")
+def report_cmd(
+    kind: str = typer.Argument(..., help="park, installation or district"),
+    ident: str = typer.Argument(..., help="park id, installation id, or district adcode"),
+    out: Path = typer.Option(..., "--out", help="output HTML file (opens offline)"),
+) -> None:
+    """Render a static folium report map with a summary table (no external assets)."""
+    from api.reports import REPORTS
+
+    if kind not in REPORTS:
+        fail(f"unknown report {kind!r}; choose from {', '.join(REPORTS)}")
+    if kind != "district" and not ident.isdigit():
+        fail(f"{kind} id must be a number")
+    with database() as (_, engine):
+        with engine.connect() as conn:
+            try:
+                page = REPORTS[kind](conn, ident if kind == "district" else int(ident))
+            except DataError as exc:
+                fail(str(exc))
+    out.write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
 @app.command("layers")
 def layers_cmd() -> None:
     """List the layers in the registry."""

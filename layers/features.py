@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, literal, select, union_all
+from sqlalchemy import Connection, and_, exists, func, literal, or_, select, union_all
 
 from layers.errors import DataError
 from layers.io import _cast, select_columns
@@ -91,3 +91,29 @@ def synthetic_layers(conn: Connection) -> set[str]:
         for spec in LAYERS
     ]
     return set(conn.execute(union_all(*parts)).scalars())
+
+
+SEARCH_FIELDS = ("name", "credit_code", "adcode", "ref")
+
+
+def search(conn: Connection, specs, q: str, limit: int = 20) -> list[dict]:
+    """Features whose name or code contains ``q`` (case-insensitive), across ``specs``."""
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    parts = []
+    for spec in specs:
+        table = spec.model.__table__
+        cols = [table.c[f] for f in SEARCH_FIELDS if f in table.c and f in {x.name for x in spec.fields}]
+        if not cols:
+            continue
+        box = func.Box2D(table.c.geom)
+        parts.append(
+            select(literal(spec.id).label("layer"), table.c.id, table.c.name,
+                   func.ST_XMin(box).label("x0"), func.ST_YMin(box).label("y0"),
+                   func.ST_XMax(box).label("x1"), func.ST_YMax(box).label("y1"))
+            .where(or_(*[c.ilike(pattern) for c in cols])).limit(limit)
+        )
+    if not parts:
+        return []
+    rows = conn.execute(union_all(*parts).limit(limit)).mappings().all()
+    return [{"layer": r["layer"], "id": r["id"], "name": r["name"],
+             "bbox": [r["x0"], r["y0"], r["x1"], r["y1"]]} for r in rows]

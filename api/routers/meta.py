@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import text
@@ -124,3 +124,22 @@ def metrics(request: Request):
     m.pool.labels("checked_out").set(pool.checkedout())
     m.pool.labels("idle").set(pool.checkedin())
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/search")
+def search_features(user: UserDep, conn: ConnDep, q: str = Query(..., min_length=1, max_length=100),
+                    limit: int = Query(20, ge=1, le=100)):
+    """Search the layers the caller may see by name or code (统一社会信用代码, adcode, road ref)."""
+    from layers.features import search
+
+    results = search(conn, registry.visible_layers(user.role), q.strip(), limit)
+    titles = {s.id: (s.title_zh, s.title_en) for s in registry.LAYERS}
+    return {"results": [r | {"title_zh": titles[r["layer"]][0], "title_en": titles[r["layer"]][1]} for r in results]}
+
+
+@router.get("/api/districts")
+def districts(user: UserDep, conn: ConnDep):
+    """Per-district counts for the overview table and choropleth (None where the role may not see a layer)."""
+    from gis.overview import district_overview
+
+    return {"districts": district_overview(conn, user.role)}

@@ -1,0 +1,168 @@
+"""Static report maps (folium) that open offline: Leaflet is inlined from the vendored copy and no
+external URL is referenced. Used by ``riskmap report``."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from datetime import datetime, timezone
+
+import folium
+from sqlalchemy import Connection, text
+
+from layers.errors import DataError
+from layers.registry import HAZARD_LEVELS, RISK_GRADES
+from layers.settings import REPO_ROOT
+
+VENDOR = REPO_ROOT / "web" / "static" / "vendor" / "leaflet"
+
+
+def new_map(bounds: list[float], title: str) -> folium.Map:
+    """A folium map with no CDN assets and no basemap (Leaflet inlined when rendered)."""
+    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
+    m.default_js, m.default_css = [], []
+    leaflet_css = (VENDOR / "leaflet.css").read_text(encoding="utf-8")
+    leaflet_js = (VENDOR / "leaflet.js").read_text(encoding="utf-8")
+    m.get_root().header.add_child(folium.Element(
+        f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{leaflet_css}</style>"
+        f"<script>{leaflet_js}</script>"
+        "<style>body{font-family:sans-serif}.report{position:absolute;z-index:1000;top:8px;right:8px;"
+        "max-width:40%;max-height:90%;overflow:auto;background:#fff;padding:8px;border:1px solid #999;font-size:12px}"
+        ".report table{border-collapse:collapse}.report td,.report th{border:1px solid #ccc;padding:2px 4px}"
+        ".banner{color:#a00;font-weight:bold}</style>"
+    ))
+    m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+    return m
+
+
+def add_geojson(m: folium.Map, geojson: dict | str, name: str, color: str, fill: bool = True) -> None:
+    data = json.loads(geojson) if isinstance(geojson, str) else geojson
+    folium.GeoJson(data, name=name, style_function=lambda _f, c=color, fl=fill: {
+        "color": c, "weight": 2, "fillColor": c, "fillOpacity": 0.25 if fl else 0}).add_to(m)
+
+
+def add_points(m: folium.Map, rows, color: str, label: str) -> None:
+    for r in rows:
+        folium.CircleMarker([r["lat"], r["lon"]], radius=5, color=color, fill=True, fill_opacity=0.8,
+                            tooltip=f"{label}: {r['name']}").add_to(m)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(k, '') if r.get(k) is not None else ''))}</td>"
+                                     for k, _ in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render(m: folium.Map, title: str, panel_html: str, synthetic: bool) -> str:
+    now = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    banner = ("<p class='banner'>演示数据为合成数据，不代表真实设施 / Demo data is synthetic, not real facilities</p>"
+              if synthetic else "")
+    m.get_root().html.add_child(folium.Element(
+        f"<div class='report'><h3>{html.escape(title)}</h3>{banner}<p>生成时间 Generated: {now}</p>{panel_html}</div>"))
+    out = m.get_root().render()
+    leftover = re.findall(r"""(?:src|href)=["'](https?:)?//[^"']+""", out)
+    if leftover:  # folium added an asset we did not inline: refuse rather than ship a broken offline file
+        raise RuntimeError(f"report references external assets: {leftover[:3]}")
+    return out
+
+
+def _one(conn: Connection, sql: str, **params) -> dict:
+    row = conn.execute(text(sql), params).mappings().first()
+    if row is None:
+        raise DataError(f"not found: {params}")
+    return dict(row)
+
+
+def _points(conn: Connection, table_sql: str, **params) -> list[dict]:
+    return [dict(r) for r in conn.execute(text(table_sql), params).mappings()]
+
+
+RECEPTORS_NEAR = """
+    SELECT r.name, r.kind, r.protection_class, r.people, ST_X(r.geom) lon, ST_Y(r.geom) lat,
+           round(ST_Distance(r.geom::geography, g.geom::geography))::int AS distance_m
+    FROM receptors r, (SELECT {geom} AS geom) g
+    WHERE ST_DWithin(r.geom::geography, g.geom::geography, :radius) ORDER BY distance_m LIMIT 200"""
+
+
+def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
+    park = _one(conn, "SELECT id, name, park_level, status, risk_grade, synthetic, ST_AsGeoJSON(geom) gj, "
+                      "ST_XMin(Box2D(geom)) x0, ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
+                      "FROM chemical_parks WHERE id = :id", id=park_id)
+    ents = _points(conn, "SELECT e.id, e.name, e.kind, e.risk_grade, ST_AsGeoJSON(e.geom) gj FROM enterprises e "
+                         "WHERE e.park_id = :id ORDER BY e.id", id=park_id)
+    inst = _points(conn, "SELECT h.id, h.name, h.unit_type, h.level, ST_AsGeoJSON(h.geom) gj FROM hazard_installations h "
+                         "JOIN enterprises e ON e.id = h.enterprise_id WHERE e.park_id = :id ORDER BY h.id", id=park_id)
+    recs = _points(conn, RECEPTORS_NEAR.format(geom="(SELECT geom FROM chemical_parks WHERE id = :id)"),
+                   id=park_id, radius=radius_m)
+    bounds = [park["x0"] - 0.012, park["y0"] - 0.012, park["x1"] + 0.012, park["y1"] + 0.012]
+    title = f"化工园区报告 Chemical park report: {park['name']}"
+    m = new_map(bounds, title)
+    add_geojson(m, park["gj"], park["name"], RISK_GRADES.get(park["risk_grade"], ("", "", "#8e44ad"))[2])
+    for e in ents:
+        add_geojson(m, e["gj"], e["name"], "#c0392b")
+    for h in inst:
+        add_geojson(m, h["gj"], h["name"], HAZARD_LEVELS.get(h["level"], ("", "", "#555"))[2])
+    add_points(m, recs, "#2e86c1", "防护目标 Receptor")
+    levels = {lv: sum(1 for h in inst if h["level"] == lv) for lv in (1, 2, 3, 4)}
+    summary = [{"k": "园区级别 Level", "v": park["park_level"]}, {"k": "风险等级 Risk grade", "v": park["risk_grade"]},
+               {"k": "企业数 Enterprises", "v": len(ents)},
+               {"k": "重大危险源 Installations (一/二/三/四级)", "v": "/".join(str(levels[i]) for i in (1, 2, 3, 4))},
+               {"k": f"{int(radius_m)} m 内防护目标 Receptors within {int(radius_m)} m", "v": len(recs)}]
+    panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>企业 Enterprises</h4>"
+             + table(ents, [("id", "ID"), ("name", "名称 Name"), ("kind", "类型 Type"), ("risk_grade", "风险 Risk")])
+             + "<h4>防护目标 Receptors</h4>"
+             + table(recs, [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
+    return render(m, title, panel, park["synthetic"])
+
+
+def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) -> str:
+    inst = _one(conn, "SELECT h.id, h.name, h.unit_type, h.level, h.synthetic, e.name AS enterprise, ST_AsGeoJSON(h.geom) gj, "
+                      "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy FROM hazard_installations h "
+                      "LEFT JOIN enterprises e ON e.id = h.enterprise_id WHERE h.id = :id", id=inst_id)
+    chems = _points(conn, "SELECT name, cas, un_number, quantity_t FROM installation_chemicals "
+                          "WHERE installation_id = :id ORDER BY id", id=inst_id)
+    recs = _points(conn, RECEPTORS_NEAR.format(geom="(SELECT geom FROM hazard_installations WHERE id = :id)"),
+                   id=inst_id, radius=radius_m)
+    d = radius_m / 111000 * 1.3
+    title = f"重大危险源报告 Major hazard installation report: {inst['name']}"
+    m = new_map([inst["cx"] - d, inst["cy"] - d, inst["cx"] + d, inst["cy"] + d], title)
+    add_geojson(m, inst["gj"], inst["name"], HAZARD_LEVELS.get(inst["level"], ("", "", "#555"))[2])
+    folium.Circle([inst["cy"], inst["cx"]], radius=radius_m, color="#999", fill=False).add_to(m)
+    add_points(m, recs, "#2e86c1", "防护目标 Receptor")
+    level = HAZARD_LEVELS.get(inst["level"])
+    summary = [{"k": "企业 Enterprise", "v": inst["enterprise"]}, {"k": "单元 Unit", "v": inst["unit_type"]},
+               {"k": "等级 Level (GB 18218)", "v": f"{level[0]} {level[1]}" if level else "未分级 not graded"}]
+    panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>危险化学品 Inventory</h4>"
+             + table(chems, [("name", "名称 Name"), ("cas", "CAS"), ("un_number", "UN"), ("quantity_t", "设计最大量 q (t)")])
+             + f"<h4>{int(radius_m)} m 内防护目标 Receptors</h4>"
+             + table(recs, [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
+    return render(m, title, panel, inst["synthetic"])
+
+
+def district_report(conn: Connection, adcode: str, role: str = "admin") -> str:
+    from gis.overview import district_overview
+
+    area = _one(conn, "SELECT adcode, name, population, synthetic, ST_AsGeoJSON(geom) gj, ST_XMin(Box2D(geom)) x0, "
+                      "ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
+                      "FROM admin_areas WHERE adcode = :a", a=adcode)
+    row = next(r for r in district_overview(conn, role) if r["adcode"] == adcode)
+    parks = _points(conn, "SELECT p.name, p.risk_grade, ST_AsGeoJSON(p.geom) gj FROM chemical_parks p, admin_areas a "
+                          "WHERE a.adcode = :a AND ST_Contains(a.geom, ST_PointOnSurface(p.geom))", a=adcode)
+    title = f"区县报告 District report: {area['name']} ({adcode})"
+    m = new_map([area["x0"], area["y0"], area["x1"], area["y1"]], title)
+    add_geojson(m, area["gj"], area["name"], "#555", fill=False)
+    for p in parks:
+        add_geojson(m, p["gj"], p["name"], RISK_GRADES.get(p["risk_grade"], ("", "", "#8e44ad"))[2])
+    levels = row["installations_by_level"] or {}
+    summary = [{"k": "常住人口 Population", "v": area["population"]}, {"k": "化工园区 Parks", "v": row["parks"]},
+               {"k": "重大危险源 Installations (一/二/三/四级)", "v": "/".join(str(levels.get(k, 0)) for k in "1234")},
+               {"k": "尾矿库 Tailings ponds", "v": row["tailings_ponds"]},
+               {"k": "头顶库 Head-top ponds", "v": row["headtop_ponds"]},
+               {"k": "事故多发点段 Black spots", "v": row["blackspots"]}]
+    synthetic = bool(conn.execute(text("SELECT bool_or(synthetic) FROM chemical_parks")).scalar())
+    return render(m, title, table(summary, [("k", "指标 Item"), ("v", "值 Value")]), synthetic)
+
+
+REPORTS = {"park": park_report, "installation": installation_report, "district": district_report}
