@@ -53,6 +53,8 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
         start = time.perf_counter()
         response = await call_next(request)
         seconds = time.perf_counter() - start
+        if "vary" not in response.headers:  # answers differ by token: never share them between users
+            response.headers["Vary"] = "Authorization"
         route = request.scope.get("route")
         template = route.path if route is not None else "unmatched"
         metrics.requests.labels(template, request.method, str(response.status_code)).inc()

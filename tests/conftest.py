@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -20,6 +25,34 @@ from layers.settings import StoreSettings
 from layers.users import add_user
 
 FIXTURES = Path(__file__).parent / "fixtures"
+RISKMAP = str(Path(sys.executable).parent / "riskmap")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("server did not become ready")
+
+
+def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    return out
 
 
 def free_port() -> int:

@@ -2,12 +2,9 @@
 DATABASE_URL; GDAL's OAPIF driver reads it; tokens made by the CLI while it runs; DB loss -> 503."""
 
 import os
-import signal
 import subprocess
 import shutil
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -15,38 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from conftest import free_port, throwaway_cluster
+from conftest import RISKMAP, free_port, serve, stop, throwaway_cluster
 from layers.db import migrate
-
-RISKMAP = str(Path(sys.executable).parent / "riskmap")
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("server did not become ready")
-
-
-def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_ready(f"http://127.0.0.1:{port}", proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    return out
-
 
 def test_cli_help_lists_every_command():
     out = subprocess.run([RISKMAP, "--help"], capture_output=True, text=True, check=True).stdout

@@ -1,0 +1,76 @@
+"""The one-map in headless Chromium (Debian's build, driven by Playwright) against the real server."""
+
+import os
+
+import geopandas as gpd
+import pytest
+import shapely
+from playwright.sync_api import sync_playwright
+
+from conftest import free_port, serve, stop
+from layers import registry
+from layers.io import validate, write
+from layers.settings import StoreSettings
+
+
+CHROMIUM = "/usr/bin/chromium"
+AREA = StoreSettings().area_bbox
+
+
+def load(engine, layer, frame):
+    spec = registry.get(layer)
+    records, rejections, _ = validate(spec, frame, AREA)
+    assert not rejections
+    with engine.begin() as conn:
+        write(conn, spec, records)
+
+
+@pytest.fixture
+def site(db_url, clean):
+    load(clean, "chemical_parks", gpd.GeoDataFrame(
+        {"name": ["测试园区"], "risk_grade": ["red"], "synthetic": [True]},
+        geometry=[shapely.box(102.66, 25.00, 102.76, 25.08)], crs=4326))
+    load(clean, "enterprises", gpd.GeoDataFrame(
+        {"name": ["测试企业"], "kind": ["storage"], "risk_grade": ["orange"], "park_id": [1]},
+        geometry=[shapely.box(102.70, 25.03, 102.72, 25.05)], crs=4326))
+    port = free_port()
+    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
+    yield f"http://127.0.0.1:{port}", clean
+    stop(proc)
+
+
+def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, token):
+    base, _ = site
+    planner = token("planner")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.evaluate("onemap.ready")
+        page.evaluate("onemap.map.setView([25.04, 102.71], 13)")
+        page.evaluate("onemap.whenTilesLoaded(15000)")
+        assert page.evaluate("onemap.renderedFeatures('chemical_parks').length") > 0
+        assert "enterprises" not in page.evaluate("Object.keys(onemap.layers)")
+        assert page.locator("#om-banner").is_visible()  # synthetic data is labelled
+
+        # click inside the park: the side panel opens with its attributes
+        point = page.evaluate("(() => { const p = onemap.map.latLngToContainerPoint([25.01, 102.68]);"
+                              " const r = onemap.map.getContainer().getBoundingClientRect();"
+                              " return [p.x + r.left, p.y + r.top]; })()")
+        page.mouse.click(*point)
+        page.wait_for_selector("#om-panel[data-status=ok]", timeout=10000)
+        assert "测试园区" in page.inner_text("#om-panel")
+
+        # log in with a token through the form: the restricted layer appears and draws
+        page.click("#om-login-btn")
+        page.fill("#om-token-input", planner)
+        page.click("#om-token-submit")
+        page.wait_for_function("Object.keys(onemap.layers).includes('enterprises')", timeout=10000)
+        page.evaluate("onemap.whenTilesLoaded(15000)")
+        assert page.evaluate("onemap.renderedFeatures('enterprises').length") > 0
+        browser.close()
+    assert errors == []
