@@ -62,7 +62,7 @@ def render(m: folium.Map, title: str, panel_html: str, synthetic: bool) -> str:
     m.get_root().html.add_child(folium.Element(
         f"<div class='report'><h3>{html.escape(title)}</h3>{banner}<p>生成时间 Generated: {now}</p>{panel_html}</div>"))
     out = m.get_root().render()
-    leftover = re.findall(r"""(?:src|href)=["'](https?:)?//[^"']+""", out)
+    leftover = re.findall(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["'](?:https?:)?//[^"']+""", out)
     if leftover:  # folium added an asset we did not inline: refuse rather than ship a broken offline file
         raise RuntimeError(f"report references external assets: {leftover[:3]}")
     return out

@@ -1,0 +1,1 @@
+"""Benchmarks: each module drives the real system from outside and prints a table (python -m bench.NAME)."""

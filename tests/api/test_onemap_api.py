@@ -1,0 +1,90 @@
+"""Search, district overview (cross-checked with geopandas) and offline report maps."""
+
+import re
+import subprocess
+
+import geopandas as gpd
+import pytest
+import shapely
+
+from conftest import RISKMAP
+from layers import registry
+from layers.io import validate, write
+from layers.settings import StoreSettings
+
+AREA = StoreSettings().area_bbox
+KUNMING_DISTRICTS = "data/kunming/kunming_districts_530100_full_datav_gcj02.geojson"
+
+
+def load(engine, layer, frame, **kw):
+    spec = registry.get(layer)
+    records, rejections, _ = validate(spec, frame, AREA, **kw)
+    assert not rejections, rejections
+    with engine.begin() as conn:
+        write(conn, spec, records)
+
+
+@pytest.fixture
+def city(clean):
+    from layers.io import read_source
+    from layers.settings import REPO_ROOT
+
+    districts, _ = read_source(REPO_ROOT / KUNMING_DISTRICTS, "gcj02")
+    districts["adcode"] = districts["adcode"].astype(str)
+    load(clean, "admin_areas", districts[["adcode", "name", "geometry"]], make_valid=True)
+    # parks and installations scattered over the city on a regular lattice
+    pts = [shapely.Point(102.3 + 0.1 * i, 24.5 + 0.1 * j) for i in range(13) for j in range(20)]
+    boxes = [shapely.box(p.x, p.y, p.x + 0.01, p.y + 0.01) for p in pts]
+    load(clean, "chemical_parks", gpd.GeoDataFrame({"name": [f"园区{i}" for i in range(len(boxes))]},
+                                                   geometry=boxes, crs=4326))
+    load(clean, "hazard_installations", gpd.GeoDataFrame(
+        {"name": [f"危险源{i}" for i in range(len(boxes))], "level": [(i % 5) or None for i in range(len(boxes))],
+         "chemicals": [[{"name": "氯", "quantity_t": 1.0}]] * len(boxes)}, geometry=boxes, crs=4326))
+    load(clean, "tailings_ponds", gpd.GeoDataFrame(
+        {"name": ["尾矿库甲", "尾矿库乙"], "headtop": [True, False]},
+        geometry=[shapely.box(103.1, 26.1, 103.11, 26.11), shapely.box(103.2, 26.2, 103.21, 26.21)], crs=4326))
+    return clean, districts, gpd.GeoDataFrame({"level": [(i % 5) or None for i in range(len(boxes))]},
+                                              geometry=boxes, crs=4326)
+
+
+def test_district_overview_matches_geopandas(client, city, token):
+    _, districts, inst = city
+    districts = districts.assign(geometry=districts.geometry.make_valid())
+    joined = gpd.sjoin(inst.set_geometry(inst.geometry.representative_point()), districts[["adcode", "geometry"]],
+                       predicate="within")
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    rows = {r["adcode"]: r for r in client.get("/api/districts", headers=planner).json()["districts"]}
+    assert len(rows) == 14
+    for adcode, group in joined.groupby("adcode"):
+        assert rows[adcode]["parks"] == len(group)
+        assert rows[adcode]["installations_by_level"]["1"] == int((group["level"] == 1).sum())
+    assert sum(r["headtop_ponds"] for r in rows.values()) == 1
+    anon = client.get("/api/districts").json()["districts"]
+    assert all(r["installations_by_level"] is None for r in anon)  # restricted layer: no numbers leak
+
+
+def test_search_by_name_respects_roles(client, city, token):
+    res = client.get("/api/search", params={"q": "五华"}).json()["results"]
+    assert res[0]["layer"] == "admin_areas" and res[0]["name"] == "五华区" and len(res[0]["bbox"]) == 4
+    assert client.get("/api/search", params={"q": "530181"}).json()["results"][0]["name"] == "安宁市"
+    assert client.get("/api/search", params={"q": "危险源1"}).json()["results"] == []
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    assert client.get("/api/search", params={"q": "危险源12"}, headers=planner).json()["results"]
+    assert client.get("/api/search", params={"q": "%"}).json()["results"] == []  # wildcards are literal
+    assert client.get("/api/search", params={"q": ""}).status_code == 400
+
+
+def test_reports_open_offline(city, db_url, tmp_path):
+    env = {"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    for kind, ident in (("park", "1"), ("installation", "2"), ("district", "530181")):
+        out = tmp_path / f"{kind}.html"
+        r = subprocess.run([RISKMAP, "report", kind, ident, "--out", str(out)], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        page = out.read_text(encoding="utf-8")
+        assert not re.search(r"""<(script|link|img)\b[^>]*(src|href)=["'](https?:)?//""", page)
+        assert "L.map(" in page or "L.map" in page
+    assert "安宁市" in (tmp_path / "district.html").read_text(encoding="utf-8")
+    assert "氯" in (tmp_path / "installation.html").read_text(encoding="utf-8")
+    r = subprocess.run([RISKMAP, "report", "park", "99999", "--out", str(tmp_path / "x.html")], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not found" in r.stderr
