@@ -8,18 +8,62 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.metrics import Metrics
 from api.routers import features, meta, tiles
+from api.routers import emergency
+from api.routers import analysis
+from api.routers import routes
+from api.routers import monitoring
 from api.tilecache import TileCache
 from api.settings import ApiSettings
 from layers.db import make_engine
 from layers.settings import REPO_ROOT, StoreSettings
 
 log = logging.getLogger("riskmap.access")
+
+
+class AccessLog:
+    """Pure ASGI middleware: one JSON log line and metrics per request, ``Vary: Authorization``.
+
+    Not ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware cancels the endpoint when the
+    client disconnects (the map aborts tiles on every zoom), which leaked pooled connections held
+    by dependencies until the pool ran dry.
+    """
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                headers = MutableHeaders(scope=message)
+                if "vary" not in headers:  # answers differ by token: never share them between users
+                    headers["Vary"] = "Authorization"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            seconds = time.perf_counter() - start
+            route = scope.get("route")
+            template = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(template, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(template).observe(seconds)
+            log.info(json.dumps({
+                "method": scope["method"], "path": scope["path"],
+                "query": scope.get("query_string", b"").decode("latin-1") or None,
+                "status": status[0], "ms": round(seconds * 1000, 1),
+            }, ensure_ascii=False))
 
 
 def create_app(database_url: str, api_settings: ApiSettings | None = None,
@@ -48,26 +92,15 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
     app.state.metrics = metrics = Metrics()
     errors.install(app)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        seconds = time.perf_counter() - start
-        if "vary" not in response.headers:  # answers differ by token: never share them between users
-            response.headers["Vary"] = "Authorization"
-        route = request.scope.get("route")
-        template = route.path if route is not None else "unmatched"
-        metrics.requests.labels(template, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(template).observe(seconds)
-        log.info(json.dumps({
-            "method": request.method, "path": request.url.path, "query": request.url.query or None,
-            "status": response.status_code, "ms": round(seconds * 1000, 1),
-        }, ensure_ascii=False))
-        return response
+    app.add_middleware(AccessLog, metrics=metrics)
 
     app.include_router(meta.router)
     app.include_router(tiles.router)
     app.include_router(features.router)
+    app.include_router(emergency.router)
+    app.include_router(analysis.router)
+    app.include_router(routes.router)
+    app.include_router(monitoring.router)
     static = Path(app.state.web_dir / "static")
     static.mkdir(parents=True, exist_ok=True)
     app.mount("/static", StaticFiles(directory=static), name="static")

@@ -71,11 +71,13 @@ def serve(
     try:
         migrate(url)
         if demo:
+            from gis.analyses import ANALYSES
             from layers.demo import load_demo_if_empty
 
             engine = make_engine(url, pool_size=2)
             try:
-                load_demo_if_empty(engine, store)
+                if load_demo_if_empty(engine, store):
+                    run_analyses(engine, store, list(ANALYSES))  # the demo's derived layers
             finally:
                 engine.dispose()
         where = "embedded cluster " + str(store.cluster_dir) if cluster else "DATABASE_URL"
@@ -275,3 +277,178 @@ def db_status() -> None:
     cluster = embedded_cluster(StoreSettings())
     state = "running" if cluster.is_running() else ("stopped" if cluster.initialized else "not initialised")
     typer.echo(f"embedded cluster {cluster.root}: {state}")
+
+
+@app.command("incident")
+def incident_cmd(
+    lon: float = typer.Option(..., help="WGS84 longitude of the spill"),
+    lat: float = typer.Option(..., help="WGS84 latitude of the spill"),
+    chemical: str = typer.Option(..., help="UN number, CAS, name (中文/English) or guide:NNN"),
+    spill: str = typer.Option("large", help="small (<208 L) or large"),
+    time: str = typer.Option("day", help="day or night"),
+    wind_from: Optional[float] = typer.Option(None, "--wind-from", help="direction the wind blows FROM (degrees)"),
+    wind_speed: Optional[float] = typer.Option(None, "--wind-speed", help="m/s (ERG Table 3 wind class)"),
+    container: Optional[str] = typer.Option(None, help="ERG Table 3 container, e.g. rail_tank_car"),
+    by: str = typer.Option("cli", "--by", help="who records the incident (duty log)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the offline HTML report here"),
+) -> None:
+    """Analyse a hazmat spill (ERG2024 zones, counts, ranked resources), keep it in the duty log and
+    optionally write its offline report (later: `riskmap report incident ID --out FILE`)."""
+    from api.routers.emergency import incident_report
+    from gis.emergency import IncidentInput, analyse_incident, save_incident
+    from gis.errors import AnalysisError
+
+    store = StoreSettings()
+    with database(store) as (_, engine):
+        try:
+            with engine.begin() as conn:
+                result = analyse_incident(conn, IncidentInput(lon, lat, chemical, spill, time, wind_from, wind_speed,
+                                                              container), show_contacts=True, area=store.area_bbox)
+                iid = save_incident(conn, result, by)
+        except AnalysisError as exc:
+            fail(str(exc))
+        erg = result["erg"]
+        typer.echo(f"incident #{iid}: {result['chemical']['name_zh']} {result['chemical']['name_en']} — isolate "
+                   f"{erg['isolation_m']:.0f} m, protect {erg['protective_m'] or 0:.0f} m downwind "
+                   f"({erg['edition']} {erg['basis']}, {'verified' if erg['verified'] else 'UNVERIFIED'})")
+        for w in result["warnings"]:
+            typer.echo(f"  ! {w}")
+        for name, z in result["zones"].items():
+            typer.echo(f"  {name}: people {z['population']}, receptors {z['receptor_count']}, "
+                       f"installations {len(z['hazard_installations'])}, tailings ponds {len(z['tailings_ponds'])}")
+        if out:
+            with engine.connect() as conn:
+                out.write_text(incident_report(conn, iid, contacts=True), encoding="utf-8")
+            typer.echo(f"wrote {out}")
+
+
+# --- the Kunming demo dataset and OpenStreetMap roads (issue #3) ------------------------------
+demo_app = typer.Typer(help="The Kunming demo dataset (real public data + labelled synthetic layers).",
+                       no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("build")
+def demo_build(
+    scale: int = typer.Option(1, min=1, help="multiply facility/receptor/accident counts (1, 10, 100)"),
+    seed: Optional[int] = typer.Option(None, help="generator seed (default: the demo's fixed seed)"),
+) -> None:
+    """Build the demo rasters (data/generated/) and layers without touching the database."""
+    from layers.demo import SEED, build_demo
+
+    demo = build_demo(StoreSettings(), scale, seed if seed is not None else SEED)
+    for layer_id, frame in demo.layers.items():
+        typer.echo(f"{layer_id:24} {len(frame):>9} features")
+    for r in demo.rasters:
+        typer.echo(f"raster {r['name']:17} {r['path']}")
+    typer.echo(f"built in {demo.seconds:.1f} s")
+
+
+@demo_app.command("load")
+def demo_load(
+    scale: int = typer.Option(1, min=1, help="multiply facility/receptor/accident counts (1, 10, 100)"),
+    replace: bool = typer.Option(False, help="replace the contents of the demo layers"),
+    seed: Optional[int] = typer.Option(None, help="generator seed (default: the demo's fixed seed)"),
+) -> None:
+    """Build the demo and load it in one transaction (refused if layers hold data, unless --replace)."""
+    from layers.demo import SEED, load_demo
+
+    store = StoreSettings()
+    with database(store) as (_, engine):
+        try:
+            written = load_demo(engine, store, scale, seed if seed is not None else SEED, replace=replace)
+        except ImportRejected as exc:
+            fail(exc.report())
+        except DataError as exc:
+            fail(str(exc))
+    typer.echo("loaded " + ", ".join(f"{k}={v}" for k, v in written.items()))
+
+
+@app.command("import-osm")
+def import_osm_cmd(
+    file: Path = typer.Argument(..., help="OpenStreetMap extract (.osm.pbf or .osm)"),
+    replace: bool = typer.Option(False, help="replace the current roads (and restricted structures)"),
+    include_minor: bool = typer.Option(False, help="also unclassified/residential/living_street/service ways"),
+    structures: bool = typer.Option(True, help="derive restricted_structures from long bridges and tunnels"),
+) -> None:
+    """Load OSM roads (bridge/tunnel/layer/ref/name/oneway/maxspeed kept, split at shared nodes)."""
+    from layers.osm import import_osm
+
+    store = StoreSettings()
+    with database(store) as (_, engine):
+        try:
+            result = import_osm(engine, file, store.area_bbox, replace=replace, include_minor=include_minor,
+                                structures=structures)
+        except ImportRejected as exc:
+            fail(exc.report())
+        except DataError as exc:
+            fail(str(exc))
+    typer.echo(f"imported {result.roads} road segments from {result.ways} ways and {result.structures} "
+               f"restricted structures; skipped {result.skipped_outside} ways outside the area and "
+               f"{result.skipped_broken} without node locations; {result.components} connected component(s)")
+
+
+@app.command("blackspots")
+def blackspots_cmd(
+    window_m: float = typer.Option(1000.0, help="window length along the road (m)"),
+    step_m: float = typer.Option(250.0, help="window step (m)"),
+    years: int = typer.Option(3, help="period length (years)"),
+    end: Optional[str] = typer.Option(None, help="period end, ISO date/time (default: the latest accident)"),
+    tolerance_m: float = typer.Option(50.0, help="accidents farther than this from every road are reported"),
+    min_major: int = typer.Option(2, help="flag: at least this many crashes with >= major-deaths deaths ..."),
+    major_deaths: int = typer.Option(3, help="... deaths per crash for the criterion above"),
+    min_fatal: int = typer.Option(3, help="flag: at least this many fatal crashes"),
+    min_any: int = typer.Option(5, help="flag: at least this many crashes"),
+) -> None:
+    """Recompute accident black spots (事故多发点段) with these criteria (`analyze roads` uses the defaults)."""
+    from gis.blackspots import BlackspotCriteria, compute
+    from gis.errors import AnalysisError
+    from gis.routing import parse_departure
+    from layers.derived import finish_run, start_run
+
+    try:
+        criteria = BlackspotCriteria(window_m, step_m, years, parse_departure(end), tolerance_m, min_major,
+                                     major_deaths, min_fatal, min_any)
+    except AnalysisError as exc:
+        fail(str(exc))
+    with database() as (_, engine):
+        with engine.begin() as conn:
+            run_id = start_run(conn, "blackspots", ["roads", "accidents"])
+            stats = compute(conn, run_id, criteria)
+            finish_run(conn, run_id, stats)
+    typer.echo("black spots: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+
+
+@app.command("simulate-sensors")
+def simulate_sensors_cmd(
+    hours: float = typer.Option(48.0, help="hours of readings to generate, ending now"),
+    step_min: float = typer.Option(10.0, "--step-min", help="sampling interval (minutes)"),
+    seed: int = typer.Option(8, help="random seed (same seed, same feed)"),
+    limit: Optional[int] = typer.Option(None, help="monitor at most this many ponds and installations each"),
+    live: float = typer.Option(0.0, help="seconds between steps for the last --live-hours (0: back-fill at once)"),
+    live_hours: float = typer.Option(6.0, "--live-hours", help="hours fed step by step when --live is set"),
+) -> None:
+    """Feed synthetic monitoring readings (with an injected incident) for the demo, and report raw
+    threshold crossings against alarms raised (在线监测预警演示; data are labelled synthetic)."""
+    from gis.monitoring import simulate
+
+    def progress(t, res):
+        for e in res["alarms"]:
+            typer.echo(f"  {e['time'][:16]} {e['event']:10} {e['level']:7} {e['asset_layer']}#{e['asset_id']} "
+                       f"{e['item']} ({e['sensor'] or '-'})")
+
+    with database() as (_, engine):
+        try:
+            out = simulate(engine, hours, step_min, seed, limit, live, live_hours, progress=progress)
+        except DataError as exc:
+            fail(str(exc))
+    typer.echo(f"sensors {out['sensors']}, steps {out['steps']}: readings received {out['received']}, "
+               f"stored {out['stored']}, duplicates {out['duplicates']}, rejected {len(out['rejected'])}")
+    for r in out["rejected"]:
+        typer.echo(f"  rejected #{r['index']} {r['sensor']}: {r['reason']}")
+    reduction = "n/a" if out["reduction"] is None else f"{out['reduction']:.0%}"
+    typer.echo(f"raw threshold crossings {out['crossings']} -> alarms opened {out['alarms_opened']} + escalations "
+               f"{out['escalations']} (reduction {reduction})")
+    typer.echo(f"red episodes {out['red_episodes']}, missed {len(out['red_missed'])}")
+    if out["red_missed"]:
+        fail(f"red episodes without a red alarm: {out['red_missed']}", code=1)

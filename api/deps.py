@@ -40,14 +40,15 @@ class Principal:
 ANONYMOUS = Principal("anonymous", "anonymous")
 
 
-def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+def current_user(conn: ConnDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    # Uses the request's own connection (FastAPI shares it within a request): a second one per
+    # request would let concurrent requests exhaust the pool while each waits for its second.
     if not authorization:
         return ANONYMOUS
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <token>'")
-    with request.app.state.engine.connect() as conn:
-        found = user_for_token(conn, token.strip())
+    found = user_for_token(conn, token.strip())
     if not found:
         raise Unauthorized("invalid or revoked token")
     return Principal(*found)

@@ -166,3 +166,13 @@ def district_report(conn: Connection, adcode: str, role: str = "admin") -> str:
 
 
 REPORTS = {"park": park_report, "installation": installation_report, "district": district_report}
+
+
+def incident_report(conn: Connection, incident_id: int) -> str:
+    """A stored hazmat incident (``riskmap report incident ID``); rendered by api/routers/emergency.py."""
+    from api.routers.emergency import incident_report as render_incident
+
+    return render_incident(conn, incident_id, contacts=True)
+
+
+REPORTS["incident"] = incident_report

@@ -27,7 +27,7 @@ _X_PI = np.pi * 3000.0 / 180.0
 
 OFFSET_CRS = ("gcj02", "bd09")
 # Metric CRS for Kunming work: CGCS2000 / 3-degree Gauss-Kruger CM 102E.
-METRIC_EPSG = 4544
+METRIC_EPSG = 4543
 
 
 def _out_of_china(lon, lat):

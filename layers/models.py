@@ -125,6 +125,10 @@ class TailingsPond(LayerMixin, Base):
     headtop: Mapped[bool | None] = mapped_column(Boolean)
     toe_lon: Mapped[float | None] = mapped_column(Float)
     toe_lat: Mapped[float | None] = mapped_column(Float)
+    # written by the head-top analysis (gis/tailings.py; migration 0006)
+    downstream_people: Mapped[int | None] = mapped_column(Integer)
+    downstream_receptors: Mapped[int | None] = mapped_column(Integer)
+    downstream_facilities: Mapped[int | None] = mapped_column(Integer)
     geom: Mapped[str] = geom("MULTIPOLYGON")
 
 

@@ -82,7 +82,10 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "closed": ("闭库", "Closed"), "reclaimed": ("销库", "Decommissioned")}),
          ADCODE, F("headtop", "bool", "头顶库", "Head-top dam"),
          F("toe_lon", "float", "坝脚经度", "Dam toe longitude"),
-         F("toe_lat", "float", "坝脚纬度", "Dam toe latitude"), *COMMON),
+         F("toe_lat", "float", "坝脚纬度", "Dam toe latitude"),
+         F("downstream_people", "int", "下游影响区人口", "People downstream"),
+         F("downstream_receptors", "int", "下游防护目标数", "Receptors downstream"),
+         F("downstream_facilities", "int", "下游重要设施数", "Key facilities downstream"), *COMMON),
         Style("#8d6e63", fill="#a1887f", by_field="grade"), popup=("name", "mine", "grade", "headtop"),
     ),
     LayerSpec(

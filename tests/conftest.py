@@ -118,3 +118,38 @@ def token(engine):
         with engine.begin() as conn:
             return add_user(conn, name or f"test-{role}", role)
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> StoreSettings:
+    """Store settings of the demo database: rasters are built into a fresh session folder."""
+    return StoreSettings(database_url=None, data_dir=tmp_path_factory.mktemp("demo-data"))
+
+
+@pytest.fixture(scope="session")
+def demo_db_url(cluster, demo_store) -> str:
+    """The Kunming demo (scale 1, default seed) loaded once per session into its own database of the
+    session cluster (``riskmap_demo``), so that ``clean`` in other tests never empties it."""
+    import psycopg
+
+    from layers.demo import load_demo
+
+    with psycopg.connect(host="127.0.0.1", port=cluster.port, user="riskmap", password=cluster.password(),
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "riskmap_demo"')
+    url = cluster.url("riskmap_demo")
+    migrate(url)
+    eng = make_engine(url, pool_size=2)
+    try:
+        load_demo(eng, demo_store, replace=True)
+    finally:
+        eng.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_engine(demo_db_url):
+    """Engine on the session's demo database (read it; tests that write must clean up after)."""
+    eng = make_engine(demo_db_url, pool_size=4)
+    yield eng
+    eng.dispose()

@@ -92,7 +92,7 @@ def test_gcj02_and_bd09_sources_land_on_wgs84(clean, tmp_path):
 
 
 def test_projected_source_crs(clean, tmp_path):
-    frame = _receptors_frame().to_crs(4544)
+    frame = _receptors_frame().to_crs(4543)
     frame.to_file(tmp_path / "m.gpkg", driver="GPKG")
     import_file(clean, RECEPTORS, tmp_path / "m.gpkg", area=AREA)  # CRS read from the file
     with clean.connect() as conn:

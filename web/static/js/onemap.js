@@ -1535,7 +1535,14 @@
 
   var ready = loadConfig().then(function () {
     return Promise.all([loadLayers(), loadDistricts()]);
-  }).then(function () { return true; });
+  }).then(function () {
+    // Topic panels (routes, emergency, monitoring) load after this script and share the login token.
+    var panels = window.RiskmapPanels || {};
+    Object.keys(panels).forEach(function (name) {
+      panels[name].init(map, { token: function () { return state.token; } });
+    });
+    return true;
+  });
 
   window.onemap = {
     map: map,

@@ -1,0 +1,168 @@
+"""Hazchem analysis endpoints: GB 18218 grading, siting check, safety-rule editing, run status.
+
+Grading, siting check and rule reading: planner, emergency, editor (admin may do everything);
+rule editing: editor. Anonymous callers get 401.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import shapely
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from shapely.geometry import shape
+from shapely.validation import explain_validity
+from sqlalchemy import delete, insert, select, text, update
+
+from api.deps import ConnDep, UserDep, require_role
+from api.errors import NotFound
+from gis import hazchem
+from gis.analyses import ANALYSES
+from layers.derived import latest_run
+from layers.errors import DataError
+from layers.topics.hazchem import INSTALLATION_KINDS, PROTECTION_CLASSES, SafetyRule
+
+router = APIRouter(prefix="/analysis", tags=["analysis"])
+READERS = ("planner", "emergency", "editor")
+EDITORS = ("editor",)
+RULES = SafetyRule.__table__
+
+Use = Literal[hazchem.RECEPTOR_USES + hazchem.INSTALLATION_USES]  # type: ignore[valid-type]
+Kind = Literal[tuple(INSTALLATION_KINDS)]  # type: ignore[valid-type]
+ReceptorClass = Literal[tuple(PROTECTION_CLASSES)]  # type: ignore[valid-type]
+
+
+class SitingRequest(BaseModel):
+    """A proposed site: its GeoJSON geometry (lon/lat) and use."""
+
+    model_config = ConfigDict(extra="forbid")
+    geometry: dict = Field(description="GeoJSON geometry in lon/lat (EPSG:4326)")
+    use: Use = Field(description="school, kindergarten, hospital, care_home, residential, market, office, prison "
+                                 "(checked against installations) or chemical_plant, hazchem_storage (checked "
+                                 "against receptors)")
+    level: int | None = Field(None, ge=1, le=4, description="GB 18218 level of a proposed installation (default 1)")
+    kinds: list[Literal["toxic", "flammable", "explosive"]] | None = Field(
+        None, description="hazard kinds of a proposed installation (default: all)")
+    people: int | None = Field(None, ge=0, le=10_000_000, description="people at a proposed receptor")
+
+
+class RuleIn(BaseModel):
+    """A safety-distance rule: required distance from an installation to a receptor class."""
+
+    model_config = ConfigDict(extra="forbid")
+    installation_kind: Kind
+    level: int | None = Field(None, ge=1, le=4, description="GB 18218 level; null: any level")
+    receptor_class: ReceptorClass
+    distance_m: float = Field(gt=0, le=20000)
+    basis: str = Field(min_length=1, max_length=2000, description="standard and clause, or the assumption made")
+    assumption: bool = True
+    note: str | None = Field(None, max_length=2000)
+
+
+def _config(request: Request) -> hazchem.Config:
+    return hazchem.load_config(request.app.state.store_settings.data_dir)
+
+
+def _run_info(conn) -> dict | None:
+    run = latest_run(conn, hazchem.ANALYSIS)
+    return run and {k: run[k] for k in ("run_id", "computed_at", "stale", "changed_inputs")}
+
+
+@router.get("/status")
+def status(conn: ConnDep, user: UserDep):
+    """The last run of every analysis: id, time, statistics and whether edits made it stale."""
+    require_role(user, "planner", "route_controller", "emergency", "editor")
+    return {"analyses": {name: latest_run(conn, name) for name in ANALYSES}}
+
+
+@router.get("/grading/{installation_id}")
+def grading(installation_id: int, conn: ConnDep, user: UserDep):
+    """GB 18218-2018 grading of one installation as computed by the last hazchem run."""
+    require_role(user, *READERS)
+    inst = conn.execute(text("SELECT id, name FROM hazard_installations WHERE id = :i"),
+                        {"i": installation_id}).first()
+    if inst is None:
+        raise NotFound(f"no hazard installation {installation_id}")
+    g = conn.execute(text("SELECT * FROM installation_gradings WHERE installation_id = :i"),
+                     {"i": installation_id}).mappings().first()
+    if g is None:
+        raise NotFound(f"installation {installation_id} has not been graded yet: run `riskmap analyze hazchem`")
+    if g["error"]:
+        raise DataError(f"installation {installation_id} ({inst.name}) cannot be graded: {g['error']}")
+    return {
+        "installation_id": inst.id, "name": inst.name,
+        "S": g["s"], "R": g["r"], "alpha": g["alpha"], "level": g["level"], "is_major": g["is_major"],
+        "kinds": g["kinds"],
+        "substances": [{k: s[k] for k in ("name", "cas", "q", "Q", "beta", "source")} for s in g["substances"]],
+        "exposed_people": g["exposed_people"], "population": g["population"],
+        "run": _run_info(conn),
+    }
+
+
+@router.post("/siting-check")
+def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: UserDep):
+    """Conflicts of a proposed site with the safety distances, both ways (see gis.hazchem.siting_check)."""
+    require_role(user, *READERS)
+    try:
+        geom = shape(body.geometry)
+    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise DataError(f"geometry is not valid GeoJSON: {exc}") from None
+    if geom.is_empty or not geom.is_valid:
+        raise DataError(f"geometry is empty or invalid: {explain_validity(geom)}")
+    geom = shapely.force_2d(geom)
+    minx, miny, maxx, maxy = geom.bounds
+    area = request.app.state.store_settings.area_bbox
+    if minx < area[0] or miny < area[1] or maxx > area[2] or maxy > area[3]:
+        raise DataError(f"geometry is outside the area of interest {area} (lon/lat, EPSG:4326 expected)")
+    result = hazchem.siting_check(conn, geom, body.use, _config(request), level=body.level, kinds=body.kinds,
+                                  people=body.people)
+    return {**result, "run": _run_info(conn)}
+
+
+def _rule(row) -> dict:
+    return dict(row._mapping) | {"updated_at": row.updated_at.isoformat()}
+
+
+@router.get("/safety-rules")
+def list_rules(conn: ConnDep, user: UserDep):
+    """Every safety-distance rule (the required distance of a pair is the largest matching rule)."""
+    require_role(user, *READERS)
+    return {"rules": [_rule(r) for r in conn.execute(select(RULES).order_by(RULES.c.id))]}
+
+
+@router.post("/safety-rules", status_code=201)
+def add_rule(body: RuleIn, conn: ConnDep, user: UserDep):
+    require_role(user, *EDITORS)
+    row = conn.execute(insert(RULES).values(**body.model_dump()).returning(*RULES.c)).one()
+    conn.commit()
+    return _rule(row)
+
+
+@router.put("/safety-rules/{rule_id}")
+def replace_rule(rule_id: int, body: RuleIn, conn: ConnDep, user: UserDep):
+    require_role(user, *EDITORS)
+    row = conn.execute(update(RULES).where(RULES.c.id == rule_id)
+                       .values(**body.model_dump(), updated_at=text("now()")).returning(*RULES.c)).first()
+    if row is None:
+        raise NotFound(f"no safety rule {rule_id}")
+    conn.commit()
+    return _rule(row)
+
+
+@router.delete("/safety-rules/{rule_id}", status_code=204)
+def delete_rule(rule_id: int, conn: ConnDep, user: UserDep):
+    require_role(user, *EDITORS)
+    if conn.execute(delete(RULES).where(RULES.c.id == rule_id)).rowcount == 0:
+        raise NotFound(f"no safety rule {rule_id}")
+    conn.commit()
+    return Response(status_code=204)
+
+
+@router.post("/safety-rules/reset")
+def reset_rules(conn: ConnDep, user: UserDep):
+    """Replace every rule by the shipped defaults (gis/data/safety_distance_rules.csv)."""
+    require_role(user, *EDITORS)
+    n = hazchem.reset_rules(conn)
+    conn.commit()
+    return {"rules": n}

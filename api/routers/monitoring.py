@@ -1,0 +1,191 @@
+"""Online monitoring and early warning: ingest readings, alarms (list, history, acknowledge), daily
+counts, a monitored asset's readings for its panel chart, thresholds.
+
+Roles: ingest and thresholds editor/admin (a data gateway gets its own editor user and token);
+reading anything staff (planner, route_controller, emergency, editor, admin); acknowledging
+emergency/editor/admin. Anonymous callers see nothing (monitoring data is sensitive).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ConnDep, UserDep, require_role
+from api.errors import NotFound
+from gis import monitoring
+from layers.errors import DataError
+from layers.spec import STAFF
+from layers.topics.monitoring import ASSET_LAYERS, KINDS
+
+router = APIRouter(prefix="/monitoring", tags=["monitoring"])
+INGEST = ("editor",)
+ACK = ("emergency", "editor")
+READ = tuple(sorted(STAFF))
+MAX_BODY = 20 * 1024 * 1024
+AssetLayer = Literal["tailings_ponds", "hazard_installations"]
+
+
+def _items(request: Request, body: bytes, form) -> list:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("text/csv", "application/csv"):
+        return monitoring.parse_csv(body)
+    if ctype == "multipart/form-data":
+        upload = form.get("file") if form is not None else None
+        if upload is None or isinstance(upload, str):
+            raise DataError("multipart upload needs a CSV file in the field 'file'")
+        return monitoring.parse_csv(upload.file.read())
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("readings"), list):
+        raise DataError('body must be {"readings": [{"sensor", "time", "value", "unit"}, ...]} '
+                        "(or a CSV with the header sensor,time,value,unit)")
+    return data["readings"]
+
+
+def _ingest(engine, items: list) -> dict:
+    with engine.begin() as conn:
+        return monitoring.ingest(conn, items)
+
+
+@router.post("/readings")
+async def post_readings(request: Request, user: UserDep):
+    """Ingest a batch of readings: JSON ``{"readings": [...]}``, a CSV body (``text/csv``) or a CSV
+    upload (multipart field ``file``). Bad readings are rejected one by one with the reason; the
+    good ones are kept (idempotent on sensor and time) and evaluated for alarms before the answer.
+    Answers 422 only when nothing in the batch was acceptable."""
+    require_role(user, *INGEST)
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise DataError(f"body larger than {MAX_BODY // 1024 // 1024} MB: send smaller batches")
+    form = await request.form() if request.headers.get("content-type", "").startswith("multipart/") else None
+    body = b"" if form is not None else await request.body()
+    items = _items(request, body, form)
+    result = await run_in_threadpool(_ingest, request.app.state.engine, items)
+    status = 422 if items and result["accepted"] == 0 else 200
+    return JSONResponse(result, status_code=status)
+
+
+def _check_offline(request: Request) -> None:
+    with request.app.state.engine.begin() as conn:
+        monitoring.check_offline(conn)
+
+
+@router.get("/alarms")
+def alarms(request: Request, conn: ConnDep, user: UserDep,
+           status: Literal["open", "closed", "all"] = "open", asset_layer: AssetLayer | None = None,
+           asset_id: int | None = Query(None, ge=1), limit: int = Query(500, ge=1, le=5000)):
+    """Alarms, open ones by default (highest level first). Sensors that went silent are marked
+    offline first, so a feed that stopped altogether still shows up here."""
+    require_role(user, *READ)
+    _check_offline(request)
+    return {"alarms": monitoring.list_alarms(conn, status, asset_layer, asset_id, limit)}
+
+
+@router.get("/alarms/{alarm_id}")
+def alarm(conn: ConnDep, user: UserDep, alarm_id: int):
+    """One alarm with its history (open, escalate, deescalate, close, ack events)."""
+    require_role(user, *READ)
+    found = monitoring.alarm_detail(conn, alarm_id)
+    if found is None:
+        raise NotFound(f"no alarm {alarm_id}")
+    return found
+
+
+class Ack(BaseModel):
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.post("/alarms/{alarm_id}/ack")
+def acknowledge(request: Request, user: UserDep, alarm_id: int, ack: Ack = Body(default_factory=Ack)):
+    """Acknowledge an alarm (emergency, editor, admin): recorded with the user's name in its history."""
+    require_role(user, *ACK)
+    with request.app.state.engine.begin() as conn:
+        found = monitoring.acknowledge(conn, alarm_id, user.name, ack.note)
+    if found is None:
+        raise NotFound(f"no alarm {alarm_id}")
+    return found
+
+
+@router.get("/daily")
+def daily(conn: ConnDep, user: UserDep, days: int = Query(7, ge=1, le=366), asset_layer: AssetLayer | None = None,
+          asset_id: int | None = Query(None, ge=1)):
+    """Per asset and day: readings, raw threshold crossings, alarms opened and escalated, red alarms."""
+    require_role(user, *READ)
+    rows = monitoring.daily_counts(conn, days, asset_layer, asset_id)
+    totals = {k: sum(r[k] for r in rows) for k in ("readings", "crossings", "opened", "escalated", "red")}
+    raised = totals["opened"] + totals["escalated"]
+    totals["reduction"] = round(1 - raised / totals["crossings"], 3) if totals["crossings"] else None
+    return {"days": rows, "totals": totals}
+
+
+@router.get("/assets/{asset_layer}/{asset_id}")
+def asset(conn: ConnDep, user: UserDep, asset_layer: AssetLayer, asset_id: int,
+          hours: float = Query(48, gt=0, le=24 * 31)):
+    """A monitored asset: current level, open alarms, and every sensor's recent readings with its
+    thresholds (what a feature's panel charts)."""
+    require_role(user, *READ)
+    found = monitoring.asset_view(conn, asset_layer, asset_id, hours)
+    if found is None:
+        raise NotFound(f"{asset_layer} {asset_id} has no monitoring sensors")
+    return found
+
+
+@router.get("/sensors/{code}/readings")
+def readings(conn: ConnDep, user: UserDep, code: str, since: datetime | None = None, until: datetime | None = None,
+             limit: int = Query(10000, ge=1, le=100000)):
+    """Readings of one sensor (oldest first), in the unit of its kind."""
+    require_role(user, *READ)
+    found = monitoring.sensor_readings(conn, code, since, until, limit)
+    if found is None:
+        raise NotFound(f"no sensor {code!r}")
+    return found
+
+
+@router.get("/kinds")
+def kinds():
+    """Sensor kinds: what they measure, for which asset layer, unit and accepted units, worse direction."""
+    return {"kinds": [{"kind": k, "zh": v.zh, "en": v.en, "asset_layer": v.asset_layer, "unit": v.unit,
+                       "units": list(v.units), "direction": v.direction} for k, v in KINDS.items()],
+            "asset_layers": {k: {"zh": zh, "en": en} for k, (zh, en) in ASSET_LAYERS.items()}}
+
+
+@router.get("/thresholds")
+def thresholds(conn: ConnDep, user: UserDep):
+    """All thresholds: per kind (asset_layer/asset_id null) and per asset."""
+    require_role(user, *READ)
+    return {"thresholds": monitoring.list_thresholds(conn)}
+
+
+class ThresholdIn(BaseModel):
+    kind: str
+    asset_layer: AssetLayer | None = None
+    asset_id: int | None = Field(None, ge=1)
+    blue: float | None = None
+    yellow: float | None = None
+    orange: float | None = None
+    red: float | None = None
+    hysteresis: float | None = Field(None, ge=0)
+    rate_blue: float | None = None
+    rate_yellow: float | None = None
+    rate_orange: float | None = None
+    rate_red: float | None = None
+    rate_window_h: float | None = Field(None, gt=0, le=24 * 30)
+    debounce: int | None = Field(None, ge=1, le=20)
+    source: str | None = Field(None, max_length=1000)
+
+
+@router.put("/thresholds")
+def put_threshold(request: Request, user: UserDep, body: ThresholdIn):
+    """Create or replace the thresholds of a kind (default) or of one asset (editor, admin)."""
+    require_role(user, *INGEST)
+    values = body.model_dump(exclude={"kind", "asset_layer", "asset_id"})
+    with request.app.state.engine.begin() as conn:
+        return monitoring.set_threshold(conn, body.kind, values, body.asset_layer, body.asset_id)

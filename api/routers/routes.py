@@ -1,0 +1,162 @@
+"""Hazmat routes: check a route against the rules, plan a compliant route, edit the rules.
+
+Check and plan: route_controller, planner, emergency (and admin). Rules: read by those and editors,
+changed by editors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+
+from api.deps import ConnDep, UserDep, require_role
+from api.errors import NotFound
+from gis import routing
+from gis.errors import AnalysisError
+from gis.roadnet import components, network_problems
+
+router = APIRouter(prefix="/routes", tags=["routes"])
+ROUTE_ROLES = ("route_controller", "planner", "emergency")
+MAX_GPX_BYTES = 20 * 1024 * 1024
+
+
+class CheckIn(BaseModel):
+    """One of: ``route`` (GeoJSON LineString/Feature), ``gpx`` (GPX text), or ``origin``+``destination``."""
+
+    model_config = ConfigDict(extra="forbid")
+    route: dict[str, Any] | None = None
+    gpx: str | None = None
+    origin: list[float] | None = None
+    destination: list[float] | None = None
+    cargo: dict[str, Any]
+    departure: str | None = None
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    origin: list[float]
+    destination: list[float]
+    cargo: dict[str, Any]
+    departure: str | None = None
+
+
+def _check(conn, route: dict, cargo: dict, departure: str | None) -> dict:
+    result = routing.check_route(conn, route, routing.resolve_cargo(cargo), routing.parse_departure(departure))
+    conn.commit()  # the first use loads the default rules
+    return {**result, "route": route}
+
+
+@router.post("/check")
+def check(body: CheckIn, conn: ConnDep, user: UserDep) -> dict:
+    """Conflicts of a route with the hazmat rules for a cargo and departure time.
+
+    Without ``departure`` every time-window ban counts as in force. With ``origin``/``destination``
+    the fastest unrestricted route between them is checked.
+    """
+    require_role(user, *ROUTE_ROLES)
+    given = [k for k in ("route", "gpx", "origin") if getattr(body, k) is not None]
+    if len(given) != 1:
+        raise AnalysisError("give exactly one of route (GeoJSON LineString), gpx (GPX text) or origin+destination")
+    if body.route is not None:
+        route = routing.route_geojson(body.route)
+    elif body.gpx is not None:
+        route = routing.gpx_to_geojson(body.gpx)
+    else:
+        if body.destination is None:
+            raise AnalysisError("origin needs a destination")
+        routing.resolve_cargo(body.cargo)  # bad cargo: 400 before any routing
+        route = routing.fastest_route(conn, body.origin, body.destination)
+    return _check(conn, route, body.cargo, body.departure)
+
+
+@router.post("/check/gpx")
+def check_gpx(conn: ConnDep, user: UserDep, file: UploadFile = File(..., description="GPX track or route"),
+                    un_number: str | None = Form(None), hazard_class: str | None = Form(None),
+                    quantity_t: float | None = Form(None), departure: str | None = Form(None)) -> dict:
+    """Check an uploaded GPX file (multipart form: file, un_number or hazard_class, quantity_t, departure)."""
+    require_role(user, *ROUTE_ROLES)
+    data = file.file.read(MAX_GPX_BYTES + 1)
+    if len(data) > MAX_GPX_BYTES:
+        raise AnalysisError(f"GPX file larger than {MAX_GPX_BYTES // 1024 // 1024} MB")
+    route = routing.gpx_to_geojson(data)
+    cargo = {"un_number": un_number, "hazard_class": hazard_class, "quantity_t": quantity_t}
+    return _check(conn, route, cargo, departure)
+
+
+@router.post("/plan")
+def plan(body: PlanIn, conn: ConnDep, user: UserDep) -> dict:
+    """Fastest route obeying the rules for the cargo and departure, against the unrestricted one.
+
+    ``found: false`` with ``reason`` and ``blocked_by`` when no compliant route exists.
+    """
+    require_role(user, *ROUTE_ROLES)
+    result = routing.plan_route(conn, body.origin, body.destination, routing.resolve_cargo(body.cargo),
+                                routing.parse_departure(body.departure))
+    conn.commit()
+    return result
+
+
+@router.get("/cargo")
+def cargo_table(user: UserDep) -> dict:
+    """UN numbers known to the checker (with hazard class and source) and how to name other cargo."""
+    require_role(user, *ROUTE_ROLES, "editor")
+    return {"how_to_name_cargo": routing.CARGO_HELP,
+            "un_numbers": [{k: (list(v) if k == "subsidiary" else v) for k, v in row.items()}
+                           for row in routing.un_table().values()]}
+
+
+@router.get("/network")
+def network(conn: ConnDep, user: UserDep) -> dict:
+    """Connectivity of the routable graph (rebuilt by ``riskmap analyze roads``)."""
+    require_role(user, *ROUTE_ROLES, "editor")
+    report = components(conn)
+    report["edges"] = conn.execute(text("SELECT count(*) FROM road_edges")).scalar_one()
+    return {**report, "problems": network_problems(report)}
+
+
+@router.get("/rules")
+def rules(conn: ConnDep, user: UserDep) -> list[dict]:
+    require_role(user, *ROUTE_ROLES, "editor")
+    out = routing.list_rules(conn)
+    conn.commit()
+    return out
+
+
+@router.post("/rules", status_code=201)
+def create_rule(body: dict[str, Any], conn: ConnDep, user: UserDep) -> dict:
+    """Add a rule (fields: see GET /routes/rules; e.g. cargo_classes ["2.3"], target structure,
+    structure_classes ["tunnel_l"], ban_start "22:00", ban_end "06:00", verdict forbidden, source)."""
+    require_role(user, "editor")
+    out = routing.create_rule(conn, body)
+    conn.commit()
+    return out
+
+
+@router.put("/rules/{rule_id}")
+def update_rule(rule_id: int, body: dict[str, Any], conn: ConnDep, user: UserDep) -> dict:
+    require_role(user, "editor")
+    out = routing.update_rule(conn, rule_id, body)
+    if out is None:
+        raise NotFound(f"no rule {rule_id}")
+    conn.commit()
+    return out
+
+
+@router.delete("/rules/{rule_id}", status_code=204)
+def delete_rule(rule_id: int, conn: ConnDep, user: UserDep) -> None:
+    require_role(user, "editor")
+    if not routing.delete_rule(conn, rule_id):
+        raise NotFound(f"no rule {rule_id}")
+    conn.commit()
+
+
+@router.post("/rules/reset")
+def reset_rules(conn: ConnDep, user: UserDep) -> dict:
+    """Replace every rule with the shipped defaults (gis/data/route_rules.csv)."""
+    require_role(user, "editor")
+    n = routing.reset_rules(conn)
+    conn.commit()
+    return {"rules": n}

@@ -1,0 +1,604 @@
+"""Hazmat incident zones (US/Canada/Mexico ERG2024), what is inside them, and the nearest resources.
+
+Pure lookups and geometry where the work is pure; PostGIS/pgRouting where the data is. docs/emergency.md
+gives the sources, the shapes and every default.
+
+Data (``gis/data``), each row with its edition, source and a ``verified`` flag that travels into
+every answer:
+
+``erg_materials.csv``  UN number, ERG guide, names (中文/English) and aliases, CAS, whether in Table 1.
+``erg_distances.csv``  Table 1 (small/large spill, day/night) and Table 3 (large spills of six gases by
+                       container and wind) rows.
+``erg_guides.csv``     Orange-guide distances for materials not in Table 1 (flammable liquids and gases).
+
+Zones (built in EPSG:4543, returned in WGS84):
+
+* Initial isolation zone: a circle of the isolation distance around the spill.
+* Protective action zone: with the wind given, ERG's square downwind — side = the protective action
+  distance, its upwind edge centred on the spill; without wind, a circle of that radius (the wind may
+  blow anywhere). It is stored and counted without the isolation circle, so the two zones'
+  counts add up.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import re
+import time
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+from shapely.geometry import Point, Polygon, mapping
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, text
+
+from gis.errors import AnalysisError, UnknownSubstanceError
+from gis.raster import raster_path, zonal_sum
+from layers.crs import METRIC_EPSG
+
+_DATA = Path(__file__).with_name("data")
+EDITION = "ERG2024"
+CONTAINERS = {
+    "rail_tank_car": ("铁路罐车", "Rail tank car"),
+    "highway_tank": ("公路罐车或拖车", "Highway tank truck or trailer"),
+    "agricultural_nurse_tank": ("农用供氨罐", "Agricultural nurse tank"),
+    "multiple_small_cylinders": ("多个小钢瓶", "Multiple small cylinders"),
+    "multiple_ton_cylinders": ("多个吨级钢瓶", "Multiple ton cylinders"),
+    "small_cylinders_or_single_ton": ("多个小钢瓶或单个吨级钢瓶", "Multiple small cylinders or single ton cylinder"),
+}
+# ERG Table 3 wind classes: low < 10 km/h, moderate 10-20 km/h, high > 20 km/h.
+WINDS = {"low": ("弱风 <10 km/h", "Low wind <10 km/h"), "moderate": ("中等风 10–20 km/h", "Moderate wind 10–20 km/h"),
+         "high": ("强风 >20 km/h", "High wind >20 km/h")}
+RESOURCE_KINDS = ("fire_station", "rescue_team", "hospital", "depot", "shelter")
+ACCESS_SPEED_KMH = 20.0   # between a point and its nearest road node (off the network)
+MAX_SNAP_M = 1000.0       # farther than this from any road node: not reachable on the network
+SEARCH_RADIUS_M = 60000.0  # resources considered around the incident (straight line)
+CANDIDATES_PER_KIND = 20   # nearest by straight line, per kind, then ranked by travel time
+GRAPH_MARGIN_M = 5000.0    # routes may leave the box around incident and resources by this much
+EMPTY_WKB = shapely.from_wkt("POLYGON EMPTY").wkb
+_TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
+_TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
+
+
+# --------------------------------------------------------------------------- ERG data
+
+@dataclass(frozen=True)
+class Material:
+    """One material of ``erg_materials.csv``."""
+
+    un_number: str
+    guide: str
+    name_en: str
+    name_zh: str
+    aliases: tuple[str, ...]
+    cas: str | None
+    table1: bool
+    verified: bool
+    source: str
+
+    def label(self) -> str:
+        return f"{self.name_zh} {self.name_en} (UN{self.un_number})"
+
+
+@dataclass(frozen=True)
+class Guide:
+    guide: str
+    title_en: str
+    title_zh: str
+    isolation_m: float
+    large_spill_downwind_m: float | None
+    fire_isolation_m: float
+    note: str
+    verified: bool
+    source: str
+
+
+def _bool(v: str) -> bool:
+    return v.strip().lower() == "true"
+
+
+def _rows(name: str) -> list[dict]:
+    with (_DATA / name).open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@cache
+def materials() -> dict[str, Material]:
+    """UN number -> material."""
+    return {r["un_number"]: Material(r["un_number"], r["guide"], r["name_en"], r["name_zh"],
+                                     tuple(a.strip() for a in r["aliases"].split(";") if a.strip()),
+                                     r["cas"] or None, _bool(r["table1"]), _bool(r["verified"]), r["source"])
+            for r in _rows("erg_materials.csv")}
+
+
+@cache
+def guides() -> dict[str, Guide]:
+    return {r["guide"]: Guide(r["guide"], r["title_en"], r["title_zh"], float(r["isolation_m"]),
+                              float(r["large_spill_downwind_m"]) if r["large_spill_downwind_m"] else None,
+                              float(r["fire_isolation_m"]), r["note"], _bool(r["verified"]), r["source"])
+            for r in _rows("erg_guides.csv")}
+
+
+@cache
+def distance_rows() -> dict[str, list[dict]]:
+    """UN number -> its Table 1/Table 3 rows (numbers converted)."""
+    out: dict[str, list[dict]] = {}
+    for r in _rows("erg_distances.csv"):
+        row = dict(r, table=int(r["table"]), isolation_m=float(r["isolation_m"]), day_km=float(r["day_km"]),
+                   night_km=float(r["night_km"]), verified=_bool(r["verified"]),
+                   at_least=[s for s in r["at_least"].split(";") if s])
+        out.setdefault(r["un_number"], []).append(row)
+    return out
+
+
+def _norm(s: str) -> str:
+    s = unicodedata.normalize("NFKC", s).casefold()
+    return re.sub(r"[\s,，()（）\-_/.]+", "", s)
+
+
+@cache
+def _index() -> dict[str, str]:
+    idx: dict[str, str] = {}
+    for m in materials().values():
+        for key in (m.un_number, "un" + m.un_number, m.name_en, m.name_zh, m.cas or "", *m.aliases):
+            if key:
+                idx.setdefault(_norm(key), m.un_number)
+    return idx
+
+
+HOW_TO_NAME = ("name the chemical by its 4-digit UN number (e.g. 1005 or UN1005), its CAS number, its Chinese or "
+               "English name (e.g. 液氨, chlorine), or 'guide:128' to apply an ERG orange guide "
+               "(flammable liquids/gases: guides {guides}) knowingly; GET /emergency/chemicals lists them")
+
+
+def find_material(query: str) -> Material | Guide:
+    """The material (or an explicitly requested guide, ``guide:128``) named by ``query``.
+
+    Raises
+    ------
+    UnknownSubstanceError
+        For anything not in the shipped tables: the message says how to name one and may suggest
+        close names ("did you mean"), never picks one.
+    """
+    q = (query or "").strip()
+    g = re.fullmatch(r"(?i)(?:erg\s*)?guide\s*[:：]?\s*(\d{3})", q)
+    if g:
+        if g.group(1) in guides():
+            return guides()[g.group(1)]
+        raise UnknownSubstanceError(f"no distances shipped for ERG guide {g.group(1)}; "
+                                    + HOW_TO_NAME.format(guides=", ".join(guides())))
+    un = _index().get(_norm(q))
+    if un:
+        return materials()[un]
+    numeric = re.fullmatch(r"(?i)(un\s*)?\d{4}", q)
+    near = [] if numeric else difflib.get_close_matches(_norm(q), list(_index()), n=3, cutoff=0.75)
+    hint = ("; did you mean: " + ", ".join(materials()[_index()[k]].label() for k in dict.fromkeys(near))) if near else ""
+    what = f"UN{q[-4:]}" if numeric else repr(q)
+    raise UnknownSubstanceError(f"unknown chemical {what}: not in the shipped {EDITION} tables; "
+                                + HOW_TO_NAME.format(guides=", ".join(guides())) + hint)
+
+
+def search_materials(q: str = "", limit: int = 20) -> list[dict]:
+    """Materials whose UN number, names or aliases contain ``q`` (for the panel's search box)."""
+    key = _norm(q)
+    out = []
+    for m in materials().values():
+        keys = [_norm(k) for k in (m.un_number, m.name_en, m.name_zh, m.cas or "", *m.aliases)]
+        if not key or any(key in k for k in keys):
+            out.append({"un_number": m.un_number, "name_zh": m.name_zh, "name_en": m.name_en, "guide": m.guide,
+                        "table1": m.table1, "verified": m.verified})
+    return out[:limit]
+
+
+def wind_class(speed_ms: float | None) -> str | None:
+    """ERG Table 3 wind class of a wind speed in m/s (None when not given)."""
+    if speed_ms is None:
+        return None
+    kmh = speed_ms * 3.6
+    return "low" if kmh < 10 else ("moderate" if kmh <= 20 else "high")
+
+
+@dataclass
+class Distances:
+    """Isolation and protective action distances with where they came from."""
+
+    isolation_m: float
+    protective_m: float | None
+    basis: str                       # "table1", "table3" or "guide"
+    guide: str
+    rows: list[dict]                 # the source rows used (with source and verified)
+    verified: bool
+    at_least: bool = False           # "+": can be larger in certain atmospheric conditions
+    notes: list[str] = field(default_factory=list)
+
+
+def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, container: str | None = None,
+                  wind_speed_ms: float | None = None) -> Distances:
+    """The ERG distances for a material (or guide), spill size and day/night.
+
+    Table 1 when the material is in it (Table 3 for the large spills it refers to), otherwise the
+    material's orange guide. For Table 3 without container or wind, the largest distance over the
+    rows left is used and said so (ERG: when unsure, take the larger distance).
+    """
+    if spill not in ("small", "large"):
+        raise AnalysisError("spill must be 'small' (<208 L) or 'large' (>208 L)")
+    if time_of_day not in ("day", "night"):
+        raise AnalysisError("time must be 'day' or 'night'")
+    if container is not None and container not in CONTAINERS:
+        raise AnalysisError(f"container must be one of {', '.join(CONTAINERS)}")
+    col = "day_km" if time_of_day == "day" else "night_km"
+    rows = distance_rows().get(subject.un_number, []) if isinstance(subject, Material) else []
+    if rows:
+        t1 = [r for r in rows if r["table"] == 1 and r["spill"] == spill]
+        if t1:
+            r = t1[0]
+            return Distances(r["isolation_m"], r[col] * 1000, "table1", subject.guide, [r], r["verified"],
+                             time_of_day in r["at_least"])
+        t3 = [r for r in rows if r["table"] == 3]
+        notes = []
+        if container:
+            t3 = [r for r in t3 if r["container"] == container]
+            if not t3:
+                raise AnalysisError(f"ERG Table 3 has no row for {subject.label()} in container {container!r}; "
+                                    f"choose from {', '.join(sorted({r['container'] for r in rows if r['table'] == 3}))}")
+        else:
+            notes.append("container not given: largest Table 3 distance over all containers used")
+        wind = wind_class(wind_speed_ms)
+        if wind:
+            t3 = [r for r in t3 if r["wind"] == wind]
+        else:
+            notes.append("wind speed not given: largest Table 3 distance over all wind classes used")
+        r = max(t3, key=lambda r: (r[col], r["isolation_m"]))
+        iso = max(x["isolation_m"] for x in t3)
+        return Distances(iso, r[col] * 1000, "table3", subject.guide, [r], all(x["verified"] for x in t3),
+                         time_of_day in r["at_least"], notes)
+    g = subject if isinstance(subject, Guide) else guides().get(subject.guide)
+    if g is None:
+        raise UnknownSubstanceError(f"{subject.label()} uses ERG guide {subject.guide}, whose distances are not "
+                                    "shipped; consult the ERG")
+    row = {"table": "guide", "guide": g.guide, "title_en": g.title_en, "title_zh": g.title_zh,
+           "isolation_m": g.isolation_m, "large_spill_downwind_m": g.large_spill_downwind_m,
+           "fire_isolation_m": g.fire_isolation_m, "edition": EDITION, "verified": g.verified, "source": g.source}
+    notes = [f"not in ERG Table 1: Guide {g.guide} ({g.title_en}) distances; if a tank is on fire isolate "
+             f"{g.fire_isolation_m:.0f} m in all directions"]
+    protective = g.large_spill_downwind_m if spill == "large" else None
+    if spill == "small":
+        notes.append("small spill: the guide gives an isolation distance only")
+    elif protective is None and g.note:
+        notes.append(g.note)
+    verified = g.verified and (subject.verified if isinstance(subject, Material) else True)
+    return Distances(g.isolation_m, protective, "guide", g.guide, [row], verified, False, notes)
+
+
+# --------------------------------------------------------------------------- zones
+
+def _reproject(geom: BaseGeometry, tr: Transformer) -> BaseGeometry:
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def _metric(geom: BaseGeometry) -> BaseGeometry:
+    return _reproject(geom, _TO_METRIC)
+
+
+def _wgs84(geom: BaseGeometry) -> BaseGeometry:
+    return _reproject(geom, _TO_WGS84)
+
+
+def downwind_square(x: float, y: float, side: float, wind_from_deg: float) -> Polygon:
+    """ERG's protective action square in metric coordinates: upwind edge centred on (x, y).
+
+    ``wind_from_deg`` is where the wind blows from (meteorological, clockwise from north); the
+    square extends ``side`` metres towards ``wind_from_deg + 180``.
+    """
+    theta = math.radians((wind_from_deg + 180.0) % 360.0)
+    ux, uy = math.sin(theta), math.cos(theta)     # downwind
+    vx, vy = uy, -ux                              # crosswind
+    h = side / 2
+    return Polygon([(x + vx * h, y + vy * h), (x + vx * h + ux * side, y + vy * h + uy * side),
+                    (x - vx * h + ux * side, y - vy * h + uy * side), (x - vx * h, y - vy * h)])
+
+
+def zone_geometries(lon: float, lat: float, d: Distances, wind_from_deg: float | None) -> dict:
+    """WGS84 zone polygons: ``isolation`` and (when there is a distance) ``protective`` with shape names."""
+    c = _metric(Point(lon, lat))
+    iso = c.buffer(d.isolation_m, quad_segs=32)
+    out = {"isolation": {"geom": _wgs84(iso), "distance_m": d.isolation_m, "shape": "circle"}}
+    if d.protective_m:
+        if wind_from_deg is None:
+            outer, shape = c.buffer(d.protective_m, quad_segs=32), "circle (no wind given)"
+        else:
+            outer, shape = downwind_square(c.x, c.y, d.protective_m, wind_from_deg), "downwind square (ERG)"
+        out["protective"] = {"geom": _wgs84(outer.difference(iso)), "distance_m": d.protective_m,
+                             "shape": shape + ", isolation circle excluded"}
+    return out
+
+
+# --------------------------------------------------------------------------- what is inside
+
+_CONTENTS = """
+WITH z AS (SELECT 'isolation' AS zone, ST_GeomFromWKB(:iso, 4326) AS g
+           UNION ALL SELECT 'protective', ST_GeomFromWKB(:paz, 4326) WHERE CAST(:paz AS bytea) IS NOT NULL)
+SELECT 'receptors' AS layer, z.zone, r.id, r.name, r.kind AS kind, r.protection_class AS class, r.people,
+       NULL::int AS level, r.synthetic FROM receptors r JOIN z ON ST_Intersects(r.geom, z.g)
+UNION ALL
+SELECT 'hazard_installations', z.zone, h.id, h.name, h.unit_type, e.name, NULL, h.level, h.synthetic
+FROM hazard_installations h JOIN z ON ST_Intersects(h.geom, z.g) LEFT JOIN enterprises e ON e.id = h.enterprise_id
+UNION ALL
+SELECT 'tailings_ponds', z.zone, t.id, t.name, t.status, t.mine, NULL, t.grade, t.synthetic
+FROM tailings_ponds t JOIN z ON ST_Intersects(t.geom, z.g)
+ORDER BY 1, 2, 5, 3"""
+
+
+def zone_contents(conn: Connection, zones: dict) -> dict:
+    """Receptors by kind (with names), hazard installations and tailings ponds in each zone (one query)."""
+    paz = zones.get("protective")
+    rows = conn.execute(text(_CONTENTS), {"iso": zones["isolation"]["geom"].wkb,
+                                          "paz": paz["geom"].wkb if paz else None}).mappings().all()
+    out = {z: {"receptors": {}, "receptor_count": 0, "receptor_people": 0, "hazard_installations": [],
+               "tailings_ponds": []} for z in zones}
+    synthetic = False
+    for r in rows:
+        synthetic |= bool(r["synthetic"])
+        o = out[r["zone"]]
+        if r["layer"] == "receptors":
+            o["receptors"].setdefault(r["kind"] or "other", []).append(
+                {"id": r["id"], "name": r["name"], "protection_class": r["class"], "people": r["people"]})
+            o["receptor_count"] += 1
+            o["receptor_people"] += r["people"] or 0
+        elif r["layer"] == "hazard_installations":
+            o["hazard_installations"].append({"id": r["id"], "name": r["name"], "unit_type": r["kind"],
+                                              "enterprise": r["class"], "level": r["level"]})
+        else:
+            o["tailings_ponds"].append({"id": r["id"], "name": r["name"], "status": r["kind"], "mine": r["class"],
+                                        "grade": r["level"]})
+    return {"zones": out, "synthetic": synthetic}
+
+
+# --------------------------------------------------------------------------- resources
+
+_RANK = """
+WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g, ST_GeomFromWKB(:iso, 4326) AS iso,
+                  ST_GeomFromWKB(:paz, 4326) AS paz),
+inc AS (SELECT n.id, n.component, ST_Distance(n.geom::geography, p.g::geography) AS snap_m
+        FROM p CROSS JOIN LATERAL (SELECT id, component, geom FROM road_nodes ORDER BY geom <-> p.g LIMIT 1) n),
+cand AS (
+  SELECT r.*, n.id AS node, n.component, ST_Distance(n.geom::geography, r.g::geography) AS snap_m,
+         CASE WHEN ST_Intersects(r.g, p.iso) THEN 'isolation' WHEN ST_Intersects(r.g, p.paz) THEN 'protective' END
+           AS in_zone
+  FROM p CROSS JOIN unnest(CAST(:kinds AS text[])) AS k(kind)
+  CROSS JOIN LATERAL (
+    SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic, r.geom AS g,
+           ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, ST_Distance(r.geom::geography, p.g::geography) AS straight_m
+    FROM emergency_resources r
+    WHERE r.kind = k.kind AND (CAST(:cap AS int) IS NULL OR r.capacity >= CAST(:cap AS int))
+      AND ST_DWithin(r.geom::geography, p.g::geography, :radius)
+    ORDER BY r.geom <-> p.g LIMIT :per_kind) r
+  LEFT JOIN LATERAL (SELECT id, component, geom FROM road_nodes ORDER BY geom <-> r.g LIMIT 1) n ON true),
+box AS (SELECT ST_Expand(ST_Extent(g)::geometry, :margin_deg) AS b
+        FROM (SELECT g FROM p UNION ALL SELECT ST_SetSRID(ST_MakePoint(lon, lat), 4326) FROM cand) s),
+cost AS (
+  SELECT end_vid AS node, agg_cost FROM pgr_dijkstraCost(
+    -- reversed graph from the incident = every resource's drive to the incident, in one search
+    (SELECT format('SELECT id, source, target, reverse_cost_s AS cost, cost_s AS reverse_cost FROM road_edges '
+                   'WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)',
+                   ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b)) FROM box),
+    (SELECT id FROM inc),
+    (SELECT coalesce(array_agg(DISTINCT node), '{}') FROM cand, inc
+     WHERE node IS NOT NULL AND node <> inc.id AND cand.component = inc.component), true))
+SELECT cand.id, cand.name, cand.kind, cand.capacity, cand.address, cand.contact_name, cand.contact_phone,
+       cand.synthetic, cand.lon, cand.lat, cand.straight_m, cand.node, cand.component, cand.snap_m, cand.in_zone,
+       cost.agg_cost, inc.id AS inc_node, inc.snap_m AS inc_snap_m, inc.component AS inc_component
+FROM cand LEFT JOIN cost USING (node) LEFT JOIN inc ON true"""
+
+
+def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str] | None = None,
+                   min_capacity: int | None = None, zones: dict | None = None,
+                   radius_m: float = SEARCH_RADIUS_M, per_kind: int = CANDIDATES_PER_KIND,
+                   show_contacts: bool = False) -> list[dict]:
+    """Emergency resources ranked by road travel time to (lon, lat), straight-line distance beside it.
+
+    One statement: per kind, the ``per_kind`` resources nearest in a straight line within ``radius_m``
+    are the candidates (GiST KNN); each is snapped to its nearest road node, and a single Dijkstra on the
+    reversed graph from the incident's node gives every resource's driving time to the incident
+    (pgr_dijkstraCost one-to-many). The graph is cut to the box around incident and candidates plus
+    ``GRAPH_MARGIN_M``. Off-network legs (point to node) count at ``ACCESS_SPEED_KMH``.
+
+    Order: usable resources by travel time; then shelters inside a danger zone (flagged, not to be
+    used); then resources not reachable on the network, each with the reason.
+    """
+    for k in kinds or []:
+        if k not in RESOURCE_KINDS:
+            raise AnalysisError(f"kind must be one of {', '.join(RESOURCE_KINDS)}; got {k!r}")
+    zones = zones or {}
+    params = {"x": lon, "y": lat, "kinds": list(kinds or RESOURCE_KINDS), "cap": min_capacity, "radius": radius_m,
+              "per_kind": per_kind,
+              "margin_deg": GRAPH_MARGIN_M / 111320.0 / math.cos(math.radians(lat)),
+              "iso": zones["isolation"]["geom"].wkb if "isolation" in zones else EMPTY_WKB,
+              "paz": zones["protective"]["geom"].wkb if "protective" in zones else EMPTY_WKB}
+    rows = conn.execute(text(_RANK), params).mappings().all()
+    access = ACCESS_SPEED_KMH / 3.6
+    usable, flagged, unreachable = [], [], []
+    for r in rows:
+        item = {k: r[k] for k in ("id", "name", "kind", "capacity", "address", "lon", "lat", "synthetic", "in_zone")}
+        if show_contacts:
+            item.update(contact_name=r["contact_name"], contact_phone=r["contact_phone"])
+        item["straight_m"] = round(r["straight_m"], 1)
+        reason = None
+        if r["inc_node"] is None:
+            reason = "road graph is empty (import roads, run `riskmap analyze roads`)"
+        elif r["inc_snap_m"] > MAX_SNAP_M:
+            reason = f"incident is {r['inc_snap_m']:.0f} m from the nearest road (> {MAX_SNAP_M:.0f} m)"
+        elif r["node"] is None or r["snap_m"] > MAX_SNAP_M:
+            reason = f"no road within {MAX_SNAP_M:.0f} m of the resource"
+        elif r["component"] != r["inc_component"]:
+            reason = "on a road network part not connected to the incident's"
+        elif r["node"] != r["inc_node"] and r["agg_cost"] is None:
+            reason = "no drivable path (one-way roads, or the route leaves the search area)"
+        if reason:
+            unreachable.append(dict(item, reachable=False, reason=reason, travel_s=None, road_m=None))
+            continue
+        net = r["agg_cost"] or 0.0
+        item.update(reachable=True, reason=None, network_s=round(net, 1),
+                    travel_s=round(net + (r["snap_m"] + r["inc_snap_m"]) / access, 1))
+        if r["kind"] == "shelter" and r["in_zone"]:
+            item.update(usable=False, reason=f"shelter inside the {r['in_zone']} zone: do not send people there")
+            flagged.append(item)
+        else:
+            item["usable"] = True
+            usable.append(item)
+    usable.sort(key=lambda i: (i["travel_s"], i["straight_m"]))
+    flagged.sort(key=lambda i: i["travel_s"])
+    unreachable.sort(key=lambda i: i["straight_m"])
+    for i in unreachable:
+        i["usable"] = False
+    return usable + flagged + unreachable
+
+
+def top_per_kind(ranked: list[dict], limit: int) -> dict[str, list[dict]]:
+    """The first ``limit`` of each kind, in rank order (unreachable ones kept only to fill the list)."""
+    out: dict[str, list[dict]] = {k: [] for k in RESOURCE_KINDS}
+    for i in ranked:
+        if len(out.setdefault(i["kind"], [])) < limit:
+            out[i["kind"]].append(i)
+    return out
+
+
+# --------------------------------------------------------------------------- the whole answer
+
+@dataclass(frozen=True)
+class IncidentInput:
+    lon: float
+    lat: float
+    chemical: str
+    spill: str = "large"
+    time: str = "day"
+    wind_from_deg: float | None = None
+    wind_speed_ms: float | None = None
+    container: str | None = None
+    resource_limit: int = 5
+
+    def check(self, area: tuple[float, float, float, float] | None = None) -> None:
+        if not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
+            raise AnalysisError("lon/lat must be WGS84 degrees")
+        if area and not (area[0] <= self.lon <= area[2] and area[1] <= self.lat <= area[3]):
+            raise AnalysisError(f"the point ({self.lon}, {self.lat}) is outside the served area {list(area)}")
+        if self.wind_from_deg is not None and not (0 <= self.wind_from_deg <= 360):
+            raise AnalysisError("wind_from_deg must be between 0 and 360 (direction the wind blows from)")
+        if self.wind_speed_ms is not None and not (0 <= self.wind_speed_ms < 80):
+            raise AnalysisError("wind_speed_ms must be between 0 and 80")
+        if not (1 <= self.resource_limit <= 50):
+            raise AnalysisError("resource_limit must be between 1 and 50")
+
+
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="riskmap-raster")
+
+
+def _timed(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, (time.perf_counter() - t) * 1000
+
+
+def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: bool = False,
+                     area: tuple[float, float, float, float] | None = None) -> dict:
+    """Zones, what is in them and the ranked resources for one incident (JSON-ready dict).
+
+    ``timings_ms`` gives each step's time; nothing is computed twice, the database is asked three
+    times (population raster path, contents, ranked resources) and the raster sum runs alongside
+    the two queries (its time overlaps theirs; ``total`` is wall time).
+    """
+    t0 = time.perf_counter()
+    inp.check(area)
+    subject = find_material(inp.chemical)
+    d = erg_distances(subject, inp.spill, inp.time, inp.container, inp.wind_speed_ms)
+    zones = zone_geometries(inp.lon, inp.lat, d, inp.wind_from_deg)
+    t1 = time.perf_counter()
+    # The raster sum needs no database: it runs in a worker thread while the two queries run here.
+    path = raster_path(conn, "population")
+    pop = _POOL.submit(_timed, zonal_sum, path, [z["geom"] for z in zones.values()]) if path else None
+    contents = zone_contents(conn, zones)
+    t2 = time.perf_counter()
+    ranked = rank_resources(conn, inp.lon, inp.lat, zones=zones, show_contacts=show_contacts)
+    t3 = time.perf_counter()
+    people, pop_ms = pop.result() if pop else (None, 0.0)
+    t4 = time.perf_counter()
+    resources = top_per_kind(ranked, inp.resource_limit)
+    zone_out = {}
+    for (name, z), n in zip(zones.items(), people or [None] * len(zones)):
+        zone_out[name] = {"distance_m": z["distance_m"], "shape": z["shape"],
+                          "area_km2": round(_metric(z["geom"]).area / 1e6, 4),
+                          "population": None if n is None else round(n, 1),
+                          "geometry": mapping(z["geom"]), **contents["zones"][name]}
+    if isinstance(subject, Material):
+        chem = {"un_number": subject.un_number, "name_zh": subject.name_zh, "name_en": subject.name_en,
+                "guide": subject.guide, "cas": subject.cas, "index_verified": subject.verified,
+                "index_source": subject.source}
+    else:
+        chem = {"un_number": None, "name_zh": subject.title_zh, "name_en": subject.title_en, "guide": subject.guide}
+    synthetic = contents["synthetic"] or any(i["synthetic"] for i in ranked)
+    warnings = list(d.notes)
+    if not d.verified:
+        warnings.insert(0, "UNVERIFIED ERG data: at least one row used could not be verified against the ERG text")
+    if people is None:
+        warnings.append("no population grid registered: population not counted")
+    if d.at_least:
+        warnings.append("ERG marks this distance '+': it can be larger in certain atmospheric conditions")
+    if synthetic:
+        warnings.append("some features counted are synthetic demo data")
+    return {
+        "decision_support": "辅助决策，不替代现场指挥判断 / Decision support only: it does not replace the "
+                            "incident commander's judgement",
+        "inputs": asdict(inp),
+        "chemical": chem,
+        "erg": {"edition": EDITION, "basis": d.basis, "guide": d.guide, "isolation_m": d.isolation_m,
+                "protective_m": d.protective_m, "verified": d.verified, "at_least": d.at_least, "rows": d.rows,
+                "wind_class": wind_class(inp.wind_speed_ms)},
+        "zones": zone_out,
+        "resources": resources,
+        "synthetic_data": synthetic,
+        "warnings": warnings,
+        "timings_ms": {"zones": round((t1 - t0) * 1000, 2), "contents": round((t2 - t1) * 1000, 2),
+                       "population": round(pop_ms, 2), "resources": round((t3 - t2) * 1000, 2),
+                       "total": round((t4 - t0) * 1000, 2)},
+    }
+
+
+# --------------------------------------------------------------------------- incidents (hand-over)
+
+def save_incident(conn: Connection, result: dict, user: str) -> int:
+    """Store an analysed incident (who, when, inputs, answer) and its zones; returns the incident id."""
+    inp, chem, erg = result["inputs"], result["chemical"], result["erg"]
+    name = f"{chem['name_zh']} {chem['name_en']}" + (f" UN{chem['un_number']}" if chem["un_number"] else "")
+    iid = conn.execute(text("""
+        INSERT INTO incidents (name, synthetic, source, created_by, un_number, chemical, spill, time_of_day,
+                               wind_from_deg, isolation_m, protective_m, verified, inputs, result, geom)
+        VALUES (:name, :syn, :src, :by, :un, :chem, :spill, :tod, :wind, :iso, :pad, :ver, CAST(:inputs AS jsonb),
+                CAST(:result AS jsonb), ST_SetSRID(ST_MakePoint(:x, :y), 4326)) RETURNING id"""), {
+        "name": name, "syn": result["synthetic_data"], "src": f"riskmap emergency analysis ({EDITION})", "by": user,
+        "un": chem["un_number"], "chem": inp["chemical"], "spill": inp["spill"], "tod": inp["time"],
+        "wind": inp["wind_from_deg"], "iso": erg["isolation_m"], "pad": erg["protective_m"], "ver": erg["verified"],
+        "inputs": json.dumps(inp, ensure_ascii=False), "result": json.dumps(result, ensure_ascii=False, default=str),
+        "x": inp["lon"], "y": inp["lat"]}).scalar_one()
+    for zname, z in result["zones"].items():
+        conn.execute(text("""
+            INSERT INTO incident_zones (name, synthetic, source, incident_id, zone, distance_m, shape, people, geom)
+            VALUES (:name, :syn, :src, :iid, :zone, :dist, :shape, :people,
+                    ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(:gj), 4326)))"""), {
+            "name": f"#{iid} {name}", "syn": result["synthetic_data"], "src": EDITION, "iid": iid, "zone": zname,
+            "dist": z["distance_m"], "shape": z["shape"], "people": z["population"],
+            "gj": json.dumps(z["geometry"])})
+    return iid
+
+
+__all__ = ["Material", "Guide", "Distances", "IncidentInput", "materials", "guides", "find_material",
+           "search_materials", "erg_distances", "zone_geometries", "downwind_square", "zone_contents",
+           "rank_resources", "top_per_kind", "analyse_incident", "save_incident", "wind_class"]

@@ -1,0 +1,381 @@
+"""The routable road graph (pgRouting) built from the ``roads`` layer, and the ``roads`` analysis.
+
+Noding follows OpenStreetMap semantics: roads connect where they share a vertex (an end point, or an
+interior vertex shared by two roads on the same ``layer``), never where they merely cross (a bridge
+over a road is not a junction). Coordinates are snapped to a grid of ``snap_deg`` degrees
+(default 1e-6°, about 0.1 m) so that end points digitised a few centimetres apart still meet.
+Each road is cut at its node vertices into edges:
+
+``road_edges``
+    id, road_id, source, target, length_m (geodesic), speed_kmh, cost_s = length_m / speed,
+    reverse_cost_s (-1 for one-way roads: travel only in digitised direction), road_class, bridge,
+    tunnel, component, x1/y1/x2/y2 (lon/lat of source/target for A*), geom (LineString, 4326).
+``road_nodes``
+    id, component, geom (Point, 4326).
+``road_edge_links``
+    which edges a restricted structure (bridge/tunnel line) or a water-source zone covers.
+
+A broken network is reported, not ignored: :func:`components` lists the disconnected parts and the
+nodes trapped by one-way roads, and :func:`run` stores that in the analysis run's statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import Engine
+
+from gis.errors import AnalysisError
+from layers.crs import METRIC_EPSG
+
+# Speed when a road has none, by road class (km/h): mid-range design speeds of JTG B01-2014
+# (高速公路 120/100/80, 一级 100/80/60, 二级 80/60, 三级 40/30) and CJJ 37-2012 urban roads.
+DEFAULT_SPEEDS = MappingProxyType({"motorway": 100.0, "trunk": 80.0, "primary": 60.0, "secondary": 40.0,
+                                   "urban": 40.0})
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """How the graph is built (defaults documented in docs/road-safety.md)."""
+
+    snap_deg: float = 1e-6            # vertex snapping grid (degrees)
+    default_speed_kmh: float = 40.0   # road with no speed and an unknown class
+    speeds: dict = field(default_factory=lambda: dict(DEFAULT_SPEEDS))
+    structure_tolerance_m: float = 15.0   # an edge within this distance of a bridge/tunnel line ...
+    structure_share: float = 0.5          # ... running along it for this share of the shorter of the two
+    landmarks: int = 8                    # ALT landmarks (pruned route searches, gis.routing)
+    nodes_per_cell: int = 30              # cells for pruned edge queries: this many nodes each (Z-order runs)
+
+
+def _tmp(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
+    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    conn.execute(text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
+
+
+def build_graph(conn: Connection, settings: GraphSettings | None = None) -> dict:
+    """(Re)build ``road_edges``/``road_nodes`` from the ``roads`` layer and link structures and zones.
+
+    Runs in the caller's transaction (the graph is replaced as a whole or not at all).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        Connection inside a transaction.
+    settings : GraphSettings, optional
+        Snapping grid, default speeds, structure-matching tolerance.
+
+    Returns
+    -------
+    dict
+        Statistics: roads, edges, nodes, degenerate_roads (fewer than two distinct vertices, left
+        out), one_way_edges, plus those of :func:`link_features` and :func:`components`.
+    """
+    s = settings or GraphSettings()
+    k = round(1 / s.snap_deg)  # grid keys are integers; coordinates key / k
+    conn.execute(text("TRUNCATE road_edge_links, road_edges, road_nodes, road_cells RESTART IDENTITY"))
+    # Vertices snapped to integer grid keys, consecutive duplicates dropped.
+    _tmp(conn, "_rn_v", """
+        SELECT road_id, lyr, idx, kx, ky FROM (
+          SELECT p.*, lag(kx) OVER w AS px, lag(ky) OVER w AS py FROM (
+            SELECT r.id AS road_id, coalesce(r.layer, 0) AS lyr, (d).path[1] AS idx,
+                   round(ST_X((d).geom) * :k)::bigint AS kx, round(ST_Y((d).geom) * :k)::bigint AS ky
+            FROM roads r, LATERAL ST_DumpPoints(r.geom) AS d) p
+          WINDOW w AS (PARTITION BY road_id ORDER BY idx)) q
+        WHERE px IS NULL OR px <> kx OR py <> ky""", {"k": k})
+    conn.execute(text("CREATE INDEX ON _rn_v (road_id, idx)"))
+    # Node vertices: road ends, vertices shared on the same layer, and any vertex where a road ends.
+    _tmp(conn, "_rn_seg", """
+        SELECT road_id, i0, i1, kx0, ky0, kx1, ky1 FROM (
+          SELECT road_id, idx AS i0, kx AS kx0, ky AS ky0, lead(idx) OVER w AS i1, lead(kx) OVER w AS kx1,
+                 lead(ky) OVER w AS ky1
+          FROM (SELECT f.*, bool_or(is_end) OVER (PARTITION BY kx, ky) AS any_end FROM (
+                  SELECT v.*, (idx = min(idx) OVER r OR idx = max(idx) OVER r) AS is_end,
+                         count(*) OVER (PARTITION BY kx, ky, lyr) AS n
+                  FROM _rn_v v WINDOW r AS (PARTITION BY road_id)) f) g
+          WHERE is_end OR n > 1 OR any_end
+          WINDOW w AS (PARTITION BY road_id ORDER BY idx)) s
+        WHERE i1 IS NOT NULL""")
+    _tmp(conn, "_rn_nodes", """
+        SELECT row_number() OVER (ORDER BY kx, ky)::int AS id, kx, ky
+        FROM (SELECT kx0 AS kx, ky0 AS ky FROM _rn_seg UNION SELECT kx1, ky1 FROM _rn_seg) n""")
+    conn.execute(text("CREATE INDEX ON _rn_nodes (kx, ky)"))
+    conn.execute(text("""
+        INSERT INTO road_nodes (id, geom)
+        SELECT id, ST_SetSRID(ST_MakePoint(kx::float8 / :k, ky::float8 / :k), 4326) FROM _rn_nodes"""), {"k": k})
+    conn.execute(text("""
+        INSERT INTO road_edges (road_id, source, target, length_m, speed_kmh, cost_s, reverse_cost_s, road_class,
+                                bridge, tunnel, x1, y1, x2, y2, geom)
+        SELECT e.road_id, n0.id, n1.id, e.len, e.v, e.len / (e.v / 3.6),
+               CASE WHEN e.oneway THEN -1 ELSE e.len / (e.v / 3.6) END, e.road_class, e.bridge, e.tunnel,
+               e.kx0::float8 / :k, e.ky0::float8 / :k, e.kx1::float8 / :k, e.ky1::float8 / :k, e.geom
+        FROM (
+          SELECT l.*, ST_Length(l.geom::geography) AS len, r.oneway, r.bridge, r.tunnel, r.road_class,
+                 CASE WHEN r.speed_kmh > 0 THEN r.speed_kmh
+                      ELSE coalesce((CAST(:speeds AS jsonb) ->> r.road_class)::float, :v0) END AS v
+          FROM (SELECT s.road_id, s.i0, s.kx0, s.ky0, s.kx1, s.ky1,
+                       ST_SetSRID(ST_MakeLine(array_agg(ST_MakePoint(v.kx::float8 / :k, v.ky::float8 / :k) ORDER BY v.idx)), 4326)
+                         AS geom
+                FROM _rn_seg s JOIN _rn_v v ON v.road_id = s.road_id AND v.idx BETWEEN s.i0 AND s.i1
+                GROUP BY s.road_id, s.i0, s.kx0, s.ky0, s.kx1, s.ky1) l
+          JOIN roads r ON r.id = l.road_id) e
+        JOIN _rn_nodes n0 ON n0.kx = e.kx0 AND n0.ky = e.ky0
+        JOIN _rn_nodes n1 ON n1.kx = e.kx1 AND n1.ky = e.ky1
+        ORDER BY e.road_id, e.i0"""), {"k": k, "speeds": json.dumps(s.speeds), "v0": float(s.default_speed_kmh)})
+    stats = dict(conn.execute(text("""
+        SELECT (SELECT count(*) FROM roads) AS roads, (SELECT count(*) FROM road_edges) AS edges,
+               (SELECT count(*) FROM road_nodes) AS nodes,
+               (SELECT count(*) FROM road_edges WHERE reverse_cost_s < 0) AS one_way_edges,
+               (SELECT count(*) FROM roads r WHERE NOT EXISTS (SELECT 1 FROM road_edges e WHERE e.road_id = r.id))
+                 AS degenerate_roads""")).mappings().one())
+    for name in ("_rn_v", "_rn_seg", "_rn_nodes"):
+        conn.execute(text(f"DROP TABLE {name}"))
+    _label_components(conn)
+    stats["landmarks"] = prepare_landmarks(conn, s)
+    for table in ("road_nodes", "road_edges"):
+        # written once more, ordered by cell: no dead row versions from the updates above, and the edges of a
+        # cell lie together on disk for the pruned searches
+        conn.execute(text(f"CREATE TEMP TABLE _rn_copy AS SELECT * FROM {table} ORDER BY cell, id"))
+        conn.execute(text(f"TRUNCATE road_edge_links, {table}"))  # (links are computed below)
+        conn.execute(text(f"INSERT INTO {table} SELECT * FROM _rn_copy"))
+        conn.execute(text("DROP TABLE _rn_copy"))
+        conn.execute(text(f"ANALYZE {table}"))
+    stats.update(link_features(conn, s))
+    stats.update(components(conn))
+    return stats
+
+
+def prepare_landmarks(conn: Connection, settings: GraphSettings | None = None) -> int:
+    """Travel times from and to a few landmarks for every node, and their range per cell.
+
+    Landmarks are spread over the largest part by farthest-point selection. For any nodes a, b and
+    landmark L the triangle inequality gives t(a->b) >= t(L->b) - t(L->a) and t(a->b) >= t(a->L) -
+    t(b->L) (the ALT lower bounds); ``road_cells`` keeps, per cell, the smallest
+    and largest times of its nodes (a cell: ``nodes_per_cell`` nodes consecutive in Z-order), so a whole
+    cell can be ruled out of a search
+    (:func:`gis.routing.shortest_path`). A maximum is left empty when a node of the cell cannot
+    reach (or be reached from) the landmark, so no bound ever overestimates. Returns the number of
+    landmarks.
+    """
+    import numpy as np
+
+    s = settings or GraphSettings()
+    conn.execute(text("DELETE FROM road_cells"))
+    pts = conn.execute(text("""
+        SELECT id, ST_X(geom) AS x, ST_Y(geom) AS y FROM road_nodes WHERE component = (
+          SELECT component FROM road_nodes GROUP BY component ORDER BY count(*) DESC, component LIMIT 1)
+        ORDER BY id""")).all()
+    if len(pts) < 2:
+        return 0
+    ids, xy = np.array([p.id for p in pts]), np.array([(p.x, p.y) for p in pts])
+    xy = xy * [np.cos(np.radians(xy[:, 1].mean())), 1.0]
+    dist = np.hypot(*(xy - xy.mean(axis=0)).T)
+    chosen = []
+    for _ in range(min(s.landmarks, len(pts))):  # farthest from the centre, then from those chosen
+        i = int(np.argmax(dist))
+        chosen.append(int(ids[i]))
+        dist = np.minimum(dist, np.hypot(*(xy - xy[i]).T)) if len(chosen) > 1 else np.hypot(*(xy - xy[i]).T)
+    conn.execute(text("DROP TABLE IF EXISTS _rn_lm"))
+    conn.execute(text("CREATE TEMP TABLE _rn_lm (k int, dir text, node bigint, d float8)"))
+    forward = "SELECT id, source, target, cost_s AS cost, reverse_cost_s AS reverse_cost FROM road_edges"
+    backward = "SELECT id, target AS source, source AS target, cost_s AS cost, reverse_cost_s AS reverse_cost FROM road_edges"
+    for k, lm in enumerate(chosen, 1):
+        for d, sql in (("f", forward), ("t", backward)):  # backward: times to the landmark
+            conn.execute(text("INSERT INTO _rn_lm SELECT :k, :d, node, agg_cost "
+                              "FROM pgr_drivingDistance(:sql, CAST(:l AS bigint), 1e15, true)"),
+                         {"k": k, "d": d, "sql": sql, "l": lm})
+    conn.execute(text("CREATE INDEX ON _rn_lm (node)"))
+    conn.execute(text("""
+        UPDATE road_nodes n SET lm_from = x.f, lm_to = x.t FROM (
+          SELECT n.id, array_agg(f.d ORDER BY k.k) AS f, array_agg(t.d ORDER BY k.k) AS t
+          FROM road_nodes n CROSS JOIN generate_series(1, :n) AS k(k)
+          LEFT JOIN _rn_lm f ON f.node = n.id AND f.k = k.k AND f.dir = 'f'
+          LEFT JOIN _rn_lm t ON t.node = n.id AND t.k = k.k AND t.dir = 't'
+          GROUP BY n.id) x
+        WHERE x.id = n.id"""), {"n": len(chosen)})
+    conn.execute(text("DROP TABLE _rn_lm"))
+    # cells: runs of nodes_per_cell nodes along the Z-order curve (geohash), compact and of equal size
+    conn.execute(text("""
+        UPDATE road_nodes n SET cell = c.cell
+        FROM (SELECT id, ((row_number() OVER (ORDER BY ST_GeoHash(geom, 12), id) - 1) / :k)::int AS cell
+              FROM road_nodes) c
+        WHERE c.id = n.id"""), {"k": int(s.nodes_per_cell)})
+    conn.execute(text("UPDATE road_edges e SET cell = n.cell FROM road_nodes n WHERE n.id = e.source"))
+    conn.execute(text("""
+        INSERT INTO road_cells (cell, nodes, lf_min, lf_max, lt_min, lt_max)
+        SELECT cell, max(nodes), array_agg(fmin ORDER BY k), array_agg(fmax ORDER BY k),
+               array_agg(tmin ORDER BY k), array_agg(tmax ORDER BY k)
+        FROM (SELECT n.cell, u.k, count(*) AS nodes, min(u.f) AS fmin,
+                     CASE WHEN bool_and(u.f IS NOT NULL) THEN max(u.f) END AS fmax, min(u.t) AS tmin,
+                     CASE WHEN bool_and(u.t IS NOT NULL) THEN max(u.t) END AS tmax
+              FROM road_nodes n, unnest(n.lm_from, n.lm_to) WITH ORDINALITY AS u(f, t, k)
+              GROUP BY n.cell, u.k) c
+        GROUP BY cell"""))
+    conn.execute(text("ANALYZE road_cells"))
+    return len(chosen)
+
+
+def _label_components(conn: Connection) -> None:
+    """Store the (undirected) connected component of every node and edge: its smallest node id."""
+    conn.execute(text("""
+        UPDATE road_nodes n SET component = c.component
+        FROM pgr_connectedComponents('SELECT id, source, target, cost_s AS cost, reverse_cost_s AS reverse_cost
+                                      FROM road_edges') c
+        WHERE c.node = n.id"""))
+    conn.execute(text("UPDATE road_edges e SET component = n.component FROM road_nodes n WHERE n.id = e.source"))
+
+
+def along_sql(a: str, s: str) -> str:
+    """SQL joins measuring how metric line ``a`` runs along metric line ``s`` (within ``:tol`` metres).
+
+    Adds one row per connected piece ``p.part`` of ``a`` within ``:tol`` of ``s``, with ``loc.alo``/
+    ``loc.ahi`` (its first and last fraction along ``a``) and ``loc.slo``/``loc.shi`` (along ``s``), and a
+    WHERE clause keeping the pieces that run along ``s`` for at least ``:share`` of the shorter of the two
+    lines, measured along ``s``: a line crossing ``s`` covers almost nothing of it, and a route that only
+    touches both ends of a tunnel (going round it) has two short pieces, not one long one. ``a`` and
+    ``s`` are SQL expressions from code.
+    """
+    return f"""
+        CROSS JOIN LATERAL (SELECT (ST_Dump(ST_Intersection({a}, ST_Buffer({s}, :tol)))).geom AS part) p
+        CROSS JOIN LATERAL (SELECT min(ST_LineLocatePoint({s}, d.geom)) AS slo, max(ST_LineLocatePoint({s}, d.geom)) AS shi,
+                                   min(ST_LineLocatePoint({a}, d.geom)) AS alo, max(ST_LineLocatePoint({a}, d.geom)) AS ahi
+                            FROM ST_DumpPoints(p.part) d) loc
+        WHERE NOT ST_IsEmpty(p.part)
+          AND (loc.shi - loc.slo) * ST_Length({s}) >= :share * least(ST_Length({a}), ST_Length({s}))"""
+
+
+def link_features(conn: Connection, settings: GraphSettings | None = None) -> dict:
+    """Tie restricted structures and water-source zones to the edges they cover (``road_edge_links``).
+
+    A structure (bridge or tunnel line) covers an edge when the edge runs within
+    ``structure_tolerance_m`` of it for at least ``structure_share`` of the shorter of the two,
+    measured along the structure (so a road passing under a bridge is not tied to it). A zone covers
+    every edge that intersects it; ``covered_m`` is the length inside.
+
+    Returns
+    -------
+    dict
+        linked_structures, unlinked_structures (ids of structures on no edge), zone_links.
+    """
+    s = settings or GraphSettings()
+    conn.execute(text("DELETE FROM road_edge_links"))
+    conn.execute(text(f"""
+        INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m)
+        SELECT e.id, 'restricted_structures', st.id, sum((loc.shi - loc.slo) * ST_Length(t.sg))
+        FROM restricted_structures st
+        JOIN road_edges e ON e.geom && ST_Expand(st.geom, :tol / 90000.0)
+        CROSS JOIN LATERAL (SELECT ST_Transform(st.geom, {METRIC_EPSG}) AS sg,
+                                   ST_Transform(e.geom, {METRIC_EPSG}) AS eg) t
+        {along_sql("t.eg", "t.sg")}
+        GROUP BY e.id, st.id"""),
+        {"tol": float(s.structure_tolerance_m), "share": float(s.structure_share)})
+    conn.execute(text("""
+        INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m)
+        SELECT e.id, 'water_source_zones', z.id, ST_Length(ST_Intersection(e.geom, z.geom)::geography)
+        FROM water_source_zones z JOIN road_edges e ON ST_Intersects(e.geom, z.geom)"""))
+    row = conn.execute(text("""
+        SELECT (SELECT count(DISTINCT feature_id) FROM road_edge_links WHERE layer = 'restricted_structures') AS ls,
+               (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM restricted_structures s WHERE NOT EXISTS (
+                  SELECT 1 FROM road_edge_links l WHERE l.layer = 'restricted_structures' AND l.feature_id = s.id))
+                 AS unlinked,
+               (SELECT count(*) FROM road_edge_links WHERE layer = 'water_source_zones') AS zl""")).one()
+    return {"linked_structures": row.ls, "unlinked_structures": list(row.unlinked), "zone_links": row.zl}
+
+
+def nearest_node(conn: Connection, lon: float, lat: float) -> tuple[int, float]:
+    """The graph node nearest to (lon, lat) and its distance in metres.
+
+    Raises
+    ------
+    AnalysisError
+        If the graph is empty (run ``riskmap analyze roads``).
+    """
+    row = conn.execute(text("""
+        SELECT id, ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography) AS d
+        FROM road_nodes ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:x, :y), 4326) LIMIT 1"""),
+        {"x": float(lon), "y": float(lat)}).first()
+    if row is None:
+        raise AnalysisError("the road graph is empty: import roads and run `riskmap analyze roads`")
+    return int(row.id), float(row.d)
+
+
+def components(conn: Connection, limit: int = 20) -> dict:
+    """Report the disconnected parts of the graph and the nodes one-way roads trap.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+    limit : int
+        How many parts to list (largest first).
+
+    Returns
+    -------
+    dict
+        ``components`` (number of connected parts, ignoring direction), ``parts`` (the largest
+        ``limit``: component id, nodes, edges, length_km, bbox), ``nodes_outside_largest``,
+        ``strong_components`` (parts when one-way directions are respected) and
+        ``one_way_trapped_nodes`` (nodes of the largest part that cannot reach, or cannot be
+        reached from, the rest of it).
+    """
+    parts = [dict(r) for r in conn.execute(text("""
+        SELECT n.component, count(*) AS nodes,
+               (SELECT count(*) FROM road_edges e WHERE e.component = n.component) AS edges,
+               round(((SELECT coalesce(sum(length_m), 0) FROM road_edges e WHERE e.component = n.component)
+                      / 1000)::numeric, 3)::float AS length_km,
+               ARRAY[ST_XMin(ST_Extent(n.geom)), ST_YMin(ST_Extent(n.geom)),
+                     ST_XMax(ST_Extent(n.geom)), ST_YMax(ST_Extent(n.geom))] AS bbox
+        FROM road_nodes n GROUP BY n.component ORDER BY nodes DESC, n.component""")).mappings()]
+    total = sum(p["nodes"] for p in parts)
+    out = {"components": len(parts), "parts": parts[:limit],
+           "nodes_outside_largest": total - (parts[0]["nodes"] if parts else 0),
+           "strong_components": 0, "one_way_trapped_nodes": 0}
+    if parts:
+        strong = conn.execute(text("""
+            SELECT component, count(*) AS n FROM pgr_strongComponents(
+              'SELECT id, source, target, cost_s AS cost, reverse_cost_s AS reverse_cost FROM road_edges')
+            GROUP BY component ORDER BY n DESC""")).all()
+        largest_strong = strong[0].n if strong else 0
+        out["strong_components"] = len(strong)
+        out["one_way_trapped_nodes"] = parts[0]["nodes"] - largest_strong
+    return out
+
+
+def network_problems(report: dict) -> list[str]:
+    """Plain-language problems in a :func:`build_graph` report (empty when the network is sound)."""
+    problems = []
+    if report.get("edges", 0) == 0:
+        problems.append("no routable edges: the roads layer is empty")
+    if report.get("components", 0) > 1:
+        problems.append(f"network is disconnected: {report['components']} parts, "
+                        f"{report['nodes_outside_largest']} nodes outside the largest")
+    if report.get("one_way_trapped_nodes"):
+        problems.append(f"{report['one_way_trapped_nodes']} nodes are trapped by one-way roads")
+    if report.get("degenerate_roads"):
+        problems.append(f"{report['degenerate_roads']} roads have fewer than two distinct vertices (left out)")
+    if report.get("unlinked_structures"):
+        problems.append(f"{len(report['unlinked_structures'])} restricted structures lie on no road edge: "
+                        f"ids {report['unlinked_structures'][:20]}")
+    return problems
+
+
+def run(engine: Engine, store_settings=None) -> dict:
+    """The ``roads`` analysis: rebuild the graph, black spots and the conflicts of stored hazmat routes.
+
+    One transaction; derived layers ``blackspots`` and ``route_conflicts`` carry the run id.
+    """
+    from gis import blackspots, routing
+    from layers.derived import finish_run, start_run
+
+    with engine.begin() as conn:
+        run_id = start_run(conn, "roads", ["roads", "restricted_structures", "water_source_zones", "accidents",
+                                           "hazmat_routes", "route_rules"])
+        graph = build_graph(conn)
+        stats = {k: graph[k] for k in ("roads", "edges", "nodes", "components", "nodes_outside_largest",
+                                        "one_way_trapped_nodes", "linked_structures", "zone_links")}
+        stats["network_problems"] = network_problems(graph)
+        stats.update(blackspots.compute(conn, run_id))
+        stats.update(routing.check_stored_routes(conn, run_id))
+        finish_run(conn, run_id, stats)
+    return stats

@@ -1,0 +1,127 @@
+"""Monitoring API: roles, JSON/CSV ingest with per-reading rejections, alarms, acknowledgement, the
+asset panel data, thresholds, and the map layer of current levels."""
+
+from datetime import datetime, timedelta, timezone
+
+import geopandas as gpd
+import pytest
+import shapely
+from sqlalchemy import text
+
+from gis import monitoring
+from layers import registry
+from layers.io import validate, write
+from layers.settings import StoreSettings
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def at(minutes_ago):
+    return (NOW - timedelta(minutes=minutes_ago)).isoformat()
+
+
+@pytest.fixture
+def site(clean):
+    """A pond and an installation with the simulation's sensor layout (TP1-D1 ..., HI1-G1 ...)."""
+    area = StoreSettings().area_bbox
+    with clean.begin() as conn:
+        conn.execute(text("TRUNCATE monitoring_alarms, monitoring_alarm_events, monitoring_daily CASCADE"))
+        conn.execute(text("DELETE FROM monitoring_thresholds WHERE asset_layer IS NOT NULL"))
+        for layer, name in (("tailings_ponds", "测试尾矿库"), ("hazard_installations", "测试罐区")):
+            spec = registry.get(layer)
+            frame = gpd.GeoDataFrame({"name": [name]}, geometry=[shapely.box(102.7, 25.0, 102.71, 25.01)], crs=4326)
+            write(conn, spec, validate(spec, frame, area)[0])
+        monitoring.ensure_demo_sensors(conn)
+    return clean
+
+
+def test_roles_and_anonymous(client, site, token):
+    body = {"readings": [{"sensor": "TP1-D1", "time": at(5), "value": 10, "unit": "mm"}]}
+    assert client.post("/monitoring/readings", json=body).status_code == 401
+    assert client.get("/monitoring/alarms").status_code == 401
+    assert client.get("/monitoring/assets/tailings_ponds/1").status_code == 401
+    assert client.get("/collections/monitored_assets/items").status_code == 401
+    assert client.get("/monitoring/kinds").status_code == 200
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    assert client.post("/monitoring/readings", json=body, headers=planner).status_code == 403
+    assert client.get("/monitoring/alarms", headers=planner).status_code == 200
+    assert client.post("/monitoring/alarms/1/ack", headers=planner).status_code == 403
+
+
+def test_ingest_json_csv_and_rejections(client, site, token):
+    editor = {"Authorization": f"Bearer {token('editor')}"}
+    body = {"readings": [
+        {"sensor": "TP1-D1", "time": at(20), "value": 10, "unit": "mm"},
+        {"sensor": "TP1-D1", "time": at(19), "value": 1.1, "unit": "cm"},
+        {"sensor": "TP9-D1", "time": at(18), "value": 10, "unit": "mm"},
+        {"sensor": "TP1-D1", "time": (NOW + timedelta(hours=2)).isoformat(), "value": 10, "unit": "mm"},
+        {"sensor": "TP1-P1", "time": at(18), "value": 7, "unit": "mm/s"},
+        {"sensor": "TP1-P1", "time": at(18), "value": "NaN", "unit": "m"}]}
+    res = client.post("/monitoring/readings", json=body, headers=editor)
+    assert res.status_code == 200
+    out = res.json()
+    assert out["accepted"] == 2 and out["stored"] == 2
+    assert [(r["index"], r["sensor"]) for r in out["rejected"]] == [(2, "TP9-D1"), (3, "TP1-D1"), (4, "TP1-P1"),
+                                                                    (5, "TP1-P1")]
+    assert client.post("/monitoring/readings", json={"readings": body["readings"][2:]},
+                       headers=editor).status_code == 422            # nothing acceptable
+    assert client.post("/monitoring/readings", content=b"{not json", headers=editor |
+                       {"Content-Type": "application/json"}).status_code == 400
+    assert client.post("/monitoring/readings", json={"rows": []}, headers=editor).status_code == 400
+    csv_body = f"sensor,time,value,unit\nTP1-D2,{at(10)},12.5,mm\nTP1-D2,{at(9)},abc,mm\n"
+    res = client.post("/monitoring/readings", content=csv_body.encode(), headers=editor | {"Content-Type": "text/csv"})
+    assert res.status_code == 200 and res.json()["stored"] == 1 and res.json()["rejected"][0]["index"] == 1
+    res = client.post("/monitoring/readings", files={"file": ("r.csv", f"sensor,time,value,unit\nTP1-D3,{at(8)},3,mm\n")},
+                      headers=editor)
+    assert res.status_code == 200 and res.json()["stored"] == 1
+    assert client.post("/monitoring/readings", content=b"a,b\n1,2\n", headers=editor |
+                       {"Content-Type": "text/csv"}).status_code == 400
+    readings = client.get("/monitoring/sensors/TP1-D1/readings", headers=editor).json()
+    assert readings["readings"] == [[at(20), 10.0], [at(19), 11.0]] and readings["unit"] == "mm"
+
+
+def test_alarm_visible_acknowledged_and_panel_data(client, site, token):
+    editor = {"Authorization": f"Bearer {token('editor')}"}
+    body = {"readings": [{"sensor": "TP1-D1", "time": at(m), "value": v, "unit": "mm"}
+                         for m, v in ((15, 20), (10, 55), (5, 60), (2, 125))]}
+    res = client.post("/monitoring/readings", json=body, headers=editor).json()
+    assert [(a["event"], a["level"]) for a in res["alarms"]] == [("open", "yellow"), ("escalate", "red")]
+    emergency = {"Authorization": f"Bearer {token('emergency')}"}
+    listed = client.get("/monitoring/alarms", headers=emergency).json()["alarms"]
+    assert len(listed) == 1 and listed[0]["level"] == "red" and listed[0]["item"] == "displacement"
+    assert listed[0]["asset_name"] == "测试尾矿库" and listed[0]["item_zh"] == "坝体表面位移"
+    alarm_id = listed[0]["id"]
+    acked = client.post(f"/monitoring/alarms/{alarm_id}/ack", json={"note": "现场已核实"}, headers=emergency).json()
+    assert acked["acknowledged_by"] == "test-emergency" and acked["history"][-1]["event"] == "ack"
+    assert acked["history"][-1]["note"] == "现场已核实"
+    assert client.post("/monitoring/alarms/999999/ack", headers=emergency).status_code == 404
+
+    panel = client.get("/monitoring/assets/tailings_ponds/1?hours=1", headers=emergency).json()
+    assert panel["alarm_level"] == "red" and len(panel["sensors"]) == 10 and len(panel["alarms"]) == 1
+    d1 = next(s for s in panel["sensors"] if s["code"] == "TP1-D1")
+    assert [v for _, v in d1["readings"]] == [20, 55, 60, 125] and d1["alarm_level"] == "red"
+    assert d1["thresholds"]["red"] == 120 and d1["thresholds"]["rates_per_day"]["red"] == 20
+    assert client.get("/monitoring/assets/hazard_installations/77", headers=emergency).status_code == 404
+
+    feats = client.get("/collections/monitored_assets/items", headers=emergency).json()["features"]
+    levels = {(f["properties"]["asset_layer"], f["properties"]["asset_id"]): f["properties"]["alarm_level"]
+              for f in feats}
+    assert levels == {("tailings_ponds", 1): "red", ("hazard_installations", 1): "normal"}
+    daily = client.get("/monitoring/daily", headers=emergency).json()
+    assert daily["totals"]["crossings"] == 2 and daily["totals"]["opened"] == 1 and daily["totals"]["escalated"] == 1
+
+
+def test_thresholds_api(client, site, token):
+    editor = {"Authorization": f"Bearer {token('editor')}"}
+    ok = client.put("/monitoring/thresholds", headers=editor, json={
+        "kind": "temperature", "asset_layer": "hazard_installations", "asset_id": 1,
+        "blue": 40, "yellow": 45, "orange": 50, "red": 55, "hysteresis": 0.5})
+    assert ok.status_code == 200 and ok.json()["red"] == 55
+    bad = client.put("/monitoring/thresholds", headers=editor, json={"kind": "temperature", "blue": 50, "yellow": 40})
+    assert bad.status_code == 400 and "yellow" in bad.json()["description"]
+    assert client.put("/monitoring/thresholds", headers=editor, json={"kind": "nope", "red": 1}).status_code == 400
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    assert client.put("/monitoring/thresholds", headers=planner, json={"kind": "temperature", "red": 1}).status_code == 403
+    rows = client.get("/monitoring/thresholds", headers=planner).json()["thresholds"]
+    mine = [r for r in rows if r["kind"] == "temperature" and r["asset_id"] == 1]
+    assert len(mine) == 1 and mine[0]["hysteresis"] == 0.5

@@ -1,0 +1,266 @@
+"""Route checking and planning on a hand-built network with known answers, and the pruned pgRouting
+search against an independent NetworkX Dijkstra."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, time
+
+import networkx as nx
+import pytest
+from pyproj import Geod, Transformer
+from sqlalchemy import text
+
+from gis import roadnet, routing
+from gis.errors import AnalysisError
+from gis.routing import RouteSettings
+from layers.crs import METRIC_EPSG
+
+GEOD = Geod(ellps="WGS84")
+METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True).transform
+TABLES = "roads, restricted_structures, water_source_zones, accidents, hazmat_routes, blackspots, route_conflicts"
+O, P, D, Q, R = (102.70, 25.00), (102.72, 25.00), (102.74, 25.00), (102.70, 25.02), (102.74, 25.02)
+TUNNEL = ((102.725, 25.0), (102.735, 25.0))  # on the motorway P-D, 1009 m: a long tunnel by length (JTG)
+
+
+def geod(a, b) -> float:
+    return GEOD.inv(*a, *b)[2]
+
+
+def metric(a, b) -> float:
+    (x0, y0), (x1, y1) = METRIC(*a), METRIC(*b)
+    return ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
+
+
+FREE_M = geod(O, P) + geod(P, D)
+DETOUR_M = geod(O, Q) + geod(Q, R) + geod(R, D)
+FREE_S, DETOUR_S = FREE_M / (80 / 3.6), DETOUR_M / (40 / 3.6)
+
+
+def line(*pts) -> str:
+    return "LINESTRING(" + ", ".join(f"{x} {y}" for x, y in pts) + ")"
+
+
+@pytest.fixture
+def clean(engine):
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM route_rules"))
+    return engine
+
+
+def rules(conn, *rows):
+    conn.execute(text("DELETE FROM route_rules"))
+    for r in rows:
+        routing.create_rule(conn, {"name_zh": r[0], "name_en": r[0], "source": "test", **r[1]})
+
+
+TUNNEL_RULE = ("long tunnels", {"cargo_classes": ["*"], "target": "structure", "structure_classes": ["tunnel_l"]})
+ADR_RULE = ("ADR C", {"cargo_classes": ["2.3"], "target": "structure", "adr_categories": ["C", "D", "E"]})
+ZONE_RULE = ("grade-1 zones", {"cargo_classes": ["3"], "target": "water_zone", "zone_levels": ["grade1"]})
+
+
+@pytest.fixture
+def net(clean):
+    with clean.begin() as conn:
+        roads = [("M1", "motorway", 80, (O, P)), ("M2", "motorway", 80, (P, D)), ("U1", "urban", 40, (O, Q)),
+                 ("U2", "urban", 40, (Q, R)), ("U3", "urban", 40, (R, D)),
+                 ("island", "urban", 40, ((102.90, 25.0), (102.91, 25.0)))]
+        for name, cls, v, pts in roads:
+            conn.execute(text("INSERT INTO roads (name, road_class, speed_kmh, geom) "
+                              "VALUES (:n, :c, :v, ST_GeomFromText(:g, 4326))"),
+                         {"n": name, "c": cls, "v": v, "g": line(*pts)})
+        conn.execute(text("INSERT INTO restricted_structures (name, kind, length_m, adr_category, geom) "
+                          "VALUES ('长隧道', 'tunnel', 1009, 'C', ST_GeomFromText(:g, 4326))"), {"g": line(*TUNNEL)})
+        conn.execute(text("INSERT INTO water_source_zones (name, zone_level, geom) VALUES ('水源地', 'grade1', "
+                          "ST_Multi(ST_MakeEnvelope(102.715, 25.015, 102.725, 25.025, 4326)))"))
+        roadnet.build_graph(conn)
+        rules(conn, TUNNEL_RULE, ADR_RULE, ZONE_RULE)
+    return clean
+
+
+def test_cargo_resolution():
+    c = routing.resolve_cargo({"un_number": "UN1230", "quantity_t": "20"})
+    assert (c.hazard_class, c.classes, c.name_zh, c.quantity_t) == ("3", ("3", "6.1"), "甲醇", 20.0)
+    assert routing.resolve_cargo({"hazard_class": "1.1D"}).classes == ("1.1",)
+    for un, cls in {"1005": "2.3", "1017": "2.3", "1053": "2.3", "1050": "2.3", "1079": "2.3", "1076": "2.3",
+                    "1051": "6.1", "1203": "3", "1202": "3", "1075": "2.1", "1971": "2.1", "1972": "2.1",
+                    "1230": "3", "1114": "3"}.items():
+        assert routing.resolve_cargo({"un_number": un}).hazard_class == cls
+    with pytest.raises(AnalysisError, match="unknown UN number '9999'.*GET /routes/cargo"):
+        routing.resolve_cargo({"un_number": "9999"})
+    with pytest.raises(AnalysisError, match="unknown hazard class"):
+        routing.resolve_cargo({"hazard_class": "2.7"})
+    with pytest.raises(AnalysisError, match="UN1017 is class 2.3, not 3"):
+        routing.resolve_cargo({"un_number": "1017", "hazard_class": "3"})
+    with pytest.raises(AnalysisError, match="quantity_t"):
+        routing.resolve_cargo({"hazard_class": "3", "quantity_t": -1})
+
+
+def test_rule_matching_and_time_windows():
+    rule = routing.validate_rule({"name_zh": "x", "name_en": "x", "cargo_classes": ["2", "6.1"], "target": "structure",
+                                  "min_quantity_t": 10, "ban_start": "22:00", "ban_end": "06:00", "weekdays": [1, 2]})
+    chlorine, methanol = routing.resolve_cargo({"un_number": "1017"}), routing.resolve_cargo({"un_number": "1230"})
+    gasoline = routing.resolve_cargo({"un_number": "1203", "quantity_t": 30})
+    assert routing.rule_applies(rule, chlorine)                       # class 2 covers 2.3; quantity unknown
+    assert routing.rule_applies(rule, methanol)                       # subsidiary risk 6.1
+    assert not routing.rule_applies(rule, gasoline)                   # class 3
+    assert not routing.rule_applies(rule, routing.resolve_cargo({"hazard_class": "2.1", "quantity_t": 5}))
+    at = routing.parse_departure
+    assert routing.in_force(rule, at("2026-03-02T23:00"))             # Monday night, window wraps midnight
+    assert routing.in_force(rule, at("2026-03-02T05:59"))
+    assert not routing.in_force(rule, at("2026-03-02T06:00"))         # end excluded
+    assert not routing.in_force(rule, at("2026-03-04T23:00"))         # Wednesday
+    assert routing.in_force(rule, at("2026-03-02T15:00Z"))            # 23:00 in Kunming
+    assert routing.in_force(rule, None)                               # unknown time: counts
+    assert rule["ban_start"] == time(22, 0)
+    for bad, msg in [({"target": "bridge"}, "target"), ({"cargo_classes": ["2.9"]}, "not a hazard class"),
+                     ({"structure_classes": ["tunnel_huge"]}, "unknown codes"), ({"zone_levels": ["grade1"]},
+                                                                                  "cannot filter"),
+                     ({"ban_start": "25:00"}, "HH:MM"), ({"weekdays": [0]}, "weekday"), ({"colour": 1}, "unknown rule")]:
+        with pytest.raises(AnalysisError, match=msg):
+            routing.validate_rule({"name_zh": "x", "name_en": "x", "cargo_classes": ["*"], "target": "structure",
+                                   **bad})
+    assert len(routing.default_rules()) == 10  # the shipped defaults are valid
+
+
+def test_gpx_parsing():
+    gpx = """<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1"><trk>
+      <trkseg><trkpt lat="25.0" lon="102.70"/><trkpt lat="25.0" lon="102.72"/></trkseg>
+      <trkseg><trkpt lat="25.0" lon="102.74"/></trkseg></trk></gpx>"""
+    assert routing.gpx_to_geojson(gpx)["coordinates"] == [[102.70, 25.0], [102.72, 25.0], [102.74, 25.0]]
+    rte = '<gpx version="1.0"><rte><rtept lat="25" lon="102.7"/><rtept lat="25.01" lon="102.7"/></rte></gpx>'
+    assert routing.gpx_to_geojson(rte)["coordinates"] == [[102.7, 25.0], [102.7, 25.01]]
+    for bad, msg in [("<gpx", "not a GPX"), ("<kml/>", "root element"), ("<gpx/>", "no track points"),
+                     ('<gpx><trk><trkseg><trkpt lat="95" lon="1"/><trkpt lat="1" lon="1"/></trkseg></trk></gpx>',
+                      "not lon/lat"), ('<!DOCTYPE gpx [<!ENTITY a "aaaa">]><gpx/>', "DOCTYPE")]:
+        with pytest.raises(AnalysisError, match=msg):
+            routing.gpx_to_geojson(bad)
+
+
+def test_check_finds_the_tunnel_where_it_is(net):
+    route = {"type": "LineString", "coordinates": [list(O), list(P), list(D)]}
+    with net.begin() as conn:
+        out = routing.check_route(conn, route, routing.resolve_cargo({"un_number": "1017"}),
+                                  routing.parse_departure("2026-03-02T10:00"))
+        diesel = routing.check_route(conn, route, routing.resolve_cargo({"hazard_class": "3"}), None)
+        detour = routing.check_route(conn, {"type": "LineString", "coordinates": [list(O), list(Q), list(R), list(D)]},
+                                     routing.resolve_cargo({"un_number": "1203"}), None)
+    assert out["verdict"] == "forbidden" and len(out["conflicts"]) == 1
+    c = out["conflicts"][0]
+    assert (c["target"], c["target_name"], c["target_class"], c["rule"]["en"]) == \
+        ("structure", "长隧道", "tunnel_l", "long tunnels")  # class derived from 1009 m; first forbidding rule
+    assert c["distance_m"] == pytest.approx(metric(O, TUNNEL[0]), abs=1.0)
+    assert c["length_m"] == pytest.approx(metric(*TUNNEL), abs=1.0)
+    # arrival at 60 km/h (the check speed) after that distance
+    eta = datetime.fromisoformat(c["eta"]) - routing.parse_departure("2026-03-02T10:00")
+    assert eta.total_seconds() == pytest.approx(c["distance_m"] / (60 / 3.6), abs=0.01)
+    assert c["geometry"]["type"] == "LineString"
+    assert diesel["verdict"] == "forbidden" and [x["target"] for x in diesel["conflicts"]] == ["structure"]
+    # going round the tunnel (touching both of its ends, 555 m off in between) is no conflict
+    with net.begin() as conn:
+        around = routing.check_route(conn, {"type": "LineString", "coordinates": [
+            list(P), [102.725, 25.0], [102.725, 25.005], [102.735, 25.005], [102.735, 25.0], list(D)]},
+            routing.resolve_cargo({"un_number": "1017"}), None)
+    assert around["conflicts"] == [] and around["verdict"] == "allowed"
+    # the detour crosses the grade-1 zone: forbidden for class 3 at the zone's west edge
+    (z,) = detour["conflicts"]
+    assert (z["target"], z["target_name"], z["verdict"]) == ("water_zone", "水源地", "forbidden")
+    assert z["distance_m"] == pytest.approx(metric(O, Q) + metric(Q, (102.715, 25.02)), abs=1.0)
+    assert z["length_m"] == pytest.approx(metric((102.715, 25.02), (102.725, 25.02)), abs=1.0)
+
+
+def test_plan_avoids_the_tunnel(net):
+    with net.begin() as conn:
+        out = routing.plan_route(conn, O, D, routing.resolve_cargo({"un_number": "1017"}), None)
+        banned = routing.banned_edges_for(conn, routing.resolve_cargo({"un_number": "1017"}), None)
+        m2 = conn.execute(text("SELECT e.id FROM road_edges e JOIN roads r ON r.id = e.road_id "
+                               "WHERE r.name = 'M2'")).scalars().all()
+    assert banned == m2  # the tunnel's edge (chlorine is not class 3: the zone stays open)
+    assert out["found"] and out["verdict"] == "allowed"
+    assert out["length_m"] == pytest.approx(DETOUR_M, abs=0.2) and out["time_s"] == pytest.approx(DETOUR_S, abs=0.1)
+    assert out["unrestricted"]["length_m"] == pytest.approx(FREE_M, abs=0.2)
+    assert out["extra_length_m"] == pytest.approx(DETOUR_M - FREE_M, abs=0.3)
+    assert out["extra_time_s"] == pytest.approx(DETOUR_S - FREE_S, abs=0.2)
+    assert out["route"]["geometry"]["coordinates"] == [list(O), list(Q), list(R), list(D)]
+    assert [c["target_name"] for c in out["avoided"]] == ["长隧道"]
+
+
+def test_no_compliant_route_says_what_blocks(net):
+    with net.begin() as conn:
+        out = routing.plan_route(conn, O, D, routing.resolve_cargo({"un_number": "1203"}), None)
+        island = routing.plan_route(conn, O, (102.905, 25.0), routing.resolve_cargo({"un_number": "1203"}), None)
+        with pytest.raises(AnalysisError, match="km from the nearest road node"):
+            routing.plan_route(conn, O, (103.5, 25.5), routing.resolve_cargo({"un_number": "1203"}), None)
+    assert not out["found"] and "长隧道" in out["reason"]
+    (blocked,) = out["blocked_by"]  # the zone blocks the detour; lifting the tunnel ban alone opens the motorway
+    assert (blocked["target_name"], blocked["unblocks"]) == ("长隧道", True)
+    assert not island["found"] and "disconnected parts" in island["reason"]
+
+
+def test_time_window_met_on_the_way_replans(net):
+    with net.begin() as conn:
+        rules(conn, ("tunnel 08-09", {**TUNNEL_RULE[1], "ban_start": "08:00", "ban_end": "09:00"}))
+        chlorine = routing.resolve_cargo({"un_number": "1017"})
+        # leaving 07:58:30 the tunnel (2522 m, 113.6 s on the motorway) is reached at 08:00:24: banned then
+        late = routing.plan_route(conn, O, D, chlorine, routing.parse_departure("2026-03-02T07:58:30"))
+        early = routing.plan_route(conn, O, D, chlorine, routing.parse_departure("2026-03-02T07:56:00"))
+    assert late["found"] and late["length_m"] == pytest.approx(DETOUR_M, abs=0.2)
+    assert late["unrestricted"]["conflicts"][0]["eta"].startswith("2026-03-02T08:00:2")
+    assert early["found"] and early["length_m"] == pytest.approx(FREE_M, abs=0.2) and early["conflicts"] == []
+
+
+def test_road_class_time_ban(net):
+    with net.begin() as conn:
+        rules(conn, ("expressway night", {"cargo_classes": ["*"], "target": "road", "road_classes": ["motorway"],
+                                          "ban_start": "00:00", "ban_end": "06:00"}))
+        cargo = routing.resolve_cargo({"hazard_class": "8"})
+        night = routing.plan_route(conn, O, D, cargo, routing.parse_departure("2026-03-02T03:00"))
+        day = routing.plan_route(conn, O, D, cargo, routing.parse_departure("2026-03-02T10:00"))
+    assert night["length_m"] == pytest.approx(DETOUR_M, abs=0.2)
+    assert [(c["target"], c["target_name"]) for c in night["unrestricted"]["conflicts"]] == [("road", "M1"),
+                                                                                           ("road", "M2")]
+    assert night["unrestricted"]["conflicts"][1]["distance_m"] == pytest.approx(metric(O, P), abs=1.0)
+    assert day["length_m"] == pytest.approx(FREE_M, abs=0.2) and day["unrestricted"]["conflicts"] == []
+
+
+def test_pruned_search_matches_networkx(clean):
+    """Random 12x12 grid with one-way streets and banned edges: same optimum as NetworkX Dijkstra."""
+    rnd = random.Random(7)
+    n, step = 12, 0.004
+    with clean.begin() as conn:
+        for i in range(n):
+            for j in range(n):
+                x, y = 102.7 + i * step, 25.0 + j * step
+                for dx, dy in ((1, 0), (0, 1)):
+                    if i + dx < n and j + dy < n:
+                        conn.execute(text("INSERT INTO roads (road_class, speed_kmh, oneway, geom) VALUES "
+                                          "('urban', :v, :o, ST_GeomFromText(:g, 4326))"),
+                                     {"v": rnd.choice((20, 40, 60, 100)), "o": rnd.random() < 0.15,
+                                      "g": line((x, y), (x + dx * step, y + dy * step))})
+        roadnet.build_graph(conn, roadnet.GraphSettings(nodes_per_cell=4))  # 6 x 6 cells
+        edges = conn.execute(text("SELECT id, source, target, cost_s, reverse_cost_s FROM road_edges")).all()
+        banned = rnd.sample([e.id for e in edges], 25)
+        g = nx.DiGraph()
+        for e in edges:
+            if e.id in banned:
+                continue
+            g.add_edge(e.source, e.target, w=e.cost_s)
+            if e.reverse_cost_s >= 0:
+                g.add_edge(e.target, e.source, w=e.reverse_cost_s)
+        # a tight first bound forces the widening step; the whole graph only when every cell is in
+        tight = RouteSettings(alt_factor=1.0, alt_margin_s=0.0, full_share=1.0, prune_above_nodes=0)
+        nodes, pruned = sorted(g.nodes), 0
+        for _ in range(25):
+            s, t = rnd.sample(nodes, 2)
+            path = routing.shortest_path(conn, s, t, banned, tight)
+            try:
+                expected = nx.dijkstra_path_length(g, s, t, weight="w")
+            except nx.NetworkXNoPath:
+                assert path is None
+                continue
+            assert path.cost_s == pytest.approx(expected, rel=1e-9)
+            assert not set(path.edges) & set(banned)
+            assert path.profile[-1][1] == pytest.approx(expected, rel=1e-9)
+            pruned += path.searched_nodes < len(nodes)
+        assert pruned > 5  # most searches were pruned to some cells

@@ -1,0 +1,234 @@
+/* Emergency panel (应急处置): ERG2024 zones, counts and ranked resources for a hazmat spill.
+ *
+ * Usage (wired by the page): RiskmapPanels.emergency.init(map, api)
+ *   map: the Leaflet map; api (optional): { token: string|function } or { request(path, opts) -> Promise<Response> }.
+ *   Without api the bearer token is read from localStorage 'onemap.token' (the one-map's login).
+ * Endpoints: GET /emergency/chemicals, POST /emergency/incident, GET /emergency/nearby,
+ *            GET /emergency/incidents/{id}/report (offline HTML, downloaded with the token).
+ * Offline: no external asset; Leaflet is the vendored copy already on the page.
+ */
+(function () {
+  'use strict';
+  window.RiskmapPanels = window.RiskmapPanels || {};
+
+  var KINDS = {
+    fire_station: ['消防站', 'Fire stations', '#e60012'], rescue_team: ['救援队伍', 'Rescue teams', '#ff8c00'],
+    hospital: ['医院', 'Hospitals', '#27ae60'], depot: ['物资库', 'Material depots', '#8e44ad'],
+    shelter: ['避难场所', 'Shelters', '#1e64c8']
+  };
+  var RECEPTORS = {
+    school: '学校 School', kindergarten: '幼儿园 Kindergarten', hospital: '医院 Hospital', care_home: '养老院 Care home',
+    residential: '居住区 Residential', market: '商场市场 Market', office: '办公场所 Office', prison: '监所 Prison'
+  };
+  var ZONES = { isolation: ['初始隔离区', 'Isolation zone', '#e60012'], protective: ['防护行动区', 'Protective action zone', '#ff8c00'] };
+  var CSS = '.em-toggle{background:#fff;padding:4px 8px;cursor:pointer;font-weight:bold;border-radius:4px}' +
+    '.em-panel{position:absolute;z-index:1000;top:10px;left:54px;width:360px;max-height:calc(100% - 20px);overflow:auto;' +
+    'background:#fff;border:1px solid #999;border-radius:4px;padding:8px;font:12px/1.4 sans-serif;box-shadow:0 1px 5px #0004}' +
+    '.em-panel label{display:block;margin-top:4px}.em-panel input,.em-panel select{width:100%;box-sizing:border-box}' +
+    '.em-row{display:flex;gap:4px}.em-row>*{flex:1}.em-warn{color:#a00;font-weight:bold}.em-ok{color:#1a7f37}' +
+    '.em-res{cursor:pointer;padding:2px 0;border-bottom:1px dotted #ccc}.em-res:hover{background:#fff4d6}' +
+    '.em-muted{color:#777}.em-panel h4{margin:8px 0 2px}.em-panel button{margin-top:6px;margin-right:4px}';
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text != null) { e.textContent = text; }
+    return e;
+  }
+
+  function init(map, api) {
+    var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
+    var picking = false, layer = L.featureGroup().addTo(map), markers = {}, lastId = null;
+
+    function token() {
+      if (api && typeof api.token === 'function') { return api.token(); }
+      if (api && typeof api.token === 'string') { return api.token; }
+      try { return window.localStorage.getItem('onemap.token'); } catch (e) { return null; }
+    }
+    function request(path, opts) {
+      opts = opts || {};
+      if (api && typeof api.request === 'function') { return api.request(path, opts); }
+      var headers = opts.headers || {};
+      var tok = token();
+      if (tok) { headers.Authorization = 'Bearer ' + tok; }
+      if (opts.body) { headers['Content-Type'] = 'application/json'; }
+      return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
+    }
+    function json(path, opts) {
+      return request(path, opts).then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          if (!r.ok) { throw new Error((r.status === 401 ? '请先登录 Log in first (emergency role). ' : '') +
+                                      (body.description || ('HTTP ' + r.status))); }
+          return body;
+        });
+      });
+    }
+
+    // ---- panel
+    var panel = el('div', { 'class': 'em-panel', hidden: '' });
+    panel.innerHTML =
+      '<b>应急处置 Hazmat incident</b> <span class="em-muted">ERG2024 · 辅助决策 decision support</span>' +
+      '<label>化学品 Chemical (UN/名称/CAS)<input list="em-chem-list" id="em-chem" placeholder="液氨 / 1005 / chlorine"></label>' +
+      '<datalist id="em-chem-list"></datalist>' +
+      '<div class="em-row"><label>经度 Lon<input id="em-lon" type="number" step="0.000001"></label>' +
+      '<label>纬度 Lat<input id="em-lat" type="number" step="0.000001"></label></div>' +
+      '<button type="button" id="em-pick">在地图上点选 Click on map</button>' +
+      '<div class="em-row"><label>泄漏 Spill<select id="em-spill"><option value="small">小量 Small (&lt;208 L)</option>' +
+      '<option value="large" selected>大量 Large (&gt;208 L)</option></select></label>' +
+      '<label>昼夜 Time<select id="em-time"><option value="day">白天 Day</option><option value="night">夜间 Night</option></select></label></div>' +
+      '<div class="em-row"><label>风向(来向°) Wind from<input id="em-wind" type="number" min="0" max="360"></label>' +
+      '<label>风速 m/s Wind speed<input id="em-speed" type="number" min="0" step="0.1"></label></div>' +
+      '<label>容器（表3）Container (Table 3)<select id="em-container"><option value="">未知 unknown</option></select></label>' +
+      '<button type="button" id="em-run">分析 Analyse</button><button type="button" id="em-near">仅查资源 Resources only</button>' +
+      '<button type="button" id="em-report" disabled>离线报告 Report</button><button type="button" id="em-clear">清除 Clear</button>' +
+      '<div id="em-out"></div>';
+    map.getContainer().appendChild(panel);
+    L.DomEvent.disableClickPropagation(panel);
+    L.DomEvent.disableScrollPropagation(panel);
+    var $ = function (id) { return panel.querySelector('#' + id); };
+    var hour = new Date().getHours();
+    $('em-time').value = hour >= 6 && hour < 19 ? 'day' : 'night';
+
+    var Toggle = L.Control.extend({
+      options: { position: 'topleft' },
+      onAdd: function () {
+        var b = el('div', { 'class': 'em-toggle leaflet-bar', title: '应急处置 Hazmat incident' }, '应急 Emergency');
+        L.DomEvent.on(b, 'click', function (e) { L.DomEvent.stop(e); panel.hidden = !panel.hidden; if (!panel.hidden) { loadChemicals(''); } });
+        return b;
+      }
+    });
+    map.addControl(new Toggle());
+
+    var chemTimer = null;
+    function loadChemicals(q) {
+      json('/emergency/chemicals?q=' + encodeURIComponent(q)).then(function (d) {
+        var list = $('em-chem-list'); list.innerHTML = '';
+        d.materials.forEach(function (m) {
+          var o = el('option'); o.value = m.un_number;
+          o.label = m.name_zh + ' ' + m.name_en + ' (UN' + m.un_number + ', guide ' + m.guide + ')' + (m.verified ? '' : ' ⚠ 未核实 unverified');
+          list.appendChild(o);
+        });
+        var sel = $('em-container');
+        if (sel.options.length === 1) {
+          d.containers.forEach(function (c) { var o = el('option', { value: c.code }, c.zh + ' ' + c.en); sel.appendChild(o); });
+        }
+      }).catch(function (e) { out().textContent = e.message; });
+    }
+    $('em-chem').addEventListener('input', function () {
+      clearTimeout(chemTimer);
+      var q = this.value; chemTimer = setTimeout(function () { loadChemicals(q); }, 250);
+    });
+    $('em-pick').addEventListener('click', function () { picking = true; map.getContainer().style.cursor = 'crosshair'; });
+    map.on('click', function (e) {
+      if (!picking) { return; }
+      picking = false; map.getContainer().style.cursor = '';
+      $('em-lon').value = e.latlng.lng.toFixed(6); $('em-lat').value = e.latlng.lat.toFixed(6);
+    });
+    function out() { return $('em-out'); }
+    function num(id) { var v = $(id).value; return v === '' ? null : Number(v); }
+    function point() {
+      var lon = num('em-lon'), lat = num('em-lat');
+      if (lon === null || lat === null) { throw new Error('请输入或点选位置 Enter or click a location'); }
+      return { lon: lon, lat: lat };
+    }
+
+    function clear() { layer.clearLayers(); markers = {}; out().innerHTML = ''; lastId = null; $('em-report').disabled = true; }
+    $('em-clear').addEventListener('click', clear);
+
+    $('em-run').addEventListener('click', function () {
+      var p;
+      try { p = point(); } catch (e) { out().textContent = e.message; return; }
+      var body = { lon: p.lon, lat: p.lat, chemical: $('em-chem').value, spill: $('em-spill').value, time: $('em-time').value,
+                   wind_from_deg: num('em-wind'), wind_speed_ms: num('em-speed'), container: $('em-container').value || null };
+      out().textContent = '计算中… Computing…';
+      json('/emergency/incident', { method: 'POST', body: JSON.stringify(body) }).then(show)
+        .catch(function (e) { out().innerHTML = ''; out().appendChild(el('div', { 'class': 'em-warn' }, e.message)); });
+    });
+    $('em-near').addEventListener('click', function () {
+      var p;
+      try { p = point(); } catch (e) { out().textContent = e.message; return; }
+      json('/emergency/nearby?lon=' + p.lon + '&lat=' + p.lat + '&limit=25').then(function (d) {
+        clear(); spillMarker(p);
+        var byKind = {};
+        d.resources.forEach(function (r) { (byKind[r.kind] = byKind[r.kind] || []).push(r); });
+        resourceList(byKind);
+        map.fitBounds(layer.getBounds().pad(0.2));
+      }).catch(function (e) { out().textContent = e.message; });
+    });
+    $('em-report').addEventListener('click', function () {
+      if (!lastId) { return; }
+      request('/emergency/incidents/' + lastId + '/report').then(function (r) {
+        if (!r.ok) { throw new Error('HTTP ' + r.status); }
+        return r.blob();
+      }).then(function (blob) {
+        var a = el('a', { href: URL.createObjectURL(blob), download: 'incident-' + lastId + '.html' });
+        document.body.appendChild(a); a.click(); a.remove();
+      }).catch(function (e) { out().appendChild(el('div', { 'class': 'em-warn' }, e.message)); });
+    });
+
+    function spillMarker(p) {
+      L.circleMarker([p.lat, p.lon], { radius: 7, color: '#000', fillColor: '#e60012', fillOpacity: 1 })
+        .bindTooltip('泄漏点 Spill').addTo(layer);
+    }
+
+    function show(a) {
+      clear();
+      lastId = a.incident_id || null; $('em-report').disabled = !lastId;
+      ['protective', 'isolation'].forEach(function (name) {
+        var z = a.zones[name];
+        if (!z) { return; }
+        L.geoJSON(z.geometry, { style: { color: ZONES[name][2], weight: 2, fillOpacity: 0.2 } })
+          .bindTooltip(ZONES[name][0] + ' ' + ZONES[name][1] + ' ' + Math.round(z.distance_m) + ' m').addTo(layer);
+      });
+      spillMarker(a.inputs);
+      var o = out();
+      o.appendChild(el('p', { 'class': 'em-muted' }, a.decision_support));
+      var erg = a.erg, c = a.chemical;
+      o.appendChild(el('div', null, c.name_zh + ' ' + c.name_en + (c.un_number ? ' UN' + c.un_number : '') + ' · guide ' + c.guide +
+        ' · ' + erg.edition + ' ' + erg.basis));
+      o.appendChild(el('div', { 'class': erg.verified ? 'em-ok' : 'em-warn' },
+        erg.verified ? '✓ ERG 数据已核实 ERG rows verified' : '⚠ 未核实的 ERG 数据，以 ERG 原书为准 UNVERIFIED ERG data — check the printed ERG'));
+      (a.warnings || []).forEach(function (w) { o.appendChild(el('div', { 'class': 'em-warn' }, '! ' + w)); });
+      Object.keys(a.zones).forEach(function (name) {
+        var z = a.zones[name];
+        o.appendChild(el('h4', null, ZONES[name][0] + ' ' + ZONES[name][1] + ': ' + Math.round(z.distance_m) + ' m (' + z.shape + ')'));
+        o.appendChild(el('div', null, '人口 People: ' + (z.population == null ? '— (无人口栅格 no grid)' : Math.round(z.population)) +
+          ' · 面积 Area ' + z.area_km2 + ' km²'));
+        Object.keys(z.receptors).forEach(function (k) {
+          o.appendChild(el('div', null, (RECEPTORS[k] || k) + ' (' + z.receptors[k].length + '): ' +
+            z.receptors[k].map(function (r) { return r.name; }).join('、')));
+        });
+        if (z.hazard_installations.length || z.tailings_ponds.length) {
+          o.appendChild(el('div', { 'class': 'em-warn' }, '多米诺 Domino: ' + z.hazard_installations.map(function (h) {
+            return h.name + (h.level ? ' (' + h.level + '级)' : ''); }).concat(z.tailings_ponds.map(function (t) {
+            return '尾矿库 ' + t.name; })).join('、')));
+        }
+      });
+      resourceList(a.resources);
+      if (layer.getLayers().length) { map.fitBounds(layer.getBounds().pad(0.1)); }
+    }
+
+    function resourceList(byKind) {
+      var o = out();
+      Object.keys(KINDS).forEach(function (kind) {
+        var items = byKind[kind] || [];
+        if (!items.length) { return; }
+        o.appendChild(el('h4', null, KINDS[kind][0] + ' ' + KINDS[kind][1]));
+        items.forEach(function (r, i) {
+          var txt = (i + 1) + '. ' + r.name + ' — ' + (r.travel_s == null ? '不可达 unreachable' : (r.travel_s / 60).toFixed(1) + ' min') +
+            ' · 直线 ' + (r.straight_m / 1000).toFixed(2) + ' km' + (r.capacity != null ? ' · 能力 ' + r.capacity : '') +
+            (r.contact_phone ? ' · ☎ ' + r.contact_phone : '') + (r.reason ? ' — ' + r.reason : '');
+          var row = el('div', { 'class': 'em-res' + (r.usable === false ? ' em-muted' : '') }, txt);
+          var m = L.circleMarker([r.lat, r.lon], { radius: 6, color: KINDS[kind][2], fillOpacity: r.usable === false ? 0.2 : 0.8 })
+            .bindPopup(el('div', null, txt)).addTo(layer);
+          markers[kind + r.id] = m;
+          row.addEventListener('click', function () { map.setView([r.lat, r.lon], Math.max(map.getZoom(), 15)); m.openPopup(); });
+          o.appendChild(row);
+        });
+      });
+    }
+    return { panel: panel, layer: layer, show: show };
+  }
+
+  window.RiskmapPanels.emergency = { init: init };
+}());
