@@ -1538,9 +1538,17 @@
   }).then(function () {
     // Topic panels (routes, emergency, monitoring) load after this script and share the login token.
     var panels = window.RiskmapPanels || {};
-    Object.keys(panels).forEach(function (name) {
-      panels[name].init(map, { token: function () { return state.token; } });
-    });
+    var api = {
+      token: function () { return state.token; },
+      request: function (path, opts) {
+        opts = opts || {};
+        var headers = opts.headers || {};
+        if (state.token) { headers.Authorization = 'Bearer ' + state.token; }
+        if (opts.body) { headers['Content-Type'] = 'application/json'; }
+        return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
+      }
+    };
+    Object.keys(panels).forEach(function (name) { panels[name].init(map, api); });
     return true;
   });
 

@@ -32,20 +32,8 @@
     var layer = L.featureGroup().addTo(map);
     var mode = null, vertices = [], origin = null, destination = null, uploaded = null;
 
-    function token() {
-      if (api && typeof api.token === 'function') { return api.token(); }
-      if (api && typeof api.token === 'string') { return api.token; }
-      try { return window.localStorage.getItem('onemap.token'); } catch (e) { return null; }
-    }
-    function request(path, opts) {
-      opts = opts || {};
-      if (api && typeof api.request === 'function') { return api.request(path, opts); }
-      var headers = opts.headers || {};
-      var tok = token();
-      if (tok) { headers.Authorization = 'Bearer ' + tok; }
-      if (opts.body) { headers['Content-Type'] = 'application/json'; }
-      return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
-    }
+    // The page (onemap.js) passes api = {token(), request(path, opts)}: one fetch helper for all panels.
+    var token = api.token, request = api.request;
     function json(path, opts) {
       return request(path, opts).then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
