@@ -24,8 +24,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
-	$(VENV)/bin/pip install -q -e '.[test,bench]'
-	$(VENV)/bin/python -m bench
+	for b in tiles hazchem routes emergency monitoring; do $(VENV)/bin/python -m bench.$$b || exit 1; done
 
 clean-db:
 	-$(VENV)/bin/riskmap db stop
