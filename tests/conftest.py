@@ -55,6 +55,17 @@ def stop(proc: subprocess.Popen) -> str:
     return out
 
 
+def load(engine, layer: str, frame, **kw) -> None:
+    """Validate a GeoDataFrame against the registry and write it (the import path, minus the file)."""
+    from layers.io import validate, write
+
+    spec = registry.get(layer)
+    records, rejections, _ = validate(spec, frame, StoreSettings().area_bbox, **kw)
+    assert not rejections, rejections
+    with engine.begin() as conn:
+        write(conn, spec, records)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,21 +7,11 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from conftest import RISKMAP
-from layers import registry
-from layers.io import validate, write
-from layers.settings import StoreSettings
+from conftest import RISKMAP, load
 
-AREA = StoreSettings().area_bbox
 KUNMING_DISTRICTS = "data/kunming/kunming_districts_530100_full_datav_gcj02.geojson"
 
 
-def load(engine, layer, frame, **kw):
-    spec = registry.get(layer)
-    records, rejections, _ = validate(spec, frame, AREA, **kw)
-    assert not rejections, rejections
-    with engine.begin() as conn:
-        write(conn, spec, records)
 
 
 @pytest.fixture

@@ -8,21 +8,13 @@ import mapbox_vector_tile
 import mercantile
 import pytest
 import shapely
+
+from conftest import load
 from sqlalchemy import text
 
-from layers import registry
-from layers.io import validate, write
-from layers.settings import StoreSettings
-
-AREA = StoreSettings().area_bbox
 
 
-def load(engine, layer, frame):
-    spec = registry.get(layer)
-    records, rejections, _ = validate(spec, frame, AREA)
-    assert not rejections
-    with engine.begin() as conn:
-        write(conn, spec, records)
+
 
 
 @pytest.fixture

@@ -7,22 +7,12 @@ import pytest
 import shapely
 from playwright.sync_api import sync_playwright
 
-from conftest import free_port, serve, stop
-from layers import registry
-from layers.io import validate, write
-from layers.settings import StoreSettings
+from conftest import free_port, load, serve, stop
 
 
 CHROMIUM = "/usr/bin/chromium"
-AREA = StoreSettings().area_bbox
 
 
-def load(engine, layer, frame):
-    spec = registry.get(layer)
-    records, rejections, _ = validate(spec, frame, AREA)
-    assert not rejections
-    with engine.begin() as conn:
-        write(conn, spec, records)
 
 
 @pytest.fixture
