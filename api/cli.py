@@ -172,8 +172,8 @@ def run_analyses(engine: Engine, store: StoreSettings, names: list[str]) -> None
 
 @app.command("report")
 def report_cmd(
-    kind: str = typer.Argument(..., help="park, installation or district"),
-    ident: str = typer.Argument(..., help="park id, installation id, or district adcode"),
+    kind: str = typer.Argument(..., help="park, installation, district or incident"),
+    ident: str = typer.Argument(..., help="park, installation or incident id, or district adcode"),
     out: Path = typer.Option(..., "--out", help="output HTML file (opens offline)"),
 ) -> None:
     """Render a static folium report map with a summary table (no external assets)."""
@@ -294,7 +294,7 @@ def incident_cmd(
 ) -> None:
     """Analyse a hazmat spill (ERG2024 zones, counts, ranked resources), keep it in the duty log and
     optionally write its offline report (later: `riskmap report incident ID --out FILE`)."""
-    from api.routers.emergency import incident_report
+    from api.reports import incident_report
     from gis.emergency import IncidentInput, analyse_incident, save_incident
     from gis.errors import AnalysisError
 

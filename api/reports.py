@@ -11,8 +11,11 @@ from datetime import datetime, timezone
 import folium
 from sqlalchemy import Connection, text
 
+from api.errors import NotFound
+from layers import registry
 from layers.errors import DataError
 from layers.registry import HAZARD_LEVELS, RISK_GRADES
+from layers.topics.emergency import SPILLS, TIMES, ZONES
 from layers.settings import REPO_ROOT
 
 VENDOR = REPO_ROOT / "web" / "static" / "vendor" / "leaflet"
@@ -165,14 +168,95 @@ def district_report(conn: Connection, adcode: str, role: str = "admin") -> str:
     return render(m, title, table(summary, [("k", "指标 Item"), ("v", "值 Value")]), synthetic)
 
 
-REPORTS = {"park": park_report, "installation": installation_report, "district": district_report}
+RESOURCE_LABELS = {k: (c.zh, c.en, c.color) for k, c in
+               registry.get("emergency_resources").field("kind").codes.items()}
+RECEPTOR_LABELS = {k: (c.zh, c.en) for k, c in registry.get("receptors").field("kind").codes.items()}
 
 
-def incident_report(conn: Connection, incident_id: int) -> str:
-    """A stored hazmat incident (``riskmap report incident ID``); rendered by api/routers/emergency.py."""
-    from api.routers.emergency import incident_report as render_incident
+def stored_incident(conn: Connection, incident_id: int) -> dict:
+    """A kept incident (inputs, results, hand-over notes); 404 if there is none."""
+    row = conn.execute(text("SELECT id, created_at, created_by, status, notes, result FROM incidents WHERE id = :i"),
+                       {"i": incident_id}).mappings().first()
+    if row is None:
+        raise NotFound(f"no incident {incident_id}")
+    return dict(row)
 
-    return render_incident(conn, incident_id, contacts=True)
+
+def incident_report(conn: Connection, incident_id: int, contacts: bool = False) -> str:
+    """Render a stored incident as an offline folium page (used by the API and ``riskmap report incident``)."""
+    row = stored_incident(conn, incident_id)
+    r = row["result"]
+    inp, chem, erg = r["inputs"], r["chemical"], r["erg"]
+    zones = r["zones"]
+    xs, ys = [inp["lon"]], [inp["lat"]]
+    for z in zones.values():
+        for ring in _rings(z["geometry"]):
+            xs += [p[0] for p in ring]
+            ys += [p[1] for p in ring]
+    title = f"危化品事故辅助决策报告 Hazmat incident report #{incident_id}: {chem['name_zh']} {chem['name_en']}"
+    m = new_map([min(xs), min(ys), max(xs), max(ys)], title)
+    for name in ("protective", "isolation"):
+        if name in zones:
+            add_geojson(m, zones[name]["geometry"], f"{ZONES[name][0]} {ZONES[name][1]}", ZONES[name][2])
+    folium.CircleMarker([inp["lat"], inp["lon"]], radius=7, color="#000", fill=True, fill_color="#e60012",
+                        tooltip="泄漏点 Spill").add_to(m)
+    res_rows = []
+    for kind, items in r["resources"].items():
+        for rank, i in enumerate(items, 1):
+            color = RESOURCE_LABELS.get(kind, ("", "", "#555"))[2]
+            folium.CircleMarker([i["lat"], i["lon"]], radius=5, color=color, fill=True, fill_opacity=0.8,
+                                tooltip=f"{RESOURCE_LABELS.get(kind, (kind, kind))[0]} {i['name']}").add_to(m)
+            res_rows.append({
+                "kind": " ".join(RESOURCE_LABELS.get(kind, (kind, kind))[:2]), "rank": rank, "name": i["name"],
+                "travel": "" if i["travel_s"] is None else f"{i['travel_s'] / 60:.1f}",
+                "straight": f"{i['straight_m'] / 1000:.2f}", "capacity": i.get("capacity"),
+                "contact": (f"{i.get('contact_name') or ''} {i.get('contact_phone') or ''}".strip() if contacts else ""),
+                "note": i.get("reason") or ""})
+    verified = "已核实 verified" if erg["verified"] else "未核实 UNVERIFIED — 以 ERG 原书为准 check the printed ERG"
+    inputs = [
+        {"k": "化学品 Chemical", "v": f"{chem['name_zh']} {chem['name_en']} UN{chem['un_number'] or '—'} "
+                                    f"(ERG guide {chem['guide']}; 输入 entered: {inp['chemical']})"},
+        {"k": "位置 Location (WGS84)", "v": f"{inp['lon']:.6f}, {inp['lat']:.6f}"},
+        {"k": "泄漏 Spill", "v": " ".join(SPILLS[inp["spill"]])}, {"k": "昼夜 Time", "v": " ".join(TIMES[inp["time"]])},
+        {"k": "风向 Wind from (°)", "v": inp["wind_from_deg"] if inp["wind_from_deg"] is not None else "未给出 not given"},
+        {"k": "风速 Wind speed (m/s)", "v": inp["wind_speed_ms"]}, {"k": "容器 Container", "v": inp["container"]},
+        {"k": "记录 Recorded", "v": f"{row['created_at']:%Y-%m-%d %H:%M %Z} · {row['created_by']} · {row['status']}"},
+        {"k": f"{erg['edition']} 依据 Basis", "v": f"{erg['basis']} · {verified}"},
+    ]
+    zone_rows = []
+    for name, z in zones.items():
+        rec = "; ".join(f"{RECEPTOR_LABELS.get(k, (k, k))[0]} {len(v)}: " + ", ".join(i["name"] or "?" for i in v)
+                        for k, v in z["receptors"].items())
+        zone_rows.append({
+            "zone": " ".join(ZONES[name][:2]), "dist": f"{z['distance_m']:.0f}", "shape": z["shape"],
+            "people": "无人口栅格 no grid" if z["population"] is None else f"{z['population']:.0f}",
+            "receptors": rec or "—",
+            "domino": ", ".join([f"{h['name']} (L{h['level'] or '-'})" for h in z["hazard_installations"]]
+                                + [f"尾矿库 {t['name']}" for t in z["tailings_ponds"]]) or "—"})
+    notes = "".join(f"<li>{html.escape(n['at'][:16])} {html.escape(n['by'])}: {html.escape(n['text'])}</li>"
+                    for n in row["notes"])
+    panel = (f"<p class='banner'>{html.escape(r['decision_support'])}</p>"
+             + "".join(f"<p class='banner'>{html.escape(w)}</p>" for w in r["warnings"])
+             + table(inputs, [("k", "输入 Input"), ("v", "值 Value")])
+             + "<h4>区域 Zones</h4>"
+             + table(zone_rows, [("zone", "区域 Zone"), ("dist", "距离 Distance (m)"), ("shape", "形状 Shape"),
+                                         ("people", "人口 People"), ("receptors", "防护目标 Receptors"),
+                                         ("domino", "多米诺 Domino (installations, ponds)")])
+             + "<h4>应急资源（按道路行程时间） Resources by road travel time</h4>"
+             + table(res_rows, [("kind", "类型 Kind"), ("rank", "#"), ("name", "名称 Name"),
+                                        ("travel", "行程 Travel (min)"), ("straight", "直线 Straight (km)"),
+                                        ("capacity", "能力 Capacity"), ("contact", "联系 Contact"),
+                                        ("note", "说明 Note")])
+             + (f"<h4>交接记录 Hand-over notes</h4><ul>{notes}</ul>" if notes else ""))
+    return render(m, title, panel, r["synthetic_data"])
 
 
-REPORTS["incident"] = incident_report
+def _rings(geometry: dict):
+    coords = geometry["coordinates"]
+    polys = coords if geometry["type"] == "MultiPolygon" else [coords]
+    for poly in polys:
+        yield from poly
+
+
+REPORTS = {"park": park_report, "installation": installation_report, "district": district_report,
+           "incident": lambda conn, incident_id: incident_report(conn, incident_id, contacts=True)}

@@ -14,7 +14,6 @@ timed for NetworkX). Writes bench/results/routes.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics

@@ -29,7 +29,7 @@ from gis.raster import raster_path, zonal_sum
 from layers.crs import METRIC_EPSG
 from layers.derived import finish_run, layer_versions, start_run
 from layers.spec import RISK_GRADES
-from layers.topics.hazchem import INSTALLATION_KINDS, PROTECTION_CLASSES, InstallationGrading, RiskScore, SafetyRule
+from layers.topics.hazchem import PROTECTION_CLASSES, InstallationGrading, RiskScore, SafetyRule
 
 ANALYSIS = "hazchem"
 POPULATION_RASTER = "population"

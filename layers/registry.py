@@ -12,7 +12,7 @@ from typing import Mapping
 
 from layers import models
 from layers.spec import (  # noqa: F401 - re-exported for callers of the registry
-    ADCODE, COMMON, HAZARD_LEVELS, NAME, RISK, RISK_GRADES, ROLES, SOURCE, STAFF, SYNTHETIC, THEMES,
+    ADCODE, COMMON, HAZARD_LEVELS, NAME, PROTECTION_CLASSES, RISK, RISK_GRADES, ROLES, SOURCE, STAFF, SYNTHETIC, THEMES,
     F, FieldSpec, LayerSpec, Style,
 )
 from layers.topics import emergency, hazchem, monitoring, roadnet
@@ -159,12 +159,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "hospital": ("医院", "Hospital"), "care_home": ("养老院", "Care home"),
              "residential": ("居住区", "Residential area"), "market": ("商场市场", "Market"),
              "office": ("办公场所", "Office"), "prison": ("监所", "Prison")}),
-         F("protection_class", "str", "防护目标类别 (GB 36894)", "Protection class (GB 36894)", codes={
-             "high_sensitive": ("高敏感防护目标", "Highly sensitive", "#e60012"),
-             "important": ("重要防护目标", "Important", "#ff8c00"),
-             "general_1": ("一般防护目标（一类）", "General, class 1", "#ffd700"),
-             "general_2": ("一般防护目标（二类）", "General, class 2", "#1e64c8"),
-             "general_3": ("一般防护目标（三类）", "General, class 3", "#7f8c8d")}),
+         F("protection_class", "str", "防护目标类别 (GB 36894)", "Protection class (GB 36894)", codes=PROTECTION_CLASSES),
          F("people", "int", "人数", "People"), ADCODE, *COMMON),
         Style("#2e86c1", radius=4, by_field="protection_class"), minzoom=9,
         popup=("name", "kind", "protection_class", "people"),

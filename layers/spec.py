@@ -25,6 +25,14 @@ RISK_GRADES = {
     "yellow": ("黄（一般风险）", "Yellow (moderate risk)", "#ffd700"),
     "blue": ("蓝（低风险）", "Blue (low risk)", "#1e64c8"),
 }
+# GB 36894-2018 protection target (防护目标) classes: receptors.protection_class and the safety rules.
+PROTECTION_CLASSES = {
+    "high_sensitive": ("高敏感防护目标", "Highly sensitive", "#e60012"),
+    "important": ("重要防护目标", "Important", "#ff8c00"),
+    "general_1": ("一般防护目标（一类）", "General, class 1", "#ffd700"),
+    "general_2": ("一般防护目标（二类）", "General, class 2", "#1e64c8"),
+    "general_3": ("一般防护目标（三类）", "General, class 3", "#7f8c8d"),
+}
 # GB 18218-2018 4.3: 一级..四级 major hazard installations.
 HAZARD_LEVELS = {
     1: ("一级", "Level 1", "#e60012"),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,24 @@ def load(engine, layer: str, frame, **kw) -> None:
     assert not rejections, rejections
     with engine.begin() as conn:
         write(conn, spec, records)
+
+
+@contextmanager
+def browser_page():
+    """A page in Debian's headless Chromium (driven by Playwright) and the list of its console errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            yield page, errors
+        finally:
+            browser.close()
 
 
 def free_port() -> int:

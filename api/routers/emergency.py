@@ -6,28 +6,21 @@ the incident log and reports). Resource contact fields are shown to the roles th
 
 from __future__ import annotations
 
-import html
 from typing import Literal
 
-import folium
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from api import reports
 from api.deps import ConnDep, Principal, UserDep, require_role
-from api.errors import NotFound
 from gis import emergency as em
 from layers import registry
 from layers.errors import DataError
-from layers.topics.emergency import SPILLS, TIMES, ZONES
 
 router = APIRouter(prefix="/emergency", tags=["emergency"])
 READERS = ("emergency", "planner")
-KIND_LABELS = {k: (c.zh, c.en, c.color) for k, c in
-               registry.get("emergency_resources").field("kind").codes.items()}
-RECEPTOR_LABELS = {k: (c.zh, c.en) for k, c in registry.get("receptors").field("kind").codes.items()}
 
 
 class IncidentRequest(BaseModel):
@@ -110,18 +103,10 @@ def incidents(conn: ConnDep, user: UserDep, status: Literal["open", "closed"] | 
     return {"incidents": [dict(r, created_at=r["created_at"].isoformat()) for r in rows]}
 
 
-def _incident(conn: Connection, incident_id: int) -> dict:
-    row = conn.execute(text("SELECT id, created_at, created_by, status, notes, result FROM incidents WHERE id = :i"),
-                       {"i": incident_id}).mappings().first()
-    if row is None:
-        raise NotFound(f"no incident {incident_id}")
-    return dict(row)
-
-
 @router.get("/incidents/{incident_id}")
 def get_incident(incident_id: int, conn: ConnDep, user: UserDep):
     require_role(user, *READERS)
-    row = _incident(conn, incident_id)
+    row = reports.stored_incident(conn, incident_id)
     result = row.pop("result")
     if not shows_contacts(user):
         for items in result["resources"].values():
@@ -136,7 +121,7 @@ def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user:
     require_role(user, "emergency")
     if body.status is None and not (body.note or "").strip():
         raise DataError("give a status ('open'/'closed') or a note")
-    _incident(conn, incident_id)
+    reports.stored_incident(conn, incident_id)
     conn.execute(text("""
         UPDATE incidents SET status = coalesce(CAST(:s AS text), status), updated_at = now(),
                notes = CASE WHEN CAST(:note AS text) IS NULL THEN notes
@@ -145,7 +130,7 @@ def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user:
         WHERE id = :i"""), {"s": body.status, "note": (body.note or "").strip() or None, "by": user.name,
                             "i": incident_id})
     conn.commit()
-    row = _incident(conn, incident_id)
+    row = reports.stored_incident(conn, incident_id)
     return {"id": incident_id, "status": row["status"], "notes": row["notes"]}
 
 
@@ -153,83 +138,5 @@ def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user:
 def incident_report_html(incident_id: int, conn: ConnDep, user: UserDep):
     """Offline HTML report (folium, Leaflet inlined): map, zones, tables, time and inputs."""
     require_role(user, *READERS)
-    page = incident_report(conn, incident_id, contacts=shows_contacts(user))
+    page = reports.incident_report(conn, incident_id, contacts=shows_contacts(user))
     return HTMLResponse(page, headers={"Content-Disposition": f'attachment; filename="incident-{incident_id}.html"'})
-
-
-# --------------------------------------------------------------------------- report
-
-def incident_report(conn: Connection, incident_id: int, contacts: bool = False) -> str:
-    """Render a stored incident as an offline folium page (used by the API and ``riskmap report incident``)."""
-    row = _incident(conn, incident_id)
-    r = row["result"]
-    inp, chem, erg = r["inputs"], r["chemical"], r["erg"]
-    zones = r["zones"]
-    xs, ys = [inp["lon"]], [inp["lat"]]
-    for z in zones.values():
-        for ring in _rings(z["geometry"]):
-            xs += [p[0] for p in ring]
-            ys += [p[1] for p in ring]
-    title = f"危化品事故辅助决策报告 Hazmat incident report #{incident_id}: {chem['name_zh']} {chem['name_en']}"
-    m = reports.new_map([min(xs), min(ys), max(xs), max(ys)], title)
-    for name in ("protective", "isolation"):
-        if name in zones:
-            reports.add_geojson(m, zones[name]["geometry"], f"{ZONES[name][0]} {ZONES[name][1]}", ZONES[name][2])
-    folium.CircleMarker([inp["lat"], inp["lon"]], radius=7, color="#000", fill=True, fill_color="#e60012",
-                        tooltip="泄漏点 Spill").add_to(m)
-    res_rows = []
-    for kind, items in r["resources"].items():
-        for rank, i in enumerate(items, 1):
-            color = KIND_LABELS.get(kind, ("", "", "#555"))[2]
-            folium.CircleMarker([i["lat"], i["lon"]], radius=5, color=color, fill=True, fill_opacity=0.8,
-                                tooltip=f"{KIND_LABELS.get(kind, (kind, kind))[0]} {i['name']}").add_to(m)
-            res_rows.append({
-                "kind": " ".join(KIND_LABELS.get(kind, (kind, kind))[:2]), "rank": rank, "name": i["name"],
-                "travel": "" if i["travel_s"] is None else f"{i['travel_s'] / 60:.1f}",
-                "straight": f"{i['straight_m'] / 1000:.2f}", "capacity": i.get("capacity"),
-                "contact": (f"{i.get('contact_name') or ''} {i.get('contact_phone') or ''}".strip() if contacts else ""),
-                "note": i.get("reason") or ""})
-    verified = "已核实 verified" if erg["verified"] else "未核实 UNVERIFIED — 以 ERG 原书为准 check the printed ERG"
-    inputs = [
-        {"k": "化学品 Chemical", "v": f"{chem['name_zh']} {chem['name_en']} UN{chem['un_number'] or '—'} "
-                                    f"(ERG guide {chem['guide']}; 输入 entered: {inp['chemical']})"},
-        {"k": "位置 Location (WGS84)", "v": f"{inp['lon']:.6f}, {inp['lat']:.6f}"},
-        {"k": "泄漏 Spill", "v": " ".join(SPILLS[inp["spill"]])}, {"k": "昼夜 Time", "v": " ".join(TIMES[inp["time"]])},
-        {"k": "风向 Wind from (°)", "v": inp["wind_from_deg"] if inp["wind_from_deg"] is not None else "未给出 not given"},
-        {"k": "风速 Wind speed (m/s)", "v": inp["wind_speed_ms"]}, {"k": "容器 Container", "v": inp["container"]},
-        {"k": "记录 Recorded", "v": f"{row['created_at']:%Y-%m-%d %H:%M %Z} · {row['created_by']} · {row['status']}"},
-        {"k": f"{erg['edition']} 依据 Basis", "v": f"{erg['basis']} · {verified}"},
-    ]
-    zone_rows = []
-    for name, z in zones.items():
-        rec = "; ".join(f"{RECEPTOR_LABELS.get(k, (k, k))[0]} {len(v)}: " + ", ".join(i["name"] or "?" for i in v)
-                        for k, v in z["receptors"].items())
-        zone_rows.append({
-            "zone": " ".join(ZONES[name][:2]), "dist": f"{z['distance_m']:.0f}", "shape": z["shape"],
-            "people": "无人口栅格 no grid" if z["population"] is None else f"{z['population']:.0f}",
-            "receptors": rec or "—",
-            "domino": ", ".join([f"{h['name']} (L{h['level'] or '-'})" for h in z["hazard_installations"]]
-                                + [f"尾矿库 {t['name']}" for t in z["tailings_ponds"]]) or "—"})
-    notes = "".join(f"<li>{html.escape(n['at'][:16])} {html.escape(n['by'])}: {html.escape(n['text'])}</li>"
-                    for n in row["notes"])
-    panel = (f"<p class='banner'>{html.escape(r['decision_support'])}</p>"
-             + "".join(f"<p class='banner'>{html.escape(w)}</p>" for w in r["warnings"])
-             + reports.table(inputs, [("k", "输入 Input"), ("v", "值 Value")])
-             + "<h4>区域 Zones</h4>"
-             + reports.table(zone_rows, [("zone", "区域 Zone"), ("dist", "距离 Distance (m)"), ("shape", "形状 Shape"),
-                                         ("people", "人口 People"), ("receptors", "防护目标 Receptors"),
-                                         ("domino", "多米诺 Domino (installations, ponds)")])
-             + "<h4>应急资源（按道路行程时间） Resources by road travel time</h4>"
-             + reports.table(res_rows, [("kind", "类型 Kind"), ("rank", "#"), ("name", "名称 Name"),
-                                        ("travel", "行程 Travel (min)"), ("straight", "直线 Straight (km)"),
-                                        ("capacity", "能力 Capacity"), ("contact", "联系 Contact"),
-                                        ("note", "说明 Note")])
-             + (f"<h4>交接记录 Hand-over notes</h4><ul>{notes}</ul>" if notes else ""))
-    return reports.render(m, title, panel, r["synthetic_data"])
-
-
-def _rings(geometry: dict):
-    coords = geometry["coordinates"]
-    polys = coords if geometry["type"] == "MultiPolygon" else [coords]
-    for poly in polys:
-        yield from poly

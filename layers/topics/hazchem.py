@@ -17,17 +17,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from layers.models import SRID, Base, DerivedMixin
-from layers.spec import HAZARD_LEVELS, RUN, STAFF, SYNTHETIC, F, LayerSpec, Style
+from layers.spec import HAZARD_LEVELS, PROTECTION_CLASSES, RUN, STAFF, SYNTHETIC, F, LayerSpec, Style
 
-# GB 36894-2018 protection target classes: the codes of receptors.protection_class (layers/registry.py
-# imports this module, so it cannot share that dict; tests/gis/test_hazchem.py checks they agree).
-PROTECTION_CLASSES = {
-    "high_sensitive": ("高敏感防护目标", "Highly sensitive", "#e60012"),
-    "important": ("重要防护目标", "Important", "#ff8c00"),
-    "general_1": ("一般防护目标（一类）", "General, class 1", "#ffd700"),
-    "general_2": ("一般防护目标（二类）", "General, class 2", "#1e64c8"),
-    "general_3": ("一般防护目标（三类）", "General, class 3", "#7f8c8d"),
-}
 # Installation kinds a safety rule applies to (from the GB 18218 classes of the inventory).
 INSTALLATION_KINDS = {
     "any": ("任意", "Any installation"),

@@ -1,6 +1,5 @@
 """OGC API Features over the real PostGIS: paging, bbox, filters, access control, errors."""
 
-import json
 
 import pytest
 from sqlalchemy import text

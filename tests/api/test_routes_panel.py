@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from playwright.sync_api import sync_playwright
 from sqlalchemy import text
 
-from conftest import free_port, serve, stop
+from conftest import browser_page, free_port, serve, stop
 from gis import roadnet, routing
 
-CHROMIUM = "/usr/bin/chromium"
 O, P, D, Q, R = (102.70, 25.00), (102.72, 25.00), (102.74, 25.00), (102.70, 25.02), (102.74, 25.02)
 TABLES = "roads, restricted_structures, water_source_zones, accidents, hazmat_routes, blackspots, route_conflicts"
 
@@ -39,13 +37,7 @@ def site(db_url, engine):
 
 def test_draw_check_and_plan(site, token):
     rc = token("route_controller")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        errors = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page() as (page, errors):
         page.goto(site + "/")
         page.evaluate("onemap.ready")
         # the panel shares the map's token; set it without reloading every map layer
@@ -78,5 +70,4 @@ def test_draw_check_and_plan(site, token):
         out = page.inner_text("#rt-out")
         assert "允许通行 Allowed" in out and "Extra vs fastest" in out and "长隧道" in out  # avoided
         assert page.evaluate("document.querySelectorAll('path[stroke=\"#27ae60\"]').length") == 1  # drawn beside
-        browser.close()
     assert errors == []

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app

@@ -1,6 +1,5 @@
 """Vector tiles from the registry: content, fields per role, clustering, cap, cache/ETag, GDAL."""
 
-import gzip
 import subprocess
 
 import geopandas as gpd

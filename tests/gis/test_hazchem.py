@@ -10,7 +10,6 @@ from sqlalchemy import text
 from gis import hazchem
 from gis.errors import AnalysisError
 from hazchem_world import BOUNDARY_CASES, EXPECTED_VIOLATIONS, add, grading_world, pt, violations_world
-from layers import registry
 from layers.crs import METRIC_EPSG
 from layers.derived import latest_run
 from layers.settings import StoreSettings
@@ -230,7 +229,6 @@ def test_defaults_and_config_validation(tmp_path):
     rules = hazchem.default_rules()
     assert len(rules) == 40 and all(r["basis"] for r in rules)
     assert {r["receptor_class"] for r in rules} == set(PROTECTION_CLASSES)
-    assert registry.get("receptors").field("protection_class").codes.keys() == PROTECTION_CLASSES.keys()
     (tmp_path / "risk_scoring.toml").write_text("[exposure]\nrings_m = [1000, 500]\n", encoding="utf-8")
     with pytest.raises(AnalysisError, match="rings_m"):
         hazchem.load_config(tmp_path)

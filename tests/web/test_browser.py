@@ -5,12 +5,10 @@ import os
 import geopandas as gpd
 import pytest
 import shapely
-from playwright.sync_api import sync_playwright
 
-from conftest import free_port, load, serve, stop
+from conftest import browser_page, free_port, load, serve, stop
 
 
-CHROMIUM = "/usr/bin/chromium"
 
 
 
@@ -32,13 +30,7 @@ def site(db_url, clean):
 def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, token):
     base, _ = site
     planner = token("planner")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        errors = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page() as (page, errors):
         page.goto(base + "/")
         page.evaluate("onemap.ready")
         page.evaluate("onemap.map.setView([25.04, 102.71], 13)")
@@ -62,5 +54,4 @@ def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, tok
         page.wait_for_function("Object.keys(onemap.layers).includes('enterprises')", timeout=10000)
         page.evaluate("onemap.whenTilesLoaded(15000)")
         assert page.evaluate("onemap.renderedFeatures('enterprises').length") > 0
-        browser.close()
     assert errors == []

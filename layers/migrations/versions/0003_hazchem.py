@@ -7,13 +7,12 @@ Revises: 0002
 import csv
 from pathlib import Path
 
-import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from layers.crs import METRIC_EPSG  # queries spell ST_Transform(geom, METRIC_EPSG) to use the indexes
-from layers.migrations.util import bump_trigger
+from layers.migrations.util import bump_trigger, derived_columns, geom_column
 
 revision = "0003"
 down_revision = "0002"
@@ -22,21 +21,6 @@ depends_on = None
 
 # The default rules are data shipped beside the analysis (read here as a file, not imported).
 DEFAULT_RULES = Path(__file__).resolve().parents[3] / "gis" / "data" / "safety_distance_rules.csv"
-
-
-def _derived_columns() -> list[sa.Column]:
-    return [
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("run_id", sa.Integer(), sa.ForeignKey("analysis_runs.id", ondelete="CASCADE"), nullable=False,
-                  index=True),
-        sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("synthetic", sa.Boolean(), server_default="false", nullable=False),
-    ]
-
-
-def _geom(kind: str) -> sa.Column:
-    return sa.Column("geom", geoalchemy2.types.Geometry(geometry_type=kind, srid=4326, spatial_index=False),
-                     nullable=False)
 
 
 def upgrade() -> None:
@@ -61,7 +45,7 @@ def upgrade() -> None:
             for r in csv.DictReader(f)
         ])
     op.create_table(
-        "installation_gradings", *_derived_columns(),
+        "installation_gradings", *derived_columns(),
         sa.Column("installation_id", sa.Integer(), sa.ForeignKey("hazard_installations.id", ondelete="CASCADE"),
                   nullable=False, index=True),
         sa.Column("enterprise_id", sa.Integer()),
@@ -74,7 +58,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text()),
     )
     op.create_table(
-        "risk_scores", *_derived_columns(),
+        "risk_scores", *derived_columns(),
         sa.Column("subject_layer", sa.Text(), nullable=False),
         sa.Column("subject_id", sa.Integer(), nullable=False),
         sa.Column("score", sa.Float(), nullable=False),
@@ -82,7 +66,7 @@ def upgrade() -> None:
         sa.Column("indicators", JSONB(), server_default="{}", nullable=False),
     )
     op.create_table(
-        "safety_violations", *_derived_columns(),
+        "safety_violations", *derived_columns(),
         sa.Column("name", sa.Text()),
         sa.Column("installation_id", sa.Integer(), nullable=False, index=True),
         sa.Column("installation_name", sa.Text()),
@@ -98,10 +82,10 @@ def upgrade() -> None:
         sa.Column("shortfall_m", sa.Float(), nullable=False),
         sa.Column("rule_id", sa.Integer()),
         sa.Column("basis", sa.Text()),
-        _geom("LINESTRING"),
+        geom_column("LINESTRING"),
     )
     op.create_table(
-        "exposure_rings", *_derived_columns(),
+        "exposure_rings", *derived_columns(),
         sa.Column("name", sa.Text()),
         sa.Column("subject_layer", sa.Text(), nullable=False),
         sa.Column("subject_id", sa.Integer(), nullable=False),
@@ -112,7 +96,7 @@ def upgrade() -> None:
         *[sa.Column(f"receptors_{c}", sa.Integer(), server_default="0", nullable=False)
           for c in ("high_sensitive", "important", "general_1", "general_2", "general_3")],
         sa.Column("receptor_people", sa.Integer(), server_default="0", nullable=False),
-        _geom("MULTIPOLYGON"),
+        geom_column("MULTIPOLYGON"),
     )
     for table in ("safety_violations", "exposure_rings"):
         op.create_index(f"idx_{table}_geom", table, ["geom"], postgresql_using="gist")

@@ -4,36 +4,16 @@ route conflicts.
 Revision ID: 0004
 Revises: 0002
 """
-import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from layers.migrations.util import bump_trigger
+from layers.migrations.util import bump_trigger, derived_columns, geom_column, gist_index
 
 revision = "0004"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-
-def _geom(kind: str) -> sa.Column:
-    return sa.Column("geom", geoalchemy2.types.Geometry(geometry_type=kind, srid=4326, spatial_index=False),
-                     nullable=False)
-
-
-def _gist(table: str) -> None:
-    op.create_index(f"idx_{table}_geom", table, ["geom"], postgresql_using="gist")
-
-
-def _derived_columns() -> list[sa.Column]:
-    return [
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("run_id", sa.Integer(), sa.ForeignKey("analysis_runs.id", ondelete="CASCADE"), nullable=False,
-                  index=True),
-        sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("synthetic", sa.Boolean(), server_default="false", nullable=False),
-    ]
 
 
 def upgrade() -> None:
@@ -46,9 +26,9 @@ def upgrade() -> None:
         # travel times (s) from / to each landmark (ALT lower bounds, gis.roadnet.prepare_landmarks)
         sa.Column("lm_from", ARRAY(sa.Float())),
         sa.Column("lm_to", ARRAY(sa.Float())),
-        _geom("POINT"),
+        geom_column("POINT"),
     )
-    _gist("road_nodes")
+    gist_index("road_nodes")
     op.create_table(
         "road_edges",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -67,9 +47,9 @@ def upgrade() -> None:
         # lon/lat of source and target, for pgRouting's A* heuristics
         sa.Column("x1", sa.Float(), nullable=False), sa.Column("y1", sa.Float(), nullable=False),
         sa.Column("x2", sa.Float(), nullable=False), sa.Column("y2", sa.Float(), nullable=False),
-        _geom("LINESTRING"),
+        geom_column("LINESTRING"),
     )
-    _gist("road_edges")
+    gist_index("road_edges")
     op.create_index("ix_road_edges_speed_kmh", "road_edges", ["speed_kmh"])  # max speed: A*/corridor bounds
     # Per grid cell: the range of the landmark times of its nodes (lower bounds for a whole cell).
     op.create_table(
@@ -117,7 +97,7 @@ def upgrade() -> None:
 
     op.create_table(
         "blackspots",
-        *_derived_columns(),
+        *derived_columns(),
         sa.Column("name", sa.Text()),
         sa.Column("road_id", sa.Integer()),
         sa.Column("road_ref", sa.Text()),
@@ -136,14 +116,14 @@ def upgrade() -> None:
         sa.Column("risk_grade", sa.Text()),
         sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
-        _geom("LINESTRING"),
+        geom_column("LINESTRING"),
     )
-    _gist("blackspots")
+    gist_index("blackspots")
     bump_trigger("blackspots")
 
     op.create_table(
         "route_conflicts",
-        *_derived_columns(),
+        *derived_columns(),
         sa.Column("route_id", sa.Integer()),
         sa.Column("name", sa.Text()),
         sa.Column("cargo", sa.Text()),
@@ -156,9 +136,9 @@ def upgrade() -> None:
         sa.Column("distance_m", sa.Float(), nullable=False),
         sa.Column("eta", sa.DateTime(timezone=True)),
         sa.Column("verdict", sa.Text(), nullable=False),
-        _geom("LINESTRING"),
+        geom_column("LINESTRING"),
     )
-    _gist("route_conflicts")
+    gist_index("route_conflicts")
     bump_trigger("route_conflicts")
 
 

@@ -3,12 +3,11 @@
 Revision ID: 0005
 Revises: 0002
 """
-import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from layers.migrations.util import bump_trigger
+from layers.migrations.util import bump_trigger, geom_column
 
 revision = "0005"
 down_revision = "0002"
@@ -24,11 +23,6 @@ def _common() -> list[sa.Column]:
         sa.Column("source", sa.Text()),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
     ]
-
-
-def _geom(kind: str) -> sa.Column:
-    return sa.Column("geom", geoalchemy2.types.Geometry(geometry_type=kind, srid=4326, spatial_index=False),
-                     nullable=False)
 
 
 def upgrade() -> None:
@@ -49,7 +43,7 @@ def upgrade() -> None:
         sa.Column("inputs", JSONB(), nullable=False),
         sa.Column("result", JSONB(), nullable=False),
         sa.Column("notes", JSONB(), server_default="[]", nullable=False),
-        _geom("POINT"),
+        geom_column("POINT"),
         sa.CheckConstraint("spill IN ('small', 'large')", name="incidents_spill"),
         sa.CheckConstraint("time_of_day IN ('day', 'night')", name="incidents_time"),
         sa.CheckConstraint("status IN ('open', 'closed')", name="incidents_status"),
@@ -65,7 +59,7 @@ def upgrade() -> None:
         sa.Column("distance_m", sa.Float(), nullable=False),
         sa.Column("shape", sa.Text(), nullable=False),
         sa.Column("people", sa.Float()),
-        _geom("MULTIPOLYGON"),
+        geom_column("MULTIPOLYGON"),
         sa.CheckConstraint("zone IN ('isolation', 'protective')", name="incident_zones_zone"),
     )
     op.create_index("idx_incident_zones_geom", "incident_zones", ["geom"], postgresql_using="gist")

@@ -4,12 +4,11 @@ alarms with history, monitored assets (current level), daily counts; default thr
 Revision ID: 0006
 Revises: 0002
 """
-import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from layers.migrations.util import bump_trigger
+from layers.migrations.util import bump_trigger, geom_column, gist_index
 
 revision = "0006"
 down_revision = "0002"
@@ -41,15 +40,6 @@ DEFAULTS = [
 ]
 
 
-def _geom(kind: str, name: str = "geom") -> sa.Column:
-    return sa.Column(name, geoalchemy2.types.Geometry(geometry_type=kind, srid=4326, spatial_index=False),
-                     nullable=False)
-
-
-def _gist(table: str, column: str = "geom") -> None:
-    op.create_index(f"idx_{table}_{column}", table, [column], postgresql_using="gist")
-
-
 def upgrade() -> None:
     for col in ("downstream_people", "downstream_receptors", "downstream_facilities"):
         op.add_column("tailings_ponds", sa.Column(col, sa.Integer()))
@@ -79,11 +69,11 @@ def upgrade() -> None:
         sa.Column("toe_source", sa.Text(), nullable=False),
         sa.Column("truncated", sa.Boolean(), nullable=False),
         sa.Column("contents", JSONB(), server_default="{}", nullable=False),
-        _geom("LINESTRING", "path"),
-        _geom("MULTIPOLYGON"),
+        geom_column("LINESTRING", "path"),
+        geom_column("MULTIPOLYGON"),
     )
-    _gist("tailings_downstream")
-    _gist("tailings_downstream", "path")
+    gist_index("tailings_downstream")
+    gist_index("tailings_downstream", "path")
     bump_trigger("tailings_downstream")
 
     op.create_table(
@@ -99,10 +89,10 @@ def upgrade() -> None:
         sa.Column("asset_id", sa.Integer(), nullable=False),
         sa.Column("interval_s", sa.Integer(), server_default="600", nullable=False),
         sa.Column("alarm_level", sa.Text(), server_default="normal", nullable=False),
-        _geom("POINT"),
+        geom_column("POINT"),
         sa.CheckConstraint("interval_s > 0", name="ck_monitoring_sensors_interval"),
     )
-    _gist("monitoring_sensors")
+    gist_index("monitoring_sensors")
     op.create_index("ix_monitoring_sensors_asset", "monitoring_sensors", ["asset_layer", "asset_id"])
     bump_trigger("monitoring_sensors")
 
@@ -207,10 +197,10 @@ def upgrade() -> None:
           for c in ("open_alarms", "offline_sensors", "sensors")),
         sa.Column("level_since", TZ),
         sa.Column("synthetic", sa.Boolean(), server_default="false", nullable=False),
-        _geom("POINT"),
+        geom_column("POINT"),
         sa.UniqueConstraint("asset_layer", "asset_id", name="uq_monitored_assets_asset"),
     )
-    _gist("monitored_assets")
+    gist_index("monitored_assets")
     bump_trigger("monitored_assets")
 
     op.create_table(
