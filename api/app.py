@@ -9,19 +9,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
 from starlette.datastructures import MutableHeaders
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.metrics import Metrics
+from api.changes import ChangeFeed, RefreshAfterWrites
 from api.routers import features, meta, tiles
+from api.routers.tiles import TileFastPath
 from api.routers import emergency
 from api.routers import analysis
 from api.routers import routes
 from api.routers import monitoring
 from api.tilecache import TileCache
 from api.settings import ApiSettings
-from layers.db import make_engine
+from layers.db import libpq_url, make_engine
 from layers.settings import REPO_ROOT, StoreSettings
 
 log = logging.getLogger("riskmap.access")
@@ -59,11 +62,17 @@ class AccessLog:
             template = route.path if route is not None else "unmatched"
             self.metrics.requests.labels(template, scope["method"], str(status[0])).inc()
             self.metrics.latency.labels(template).observe(seconds)
-            log.info(json.dumps({
-                "method": scope["method"], "path": scope["path"],
-                "query": scope.get("query_string", b"").decode("latin-1") or None,
-                "status": status[0], "ms": round(seconds * 1000, 1),
-            }, ensure_ascii=False))
+            if log.isEnabledFor(logging.INFO):
+                log.info(json.dumps({
+                    "method": scope["method"], "path": scope["path"],
+                    "query": scope.get("query_string", b"").decode("latin-1") or None,
+                    "status": status[0], "ms": round(seconds * 1000, 1),
+                }, ensure_ascii=False))
+
+
+async def _load_postgis(conn) -> None:
+    """A new backend loads PostGIS on its first spatial call (~10 ms): pay it when the pool connects."""
+    await conn.execute("SELECT postgis_lib_version()")
 
 
 def create_app(database_url: str, api_settings: ApiSettings | None = None,
@@ -74,10 +83,19 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.engine = make_engine(database_url, store_settings.pool_size)
+        app.state.engine = make_engine(database_url, store_settings.pool_size, pre_ping=False)
+        app.state.changes = ChangeFeed(app.state.engine)
+        app.state.changes.start()
+        # async connections for the tile fast path (autocommit: one round trip per statement)
+        app.state.tile_pool = AsyncConnectionPool(
+            libpq_url(database_url), min_size=min(4, store_settings.pool_size), max_size=store_settings.pool_size,
+            kwargs={"autocommit": True}, timeout=5, open=False, configure=_load_postgis)
+        await app.state.tile_pool.open(wait=False)
         try:
             yield
         finally:
+            await app.state.tile_pool.close()
+            app.state.changes.stop()
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -92,6 +110,9 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
     app.state.metrics = metrics = Metrics()
     errors.install(app)
 
+    # (the last added runs first) access log -> refresh after writes -> tile fast path -> routes
+    app.add_middleware(TileFastPath, state=app.state)
+    app.add_middleware(RefreshAfterWrites, state=app.state)
     app.add_middleware(AccessLog, metrics=metrics)
 
     app.include_router(meta.router)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from api.errors import Forbidden, NotFound, Unauthorized
 from layers import registry
 from layers.registry import LayerSpec
-from layers.users import user_for_token
+from layers.users import hash_token, user_for_token
 
 
 def get_engine(request: Request) -> Engine:
@@ -40,17 +40,24 @@ class Principal:
 ANONYMOUS = Principal("anonymous", "anonymous")
 
 
-def current_user(conn: ConnDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+def current_user(request: Request, conn: ConnDep,
+                 authorization: Annotated[str | None, Header()] = None) -> Principal:
     # Uses the request's own connection (FastAPI shares it within a request): a second one per
     # request would let concurrent requests exhaust the pool while each waits for its second.
+    # Known tokens come from the change feed's memory (emptied whenever a user changes).
     if not authorization:
         return ANONYMOUS
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <token>'")
-    found = user_for_token(conn, token.strip())
-    if not found:
-        raise Unauthorized("invalid or revoked token")
+    feed, token_hash = request.app.state.changes, hash_token(token.strip())
+    found = feed.principal(token_hash)
+    if found is None:
+        generation = feed.token_generation()
+        found = user_for_token(conn, token.strip())
+        if not found:
+            raise Unauthorized("invalid or revoked token")
+        feed.remember(token_hash, found, generation)
     return Principal(*found)
 
 

@@ -23,11 +23,17 @@ def normalise_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def libpq_url(url: str) -> str:
+    """The same URL for libpq/psycopg itself (no SQLAlchemy driver suffix)."""
+    return make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     # pool_pre_ping: a connection lost while the database was down is replaced on next use, so the
-    # server recovers by itself once the database is back.
+    # server recovers by itself once the database is back. The API turns it off (a round trip per
+    # request) and has its change listener replace the pool instead (api/changes.py).
     return create_engine(
-        normalise_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        normalise_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping,
         pool_recycle=1800, connect_args={"connect_timeout": 5},
     )
 

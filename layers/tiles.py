@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from psycopg import AsyncConnection
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 
 from layers.registry import LayerSpec
@@ -21,6 +22,7 @@ BUFFER = 64
 WORLD = 40075016.685578488  # width of the Web Mercator world in metres
 CLUSTER_PX = 48  # grid cell of server-side clusters, in tile pixels
 _quote = postgresql.dialect().identifier_preparer.quote
+_ZXY = "%(z)s, %(x)s, %(y)s"
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,12 @@ def _property_sql(spec: LayerSpec, role: str) -> list[str]:
 def layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
     """SELECT returning one row (mvt bytea, n int, more bool) for one layer of one tile.
 
-    Bound parameters: :z :x :y. Identifiers come only from the registry; numbers are cast here.
+    Bound parameters (driver style): %(z)s %(x)s %(y)s. Identifiers come only from the registry;
+    numbers are cast here.
     """
     table, name, cap = _quote(spec.table), spec.id, int(cap)
-    env = f"ST_TileEnvelope(:z, :x, :y, margin => {BUFFER / EXTENT})"
-    tile_env = "ST_TileEnvelope(:z, :x, :y)"
+    env = f"ST_TileEnvelope({_ZXY}, margin => {BUFFER / EXTENT})"
+    tile_env = f"ST_TileEnvelope({_ZXY})"
     filt = f"t.geom && ST_Transform({env}, 4326)"
     if spec.cluster_below_zoom is not None and tile.z < spec.cluster_below_zoom:
         # Server-side clustering on a global grid (clients cannot cluster vector tiles): one point
@@ -85,22 +88,46 @@ def layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
                (SELECT count(*) FROM cand WHERE geom IS NOT NULL) > {cap} AS more"""
 
 
-def render(conn: Connection, specs: list[LayerSpec], role: str, tile: Tile, cap: int) -> tuple[bytes, list[str]]:
-    """The MVT bytes for ``specs`` at ``tile`` and the ids of layers whose feature cap was hit."""
+def render_steps(specs: list[LayerSpec], role: str, tile: Tile, cap: int):
+    """The statements of one tile, driver-independent: a generator that yields ``(sql, params)``,
+    is sent each statement's first row and returns (MVT bytes, ids of layers whose cap was hit)."""
     parts, truncated = [], []
     params = {"z": tile.z, "x": tile.x, "y": tile.y}
     for spec in specs:
         if not (spec.minzoom <= tile.z <= spec.maxzoom):
             continue
-        mvt, n, more = conn.execute(text(layer_sql(spec, role, tile, cap)), params).one()
+        mvt, n, more = yield layer_sql(spec, role, tile, cap), params
         parts.append(bytes(mvt))
         if more:
             truncated.append(spec.id)
     if truncated:
-        names = ",".join(truncated)
-        marker = conn.execute(text(
-            "SELECT ST_AsMVT(m, '_truncated', 4096, 'geom') FROM (SELECT "
-            "ST_AsMVTGeom(ST_Centroid(ST_TileEnvelope(:z, :x, :y)), ST_TileEnvelope(:z, :x, :y)) AS geom, "
-            ":names AS layers, :cap AS cap) m"), params | {"names": names, "cap": cap}).scalar_one()
+        (marker,) = yield (
+            f"SELECT ST_AsMVT(m, '_truncated', 4096, 'geom') FROM (SELECT "
+            f"ST_AsMVTGeom(ST_Centroid(ST_TileEnvelope({_ZXY})), ST_TileEnvelope({_ZXY})) AS geom, "
+            "%(names)s::text AS layers, %(cap)s::int AS cap) m"), params | {"names": ",".join(truncated), "cap": cap}
         parts.append(bytes(marker))
     return b"".join(parts), truncated
+
+
+def render(conn: Connection, specs: list[LayerSpec], role: str, tile: Tile, cap: int) -> tuple[bytes, list[str]]:
+    """The MVT bytes for ``specs`` at ``tile`` and the ids of layers whose feature cap was hit."""
+    steps = render_steps(specs, role, tile, cap)
+    try:
+        sql, params = next(steps)
+        while True:
+            sql, params = steps.send(conn.exec_driver_sql(sql, params).one())
+    except StopIteration as done:
+        return done.value
+
+
+async def render_async(aconn: AsyncConnection, specs: list[LayerSpec], role: str, tile: Tile,
+                       cap: int) -> tuple[bytes, list[str]]:
+    """``render`` on a psycopg async connection (the API's tile fast path)."""
+    steps = render_steps(specs, role, tile, cap)
+    try:
+        sql, params = next(steps)
+        while True:
+            cur = await aconn.execute(sql, params)
+            sql, params = steps.send(await cur.fetchone())
+    except StopIteration as done:
+        return done.value

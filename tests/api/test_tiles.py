@@ -1,6 +1,7 @@
 """Vector tiles from the registry: content, fields per role, clustering, cap, cache/ETag, GDAL."""
 
 import subprocess
+import time
 
 import geopandas as gpd
 import mapbox_vector_tile
@@ -8,8 +9,12 @@ import mercantile
 import pytest
 import shapely
 
-from conftest import load
-from sqlalchemy import text
+from conftest import load, throwaway_cluster
+from fastapi.testclient import TestClient
+from sqlalchemy import event, text
+
+from api.app import create_app
+from layers.db import make_engine, migrate
 
 
 
@@ -134,3 +139,80 @@ def test_gdal_mvt_driver_reads_a_served_tile(client, data, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Layer name: chemical_parks" in out.stdout and "Layer name: accidents" in out.stdout
     assert "risk_grade (String) = orange" in out.stdout
+
+
+def eventually(check, seconds: float = 10.0) -> bool:
+    """Poll ``check`` until it holds (a change made on another connection reaches the server by NOTIFY)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_warm_tile_is_served_without_a_database_round_trip(client, data, token):
+    z, x, y = xyz(14)
+    emergency = {"Authorization": f"Bearer {token('emergency')}"}
+    for headers in ({}, emergency):
+        url = f"/tiles/onemap/{z}/{x}/{y}.pbf"
+        first = client.get(url, headers=headers)
+        statements = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(client.app.state.engine, "before_cursor_execute", listener)
+        pool_requests = client.app.state.tile_pool.get_stats().get("requests_num", 0)
+        try:
+            again = client.get(url, headers=headers)
+        finally:
+            event.remove(client.app.state.engine, "before_cursor_execute", listener)
+        assert again.status_code == 200 and again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+        assert statements == [] and client.app.state.tile_pool.get_stats().get("requests_num", 0) == pool_requests
+    assert "emergency_resources" in decode(again)  # (the token's role, remembered from the first request)
+
+
+def test_a_revoked_token_stops_opening_tiles(client, data, token, engine):
+    from layers.users import remove_user
+
+    z, x, y = xyz(14)
+    url = f"/tiles/emergency_resources/{z}/{x}/{y}.pbf"
+    headers = {"Authorization": f"Bearer {token('emergency', 'duty-officer')}"}
+    assert client.get(url, headers=headers).status_code == 200
+    assert client.get(url, headers=headers).status_code == 200  # now from memory
+    with engine.begin() as conn:
+        remove_user(conn, "duty-officer")
+    assert eventually(lambda: client.get(url, headers=headers).status_code == 401)
+
+
+def test_own_write_is_seen_by_the_next_request(client, data, token):
+    editor = {"Authorization": f"Bearer {token('editor')}"}
+    before = client.app.state.changes.versions(["safety_rules"])
+    rule = {"installation_kind": "toxic", "level": 1, "receptor_class": "high_sensitive", "distance_m": 1500,
+            "basis": "地方规定（测试） / local rule (test)", "assumption": False}
+    assert client.post("/analysis/safety-rules", headers=editor, json=rule).status_code == 201
+    with client.app.state.engine.connect() as conn:
+        now = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'safety_rules'")).scalar_one()
+    assert now > before[0] and client.app.state.changes.versions(["safety_rules"]) == (now,)
+
+
+def test_tiles_follow_the_database_through_a_restart():
+    cluster = throwaway_cluster()
+    try:
+        migrate(cluster.url())
+        engine = make_engine(cluster.url())
+        with TestClient(create_app(cluster.url())) as client:
+            assert client.app.state.changes.live
+            url = "/tiles/chemical_parks/14/12866/7014.pbf"
+            assert client.get(url).status_code == 204
+            cluster.stop()
+            r = client.get(url)
+            assert r.status_code == 503 and "unavailable" in r.json()["description"]
+            cluster.start()
+            load(engine, "chemical_parks", gpd.GeoDataFrame(
+                {"name": ["园区"], "risk_grade": ["orange"]}, geometry=[shapely.box(102.69, 25.02, 102.73, 25.06)],
+                crs=4326))
+            assert eventually(lambda: client.get(url).status_code == 200)
+            assert eventually(lambda: client.app.state.changes.live)
+        engine.dispose()
+    finally:
+        cluster.destroy()
