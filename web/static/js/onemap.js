@@ -1546,6 +1546,19 @@
         if (state.token) { headers.Authorization = 'Bearer ' + state.token; }
         if (opts.body) { headers['Content-Type'] = 'application/json'; }
         return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
+      },
+      // The JSON body, or an Error with .status and the server's description (opts.who: who may do it).
+      json: function (path, opts) {
+        opts = opts || {};
+        return api.request(path, opts).then(function (r) {
+          return r.json().catch(function () { return {}; }).then(function (body) {
+            if (r.ok) { return body; }
+            var e = new Error((r.status === 401 ? '请先登录 Log in first' + (opts.who ? ' (' + opts.who + '). ' : '. ') :
+                               r.status === 403 ? '无权限 Not allowed. ' : '') + (body.description || ('HTTP ' + r.status)));
+            e.status = r.status;
+            throw e;
+          });
+        });
       }
     };
     Object.keys(panels).forEach(function (name) { panels[name].init(map, api); });

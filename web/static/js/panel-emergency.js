@@ -1,8 +1,8 @@
 /* Emergency panel (应急处置): ERG2024 zones, counts and ranked resources for a hazmat spill.
  *
  * Usage (wired by the page): RiskmapPanels.emergency.init(map, api)
- *   map: the Leaflet map; api (optional): { token: string|function } or { request(path, opts) -> Promise<Response> }.
- *   Without api the bearer token is read from localStorage 'onemap.token' (the one-map's login).
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
+ *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /emergency/chemicals, POST /emergency/incident, GET /emergency/nearby,
  *            GET /emergency/incidents/{id}/report (offline HTML, downloaded with the token).
  * Offline: no external asset; Leaflet is the vendored copy already on the page.
@@ -40,17 +40,9 @@
     var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
     var picking = false, layer = L.featureGroup().addTo(map), markers = {}, lastId = null;
 
-    // The page (onemap.js) passes api = {token(), request(path, opts)}: one fetch helper for all panels.
+    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts)}: one fetch helper for all panels.
     var token = api.token, request = api.request;
-    function json(path, opts) {
-      return request(path, opts).then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (body) {
-          if (!r.ok) { throw new Error((r.status === 401 ? '请先登录 Log in first (emergency role). ' : '') +
-                                      (body.description || ('HTTP ' + r.status))); }
-          return body;
-        });
-      });
-    }
+    function json(path, opts) { opts = opts || {}; opts.who = 'emergency role'; return api.json(path, opts); }
 
     // ---- panel
     var panel = el('div', { 'class': 'em-panel', hidden: '' });

@@ -2,8 +2,8 @@
  * readings drawn as inline SVG charts with their blue/yellow/orange/red thresholds.
  *
  * Usage (wired by the page): RiskmapPanels.monitoring.init(map, api)
- *   map: the Leaflet map; api (optional): { token: string|function } or { request(path, opts) -> Promise<Response> }.
- *   Without api the bearer token is read from localStorage 'onemap.token' (the one-map's login).
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
+ *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /monitoring/alarms, GET /monitoring/alarms/{id}, POST /monitoring/alarms/{id}/ack,
  *            GET /monitoring/assets/{asset_layer}/{asset_id}?hours=48, GET /monitoring/daily.
  * The map colours assets through the registry layer `monitored_assets` (field alarm_level); when the
@@ -118,20 +118,9 @@
     var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
     var lastSignature = null, timer = null;
 
-    // The page (onemap.js) passes api = {token(), request(path, opts)}: one fetch helper for all panels.
+    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts)}: one fetch helper for all panels.
     var token = api.token, request = api.request;
-    function json(path, opts) {
-      return request(path, opts).then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (body) {
-          if (!r.ok) {
-            var e = new Error((r.status === 401 ? '请先登录 Log in first. ' : r.status === 403 ? '无权限 Not allowed. ' : '') +
-                              (body.description || ('HTTP ' + r.status)));
-            e.status = r.status; throw e;
-          }
-          return body;
-        });
-      });
-    }
+    function json(path, opts) { opts = opts || {}; return api.json(path, opts); }
 
     // ---- toggle with the count of open alarms by colour
     var count = null;

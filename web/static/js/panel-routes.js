@@ -3,8 +3,8 @@
  *
  * Usage (wired by the page, after Leaflet and with web/static/css/panel-routes.css):
  *   RiskmapPanels.routes.init(map, api)
- *   map: the Leaflet map; api (optional): { token: string|function } or { request(path, opts) -> Promise<Response> }.
- *   Without api the bearer token is read from localStorage 'onemap.token' (the one-map's login).
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
+ *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /routes/cargo, POST /routes/check, POST /routes/plan (roles route_controller, planner,
  * emergency, admin). Offline: Leaflet only (vendored).
  */
@@ -32,19 +32,9 @@
     var layer = L.featureGroup().addTo(map);
     var mode = null, vertices = [], origin = null, destination = null, uploaded = null;
 
-    // The page (onemap.js) passes api = {token(), request(path, opts)}: one fetch helper for all panels.
+    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts)}: one fetch helper for all panels.
     var token = api.token, request = api.request;
-    function json(path, opts) {
-      return request(path, opts).then(function (r) {
-        return r.json().catch(function () { return {}; }).then(function (body) {
-          if (!r.ok) {
-            throw new Error((r.status === 401 ? '请先登录 Log in first (route controller). ' : '') +
-                            (body.description || ('HTTP ' + r.status)));
-          }
-          return body;
-        });
-      });
-    }
+    function json(path, opts) { opts = opts || {}; opts.who = 'route controller'; return api.json(path, opts); }
 
     // ---- panel
     var panel = el('div', { 'class': 'rt-panel', hidden: '' });
