@@ -93,6 +93,10 @@ class ChangeFeed:
         v = self._versions
         return tuple(v.get(layer, 0) for layer in layers)
 
+    def remembered(self) -> dict[str, int]:
+        """Every layer version held in memory, trusted or not (diagnostics and tests)."""
+        return dict(self._versions)
+
     def token_generation(self) -> int:
         return self._token_generation
 
