@@ -90,6 +90,9 @@ def test_etag_304_and_no_stale_tile_after_edit(client, data):
     assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
     with data.begin() as conn:
         conn.execute(text("UPDATE chemical_parks SET risk_grade = 'red'"))
+        version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'chemical_parks'")).scalar_one()
+    # a write made elsewhere reaches the server when its commit is announced (NOTIFY)
+    assert eventually(lambda: client.app.state.changes.remembered().get("chemical_parks") == version)
     after = client.get(url, headers={"If-None-Match": etag})
     assert after.status_code == 200 and after.headers["etag"] != etag
     assert decode(after)["chemical_parks"]["features"][0]["properties"]["risk_grade"] == "red"
