@@ -42,10 +42,11 @@ log = logging.getLogger("riskmap.demo")
 SEED = 20240601
 # Counts at scale 1 (the minimums, or more); multiplied by ``scale``.
 COUNTS = {"enterprises": 300, "hazard_installations": 150, "tailings_ponds": 60, "accidents": 20000,
-          "receptors": 2000, "emergency_resources": 200}
+          "receptors": 2000, "emergency_resources": 200, "hazmat_routes": 24}
 # Write order: foreign keys (enterprises.park_id, hazard_installations.enterprise_id) line up.
 ORDER = ("admin_areas", "chemical_parks", "enterprises", "hazard_installations", "tailings_ponds", "roads",
-         "restricted_structures", "accidents", "water_source_zones", "receptors", "emergency_resources")
+         "restricted_structures", "accidents", "water_source_zones", "receptors", "emergency_resources",
+         "hazmat_routes")
 
 
 @dataclass
@@ -104,12 +105,14 @@ def build_demo(store: StoreSettings, scale: int = 1, seed: int = SEED, progress:
     rng = np.random.default_rng([seed, 4])
     parks = facilities.build_parks(inputs, pop, rng, seed, scale)
     say(f"demo: rasters ready, {len(parks)} parks sited; building roads")
-    road, structures = roads.build_roads(inputs, dem, pop, seed, scale, gates=facilities.park_gates(inputs, parks),
-                                         log=say)
+    gates = facilities.park_gates(inputs, parks)
+    road, structures = roads.build_roads(inputs, dem, pop, seed, scale, gates=gates, log=say)
+    routes = roads.build_hazmat_routes(road, gates, inputs.settlements, seed, COUNTS["hazmat_routes"] * scale)
     hot = list(inputs.waterlogging_hist.geometry.values)
     accidents = roads.build_accidents(road, seed, COUNTS["accidents"] * scale, hot_spots=hot,
                                       n_hot=12 * int(np.ceil(np.sqrt(scale))))
-    say(f"demo: {len(road)} road segments, {len(structures)} restricted structures, {len(accidents)} accidents")
+    say(f"demo: {len(road)} road segments, {len(structures)} restricted structures, {len(accidents)} accidents, "
+        f"{len(routes)} hazmat routes")
     enterprises = facilities.build_enterprises(inputs, parks, rng, seed, COUNTS["enterprises"] * scale)
     installations = facilities.build_installations(enterprises, rng, seed, COUNTS["hazard_installations"] * scale)
     ponds = facilities.build_tailings(inputs, dem, parks, rng, seed, COUNTS["tailings_ponds"] * scale, scale)
@@ -126,7 +129,7 @@ def build_demo(store: StoreSettings, scale: int = 1, seed: int = SEED, progress:
                             ("hazard_installations", installations), ("tailings_ponds", ponds), ("roads", road),
                             ("restricted_structures", structures), ("accidents", accidents),
                             ("water_source_zones", zones), ("receptors", receptors),
-                            ("emergency_resources", resources)):
+                            ("emergency_resources", resources), ("hazmat_routes", routes)):
         layers[layer_id] = _wgs84(frame, layer_id)
     rasters = [
         dict(name="population", title_zh="人口格网（100 米，合成）", title_en="Population grid (100 m, synthetic)",

@@ -14,7 +14,7 @@ import pandas as pd
 import shapely
 from shapely.ops import substring
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.sparse.csgraph import dijkstra, minimum_spanning_tree
 from scipy.spatial import Delaunay, cKDTree
 
 from layers.crs import METRIC_EPSG
@@ -428,3 +428,63 @@ def _hour_profile() -> np.ndarray:
     h = np.arange(24)
     p = 0.3 + np.exp(-((h - 8.5) ** 2) / 4) + 1.2 * np.exp(-((h - 18) ** 2) / 5) + 0.4 * np.exp(-((h - 13) ** 2) / 6)
     return p / p.sum()
+
+
+# Demo cargoes (UN number, ADR/GB 6944 class, name): the substances Kunming's parks hold most.
+CARGOES = (("1017", "2.3", "氯 Chlorine"), ("1005", "2.3", "液氨 Ammonia, anhydrous"),
+           ("1203", "3", "汽油 Gasoline"), ("1075", "2.1", "液化石油气 LPG"), ("1830", "8", "硫酸 Sulphuric acid"),
+           ("1202", "3", "柴油 Diesel"), ("1789", "8", "盐酸 Hydrochloric acid"), ("1230", "3", "甲醇 Methanol"))
+
+
+def build_hazmat_routes(roads: gpd.GeoDataFrame, gates, places: gpd.GeoDataFrame, seed: int,
+                        n: int) -> gpd.GeoDataFrame:
+    """``n`` regular hazardous-cargo runs, each from a park entrance to a real place at least 15 km
+    away along the fastest way on ``roads`` (metric; one-way ignored: the line is the route's course).
+
+    The paths come from one scipy Dijkstra per park over the segment graph (time = length / speed).
+    """
+    rng = np.random.default_rng([seed, 7])
+    geoms = roads.geometry.values
+    start = shapely.get_coordinates(shapely.get_point(geoms, 0))
+    end = shapely.get_coordinates(shapely.get_point(geoms, -1))
+    keys, inv = np.unique(np.vstack([start, end]), axis=0, return_inverse=True)
+    a, b = inv.ravel()[:len(geoms)], inv.ravel()[len(geoms):]
+    seconds = roads.length.to_numpy() / (roads["speed_kmh"].to_numpy() / 3.6)
+    # both directions, each (u, v) pair once with its fastest segment
+    edges = pd.DataFrame({"u": np.r_[a, b], "v": np.r_[b, a], "t": np.r_[seconds, seconds],
+                          "seg": np.r_[np.arange(len(geoms)), np.arange(len(geoms))]})
+    edges = edges.sort_values("t").drop_duplicates(["u", "v"])
+    graph = coo_matrix((edges["t"], (edges["u"], edges["v"])), shape=(len(keys), len(keys))).tocsr()
+    seg_of = dict(zip(zip(edges["u"], edges["v"]), edges["seg"]))
+    tree = cKDTree(keys)
+    gate_nodes = tree.query(np.array([xy for _, xy in gates]))[1]
+    place_nodes = tree.query(shapely.get_coordinates(places.geometry.values))[1]
+    _, pred = dijkstra(graph, indices=gate_nodes, return_predecessors=True)
+    rows = []
+    for i in range(n):
+        g = i % len(gates)
+        far = np.flatnonzero((np.hypot(*(keys[place_nodes] - keys[gate_nodes[g]]).T) > 15000)
+                             & (pred[g, place_nodes] >= 0))
+        if not len(far):
+            continue
+        p = far[rng.integers(len(far))]
+        node, coords = place_nodes[p], []
+        while node != gate_nodes[g]:  # walk back from the place, then reverse into gate -> place
+            prev = pred[g, node]
+            seg = geoms[seg_of[(prev, node)]]
+            xy = shapely.get_coordinates(seg)
+            xy = xy if np.allclose(xy[0], keys[prev]) else xy[::-1]
+            coords = [xy] + coords
+            node = prev
+        un, cls, cargo = CARGOES[rng.integers(len(CARGOES))]
+        hour, minute = int(rng.integers(6, 20)), int(rng.choice([0, 15, 30, 45]))
+        park, place = gates[g][0], places.iloc[p]["name"]
+        rows.append({"name": f"演示危化品运输路线 {i + 1:02d}（{park}→{place}） / Demo hazmat route {i + 1:02d}",
+                     "carrier": f"演示危货运输公司 {g + 1:02d} / Demo carrier {g + 1:02d}",
+                     "cargo_un": un, "cargo_class": cls, "quantity_t": float(rng.integers(8, 33)),
+                     "schedule": f"每日 {hour:02d}:{minute:02d} 发车（{cargo}） / daily {hour:02d}:{minute:02d}",
+                     "geometry": shapely.LineString(np.vstack([c[:-1] for c in coords] + [coords[-1][-1:]]))})
+    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=roads.crs)
+    out["synthetic"] = True
+    out["source"] = SOURCE.format(seed=seed) + "; runs and cargoes invented, courses are fastest paths on demo roads"
+    return out

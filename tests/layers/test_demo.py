@@ -4,6 +4,8 @@ rasterio, gis.gb18218) against what PostGIS holds."""
 
 from __future__ import annotations
 
+import re
+
 import geopandas as gpd
 import networkx as nx
 import numpy as np
@@ -29,7 +31,7 @@ from layers.osm import components, structure_class
 
 GEOD = Geod(ellps="WGS84")
 GENERATED = ("chemical_parks", "enterprises", "hazard_installations", "tailings_ponds", "accidents", "roads",
-             "restricted_structures", "water_source_zones", "receptors", "emergency_resources")
+             "restricted_structures", "water_source_zones", "receptors", "emergency_resources", "hazmat_routes")
 
 
 def frame(engine, sql: str) -> gpd.GeoDataFrame:
@@ -78,7 +80,8 @@ def test_everything_generated_is_flagged_synthetic_and_the_api_says_so(demo_engi
         with rasterio.open(r.path) as src:
             assert src.crs.to_epsg() == METRIC_EPSG and src.tags()["synthetic"] == "true"
     # generated names are obviously synthetic (never a plausible real company name)
-    for table in ("enterprises", "hazard_installations", "tailings_ponds", "receptors", "emergency_resources"):
+    for table in ("enterprises", "hazard_installations", "tailings_ponds", "receptors", "emergency_resources",
+                  "hazmat_routes"):
         assert scalar(demo_engine, f"SELECT bool_and(name LIKE '演示%') FROM {table}") is True, table
     with TestClient(create_app(demo_db_url, ApiSettings(), demo_store)) as client:
         layers = {item["id"]: item for item in client.get("/api/layers").json()["layers"]}
@@ -169,6 +172,18 @@ def test_accidents_lie_on_the_roads(demo_engine):
     cells = pd.Series(list(zip((acc.geometry.x // 500).astype(int), (acc.geometry.y // 500).astype(int))))
     per_cell = cells.value_counts()
     assert per_cell.iloc[0] > 20 * per_cell.mean()
+
+
+def test_hazmat_routes_run_along_the_roads_from_a_park(demo_engine):
+    routes = frame(demo_engine, "SELECT name, cargo_un, schedule, geom FROM hazmat_routes").to_crs(METRIC_EPSG)
+    roads = frame(demo_engine, "SELECT geom FROM roads").to_crs(METRIC_EPSG)
+    parks = frame(demo_engine, "SELECT geom FROM chemical_parks").to_crs(METRIC_EPSG)
+    net = shapely.union_all(roads.geometry.values)
+    for r in routes.itertuples():  # every vertex on a road (1 m: the two CRS round trips), 15+ km long
+        vertices = shapely.points(shapely.get_coordinates(r.geom))
+        assert shapely.distance(vertices, net).max() < 1.0, r.name
+        assert r.geom.length > 15000 and parks.distance(shapely.get_point(r.geom, 0)).min() < 3000, r.name
+        assert re.fullmatch(r"\d{4}", r.cargo_un) and re.search(r"\d{2}:\d{2}", r.schedule)
 
 
 def test_road_network_is_one_connected_component(demo_engine):
