@@ -6,6 +6,8 @@ instead of asking the database on every tile request.
 Revision ID: 0007
 Revises: 0002
 """
+import importlib
+
 from alembic import op
 
 revision = "0007"
@@ -25,16 +27,6 @@ BEGIN
 END $$;
 """
 
-BUMP_PLAIN = """
-CREATE OR REPLACE FUNCTION riskmap_bump_layer_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO layer_versions (layer, version, updated_at) VALUES (TG_ARGV[0], 1, now())
-  ON CONFLICT (layer) DO UPDATE SET version = layer_versions.version + 1, updated_at = now();
-  RETURN NULL;
-END $$;
-"""
-
-
 def upgrade() -> None:
     op.execute(BUMP_NOTIFY)
     op.execute("""
@@ -47,4 +39,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS users_notify ON users")
     op.execute("DROP FUNCTION IF EXISTS riskmap_users_changed()")
-    op.execute(BUMP_PLAIN)
+    # the function as 0001 made it
+    op.execute(importlib.import_module("layers.migrations.versions.0001_initial").BUMP_FUNCTION)
