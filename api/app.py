@@ -10,7 +10,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
-from starlette.datastructures import MutableHeaders
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
@@ -49,9 +48,9 @@ class AccessLog:
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                headers = MutableHeaders(scope=message)
-                if "vary" not in headers:  # answers differ by token: never share them between users
-                    headers["Vary"] = "Authorization"
+                headers = message.get("headers", [])
+                if not any(k.lower() == b"vary" for k, _ in headers):  # answers differ by token: never
+                    message["headers"] = [*headers, (b"vary", b"Authorization")]  # share them between users
             await send(message)
 
         try:
@@ -73,6 +72,15 @@ class AccessLog:
 async def _load_postgis(conn) -> None:
     """A new backend loads PostGIS on its first spatial call (~10 ms): pay it when the pool connects."""
     await conn.execute("SELECT postgis_lib_version()")
+
+
+class RiskmapApp(FastAPI):
+    """FastAPI with the access log and the tile fast path outside Starlette's own middleware (both
+    pure ASGI): the fast path answers most tile requests without the rest of the stack."""
+
+    def build_middleware_stack(self):
+        inner = super().build_middleware_stack()
+        return AccessLog(TileFastPath(inner, state=self.state), metrics=self.state.metrics)
 
 
 def create_app(database_url: str, api_settings: ApiSettings | None = None,
@@ -98,7 +106,7 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
             app.state.changes.stop()
             app.state.engine.dispose()
 
-    app = FastAPI(
+    app = RiskmapApp(
         title="riskmap: 危险化学品安全风险一张图 / hazardous-chemicals risk one-map",
         version="0.1.0", lifespan=lifespan,
         description="OGC API Features and vector tiles, analyses and emergency tools.",
@@ -107,13 +115,11 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
     app.state.store_settings = store_settings
     app.state.web_dir = REPO_ROOT / "web"
     app.state.tile_cache = TileCache()
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = Metrics()
     errors.install(app)
 
-    # (the last added runs first) access log -> refresh after writes -> tile fast path -> routes
-    app.add_middleware(TileFastPath, state=app.state)
+    # access log -> tile fast path -> (Starlette's error handling) -> refresh after writes -> routes
     app.add_middleware(RefreshAfterWrites, state=app.state)
-    app.add_middleware(AccessLog, metrics=metrics)
 
     app.include_router(meta.router)
     app.include_router(tiles.router)

@@ -8,6 +8,7 @@ cap was hit holds a ``_truncated`` layer and the ``X-Tile-Truncated`` header nam
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from layers.tiles import Tile, render, render_async
 from layers.users import hash_token
 
 router = APIRouter(tags=["tiles"])
+log = logging.getLogger("riskmap.tiles")
 MVT = "application/vnd.mapbox-vector-tile"
 FEATURE_CAP = 20000
 GZIP_LEVEL = 1  # demo tiles: within 12% of level 6 in size, at a third of its time on the big z10 tiles
@@ -176,7 +178,11 @@ class TileFastPath:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET":
-            answer = await self._try(scope)
+            try:
+                answer = await self._try(scope)
+            except Exception:  # noqa: BLE001  (outside Starlette's error handling: never fail here)
+                log.exception("tile fast path failed on %s; the route answers", scope["path"])
+                answer = None
             if answer is not None:
                 status, headers, body = answer
                 raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
