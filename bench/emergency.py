@@ -1,6 +1,6 @@
 """Incident analysis end to end (ERG zones, counts, ranked resources) on the Kunming demo and on x10
 synthetic data, with the share of each step, and the ranked-resources step against the naive way
-(KNN over straight-line distance, then one shortest-path query per resource) side by side.
+(KNN over straight-line distance, then one pgr_dijkstraCost query per resource) side by side.
 
     .venv/bin/python -m bench.emergency [--scales 1,10] [--incidents 20]
 
@@ -22,7 +22,7 @@ from sqlalchemy import text
 from bench.common import markdown_table, throwaway_cluster, write_result
 from gis import emergency as em
 from gis.raster import population_in
-from gis.roadnet import build_graph, nearest_node
+from gis.roadnet import build_graph
 from layers.db import make_engine, migrate
 from layers.settings import StoreSettings
 
@@ -40,9 +40,12 @@ NAIVE_PATH = ("SELECT agg_cost FROM pgr_dijkstraCost('SELECT id, source, target,
               "reverse_cost_s AS reverse_cost FROM road_edges', :a, :b, true)")
 
 
+NAIVE_SNAP = "SELECT id FROM road_nodes ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:x, :y), 4326) LIMIT 1"
+
+
 def naive_rank(conn, lon: float, lat: float) -> list[tuple]:
     """The naive way: per kind, the K nearest by straight line, then one Dijkstra query per resource."""
-    inc, _ = nearest_node(conn, lon, lat)
+    inc = conn.execute(text(NAIVE_SNAP), {"x": lon, "y": lat}).scalar_one()
     out = []
     for kind in em.RESOURCE_KINDS:
         for r in conn.execute(text(NAIVE_KNN), {"x": lon, "y": lat, "k": kind, "n": K_PER_KIND}).mappings():
@@ -163,10 +166,13 @@ def main() -> None:
         + markdown_table(["data", "step", "p50 ms", "share"], rows)
         + "\n\n## Ranked resources: naive vs one-to-many\n\n"
         f"Naive: for each of the 5 kinds the {K_PER_KIND} nearest by straight line (KNN `<->`), then one "
-        "`pgr_dijkstraCost` query per resource (25 queries, each loading the graph). Ours: per kind the "
-        f"{em.CANDIDATES_PER_KIND} nearest by straight line within {em.SEARCH_RADIUS_M / 1000:.0f} km (100 candidates, "
-        "4x the naive's) ranked by one reversed-graph `pgr_dijkstraCost` one-to-many in one statement (graph cut to the box around incident and candidates + "
-        f"{em.GRAPH_MARGIN_M / 1000:.0f} km), then the top {K_PER_KIND} per kind.\n\n"
+        "`pgr_dijkstraCost` query per resource (25 queries, each loading the graph). Ours (`rank_resources`): per "
+        f"kind the {em.CANDIDATES_PER_KIND} nearest by straight line within {em.SEARCH_RADIUS_M / 1000:.0f} km "
+        "(100 candidates, 4x the naive's) in one query, then incident and candidates snapped to their nearest "
+        "nodes and one Dijkstra from the incident's node on the reversed graph held in memory "
+        "(`gis.roadgraph`, whole graph, stopped once every candidate is reached), then the top "
+        f"{K_PER_KIND} per kind. Both see the graph already built; ours has loaded it into memory once before "
+        "the timed runs (as a server does on its first request after `riskmap analyze roads`).\n\n"
         + markdown_table(["data", "edges", "resources", "naive p50 ms", "ours p50 ms", "speed-up"], cmp_rows)
         + "\n\n## Whole answer vs its slowest step measured alone\n\n"
         + markdown_table(["data", "whole answer p50 ms", "slowest step alone p50 ms", "ratio (goal <= 2x)"], e2e_rows)

@@ -41,6 +41,7 @@ from shapely.geometry import Point, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
+from gis import roadgraph
 from gis.errors import AnalysisError, UnknownSubstanceError
 from gis.raster import raster_path, zonal_sum
 from layers.crs import METRIC_EPSG
@@ -63,7 +64,6 @@ ACCESS_SPEED_KMH = 20.0   # between a point and its nearest road node (off the n
 MAX_SNAP_M = 1000.0       # farther than this from any road node: not reachable on the network
 SEARCH_RADIUS_M = 60000.0  # resources considered around the incident (straight line)
 CANDIDATES_PER_KIND = 20   # nearest by straight line, per kind, then ranked by travel time
-GRAPH_MARGIN_M = 5000.0    # routes may leave the box around incident and resources by this much
 EMPTY_WKB = shapely.from_wkt("POLYGON EMPTY").wkb
 _TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
 _TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
@@ -338,9 +338,16 @@ FROM tailings_ponds t JOIN z ON ST_Intersects(t.geom, z.g)
 ORDER BY 1, 2, 5, 3"""
 
 
+def _no_jit(conn: Connection) -> None:
+    """PostGIS's high function costs push these small queries over ``jit_above_cost``: compiling them took
+    ~5 ms for a ~2 ms query (ranked resources at x10, bench/emergency.py). Off for this transaction."""
+    conn.execute(text("SET LOCAL jit = off"))
+
+
 def zone_contents(conn: Connection, zones: dict) -> dict:
     """Receptors by kind (with names), hazard installations and tailings ponds in each zone (one query)."""
     paz = zones.get("protective")
+    _no_jit(conn)
     rows = conn.execute(text(_CONTENTS), {"iso": zones["isolation"]["geom"].wkb,
                                           "paz": paz["geom"].wkb if paz else None}).mappings().all()
     out = {z: {"receptors": {}, "receptor_count": 0, "receptor_people": 0, "hazard_installations": [],
@@ -365,39 +372,21 @@ def zone_contents(conn: Connection, zones: dict) -> dict:
 
 # --------------------------------------------------------------------------- resources
 
-_RANK = """
+_CANDIDATES = """
 WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g, ST_GeomFromWKB(:iso, 4326) AS iso,
-                  ST_GeomFromWKB(:paz, 4326) AS paz),
-inc AS (SELECT n.id, n.component, ST_Distance(n.geom::geography, p.g::geography) AS snap_m
-        FROM p CROSS JOIN LATERAL (SELECT id, component, geom FROM road_nodes ORDER BY geom <-> p.g LIMIT 1) n),
-cand AS (
-  SELECT r.*, n.id AS node, n.component, ST_Distance(n.geom::geography, r.g::geography) AS snap_m,
-         CASE WHEN ST_Intersects(r.g, p.iso) THEN 'isolation' WHEN ST_Intersects(r.g, p.paz) THEN 'protective' END
-           AS in_zone
-  FROM p CROSS JOIN unnest(CAST(:kinds AS text[])) AS k(kind)
-  CROSS JOIN LATERAL (
-    SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic, r.geom AS g,
-           ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, ST_Distance(r.geom::geography, p.g::geography) AS straight_m
-    FROM emergency_resources r
-    WHERE r.kind = k.kind AND (CAST(:cap AS int) IS NULL OR r.capacity >= CAST(:cap AS int))
-      AND ST_DWithin(r.geom::geography, p.g::geography, :radius)
-    ORDER BY r.geom <-> p.g LIMIT :per_kind) r
-  LEFT JOIN LATERAL (SELECT id, component, geom FROM road_nodes ORDER BY geom <-> r.g LIMIT 1) n ON true),
-box AS (SELECT ST_Expand(ST_Extent(g)::geometry, :margin_deg) AS b
-        FROM (SELECT g FROM p UNION ALL SELECT ST_SetSRID(ST_MakePoint(lon, lat), 4326) FROM cand) s),
-cost AS (
-  SELECT end_vid AS node, agg_cost FROM pgr_dijkstraCost(
-    -- reversed graph from the incident = every resource's drive to the incident, in one search
-    (SELECT format('SELECT id, source, target, reverse_cost_s AS cost, cost_s AS reverse_cost FROM road_edges '
-                   'WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)',
-                   ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b)) FROM box),
-    (SELECT id FROM inc),
-    (SELECT coalesce(array_agg(DISTINCT node), '{}') FROM cand, inc
-     WHERE node IS NOT NULL AND node <> inc.id AND cand.component = inc.component), true))
-SELECT cand.id, cand.name, cand.kind, cand.capacity, cand.address, cand.contact_name, cand.contact_phone,
-       cand.synthetic, cand.lon, cand.lat, cand.straight_m, cand.node, cand.component, cand.snap_m, cand.in_zone,
-       cost.agg_cost, inc.id AS inc_node, inc.snap_m AS inc_snap_m, inc.component AS inc_component
-FROM cand LEFT JOIN cost USING (node) LEFT JOIN inc ON true"""
+                  ST_GeomFromWKB(:paz, 4326) AS paz)
+SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic, r.lon, r.lat,
+       r.straight_m,
+       CASE WHEN ST_Intersects(r.g, p.iso) THEN 'isolation' WHEN ST_Intersects(r.g, p.paz) THEN 'protective' END
+         AS in_zone
+FROM p CROSS JOIN unnest(CAST(:kinds AS text[])) AS k(kind)
+CROSS JOIN LATERAL (
+  SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic, r.geom AS g,
+         ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, ST_Distance(r.geom::geography, p.g::geography) AS straight_m
+  FROM emergency_resources r
+  WHERE r.kind = k.kind AND (CAST(:cap AS int) IS NULL OR r.capacity >= CAST(:cap AS int))
+    AND ST_DWithin(r.geom::geography, p.g::geography, :radius)
+  ORDER BY r.geom <-> p.g LIMIT :per_kind) r"""
 
 
 def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str] | None = None,
@@ -406,11 +395,11 @@ def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str]
                    show_contacts: bool = False) -> list[dict]:
     """Emergency resources ranked by road travel time to (lon, lat), straight-line distance beside it.
 
-    One statement: per kind, the ``per_kind`` resources nearest in a straight line within ``radius_m``
-    are the candidates (GiST KNN); each is snapped to its nearest road node, and a single Dijkstra on the
-    reversed graph from the incident's node gives every resource's driving time to the incident
-    (pgr_dijkstraCost one-to-many). The graph is cut to the box around incident and candidates plus
-    ``GRAPH_MARGIN_M``. Off-network legs (point to node) count at ``ACCESS_SPEED_KMH``.
+    One query: per kind, the ``per_kind`` resources nearest in a straight line within ``radius_m`` are
+    the candidates (GiST KNN). Incident and candidates are snapped to their nearest road nodes and a
+    single Dijkstra on the reversed graph from the incident's node gives every resource's driving time to
+    the incident, on the in-memory graph (:mod:`gis.roadgraph`). Off-network legs (point to node) count at
+    ``ACCESS_SPEED_KMH``.
 
     Order: usable resources by travel time; then shelters inside a danger zone (flagged, not to be
     used); then resources not reachable on the network, each with the reason.
@@ -421,34 +410,40 @@ def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str]
     zones = zones or {}
     params = {"x": lon, "y": lat, "kinds": list(kinds or RESOURCE_KINDS), "cap": min_capacity, "radius": radius_m,
               "per_kind": per_kind,
-              "margin_deg": GRAPH_MARGIN_M / 111320.0 / math.cos(math.radians(lat)),
               "iso": zones["isolation"]["geom"].wkb if "isolation" in zones else EMPTY_WKB,
               "paz": zones["protective"]["geom"].wkb if "protective" in zones else EMPTY_WKB}
-    rows = conn.execute(text(_RANK), params).mappings().all()
+    _no_jit(conn)
+    rows = conn.execute(text(_CANDIDATES), params).mappings().all()
+    g = roadgraph.get(conn)
+    inc = node = None
+    if g.n and rows:
+        idx, dist = g.nearest([lon] + [r["lon"] for r in rows], [lat] + [r["lat"] for r in rows])
+        inc, inc_snap, node, snap = idx[0], dist[0], idx[1:], dist[1:]
+        times = g.times_to(inc, node)  # reversed graph from the incident: each resource's drive to it, one search
     access = ACCESS_SPEED_KMH / 3.6
     usable, flagged, unreachable = [], [], []
-    for r in rows:
+    for i, r in enumerate(rows):
         item = {k: r[k] for k in ("id", "name", "kind", "capacity", "address", "lon", "lat", "synthetic", "in_zone")}
         if show_contacts:
             item.update(contact_name=r["contact_name"], contact_phone=r["contact_phone"])
         item["straight_m"] = round(r["straight_m"], 1)
         reason = None
-        if r["inc_node"] is None:
+        if inc is None:
             reason = "road graph is empty (import roads, run `riskmap analyze roads`)"
-        elif r["inc_snap_m"] > MAX_SNAP_M:
-            reason = f"incident is {r['inc_snap_m']:.0f} m from the nearest road (> {MAX_SNAP_M:.0f} m)"
-        elif r["node"] is None or r["snap_m"] > MAX_SNAP_M:
+        elif inc_snap > MAX_SNAP_M:
+            reason = f"incident is {inc_snap:.0f} m from the nearest road (> {MAX_SNAP_M:.0f} m)"
+        elif snap[i] > MAX_SNAP_M:
             reason = f"no road within {MAX_SNAP_M:.0f} m of the resource"
-        elif r["component"] != r["inc_component"]:
+        elif g.node_component[node[i]] != g.node_component[inc]:
             reason = "on a road network part not connected to the incident's"
-        elif r["node"] != r["inc_node"] and r["agg_cost"] is None:
-            reason = "no drivable path (one-way roads, or the route leaves the search area)"
+        elif not np.isfinite(times[i]):
+            reason = "no drivable path (one-way roads)"
         if reason:
             unreachable.append(dict(item, reachable=False, reason=reason, travel_s=None, road_m=None))
             continue
-        net = r["agg_cost"] or 0.0
+        net = float(times[i])
         item.update(reachable=True, reason=None, network_s=round(net, 1),
-                    travel_s=round(net + (r["snap_m"] + r["inc_snap_m"]) / access, 1))
+                    travel_s=round(net + (snap[i] + inc_snap) / access, 1))
         if r["kind"] == "shelter" and r["in_zone"]:
             item.update(usable=False, reason=f"shelter inside the {r['in_zone']} zone: do not send people there")
             flagged.append(item)
@@ -512,9 +507,10 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
                      area: tuple[float, float, float, float] | None = None) -> dict:
     """Zones, what is in them and the ranked resources for one incident (JSON-ready dict).
 
-    ``timings_ms`` gives each step's time; nothing is computed twice, the database is asked three
-    times (population raster path, contents, ranked resources) and the raster sum runs alongside
-    the two queries (its time overlaps theirs; ``total`` is wall time).
+    ``timings_ms`` gives each step's time; nothing is computed twice, the database is asked for the
+    population raster path, the contents, the road graph's version and the resource candidates (the
+    travel times come from the graph held in memory), and the raster sum runs alongside the queries
+    (its time overlaps theirs; ``total`` is wall time).
     """
     t0 = time.perf_counter()
     inp.check(area)

@@ -9,11 +9,14 @@ Each road is cut at its node vertices into edges:
 ``road_edges``
     id, road_id, source, target, length_m (geodesic), speed_kmh, cost_s = length_m / speed,
     reverse_cost_s (-1 for one-way roads: travel only in digitised direction), road_class, bridge,
-    tunnel, component, x1/y1/x2/y2 (lon/lat of source/target for A*), geom (LineString, 4326).
+    tunnel, component, x1/y1/x2/y2 (lon/lat of source/target), geom (LineString, 4326).
 ``road_nodes``
     id, component, geom (Point, 4326).
 ``road_edge_links``
     which edges a restricted structure (bridge/tunnel line) or a water-source zone covers.
+
+pgRouting builds and checks the graph (components, strong components); route searches run on an
+in-memory copy of these tables (:mod:`gis.roadgraph`), which every rebuild invalidates.
 
 A broken network is reported, not ignored: :func:`components` lists the disconnected parts and the
 nodes trapped by one-way roads, and :func:`run` stores that in the analysis run's statistics.
@@ -28,7 +31,7 @@ from types import MappingProxyType
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
-from gis.errors import AnalysisError
+from gis import roadgraph
 from layers.crs import METRIC_EPSG
 
 # Speed when a road has none, by road class (km/h): mid-range design speeds of JTG B01-2014
@@ -46,8 +49,6 @@ class GraphSettings:
     speeds: dict = field(default_factory=lambda: dict(DEFAULT_SPEEDS))
     structure_tolerance_m: float = 15.0   # an edge within this distance of a bridge/tunnel line ...
     structure_share: float = 0.5          # ... running along it for this share of the shorter of the two
-    landmarks: int = 8                    # ALT landmarks (pruned route searches, gis.routing)
-    nodes_per_cell: int = 30              # cells for pruned edge queries: this many nodes each (Z-order runs)
 
 
 def _tmp(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
@@ -75,6 +76,8 @@ def build_graph(conn: Connection, settings: GraphSettings | None = None) -> dict
     """
     s = settings or GraphSettings()
     k = round(1 / s.snap_deg)  # grid keys are integers; coordinates key / k
+    roadgraph.bump_version(conn)  # searches run on an in-memory copy (gis.roadgraph): every process reloads it
+    # (road_cells and the nodes' landmark columns of migration 0004 are no longer filled: emptied here)
     conn.execute(text("TRUNCATE road_edge_links, road_edges, road_nodes, road_cells RESTART IDENTITY"))
     # Vertices snapped to integer grid keys, consecutive duplicates dropped.
     _tmp(conn, "_rn_v", """
@@ -133,11 +136,9 @@ def build_graph(conn: Connection, settings: GraphSettings | None = None) -> dict
     for name in ("_rn_v", "_rn_seg", "_rn_nodes"):
         conn.execute(text(f"DROP TABLE {name}"))
     _label_components(conn)
-    stats["landmarks"] = prepare_landmarks(conn, s)
     for table in ("road_nodes", "road_edges"):
-        # written once more, ordered by cell: no dead row versions from the updates above, and the edges of a
-        # cell lie together on disk for the pruned searches
-        conn.execute(text(f"CREATE TEMP TABLE _rn_copy AS SELECT * FROM {table} ORDER BY cell, id"))
+        # written once more: no dead row versions from the updates above
+        conn.execute(text(f"CREATE TEMP TABLE _rn_copy AS SELECT * FROM {table} ORDER BY id"))
         conn.execute(text(f"TRUNCATE road_edge_links, {table}"))  # (links are computed below)
         conn.execute(text(f"INSERT INTO {table} SELECT * FROM _rn_copy"))
         conn.execute(text("DROP TABLE _rn_copy"))
@@ -145,76 +146,6 @@ def build_graph(conn: Connection, settings: GraphSettings | None = None) -> dict
     stats.update(link_features(conn, s))
     stats.update(components(conn))
     return stats
-
-
-def prepare_landmarks(conn: Connection, settings: GraphSettings | None = None) -> int:
-    """Travel times from and to a few landmarks for every node, and their range per cell.
-
-    Landmarks are spread over the largest part by farthest-point selection. For any nodes a, b and
-    landmark L the triangle inequality gives t(a->b) >= t(L->b) - t(L->a) and t(a->b) >= t(a->L) -
-    t(b->L) (the ALT lower bounds); ``road_cells`` keeps, per cell, the smallest
-    and largest times of its nodes (a cell: ``nodes_per_cell`` nodes consecutive in Z-order), so a whole
-    cell can be ruled out of a search
-    (:func:`gis.routing.shortest_path`). A maximum is left empty when a node of the cell cannot
-    reach (or be reached from) the landmark, so no bound ever overestimates. Returns the number of
-    landmarks.
-    """
-    import numpy as np
-
-    s = settings or GraphSettings()
-    conn.execute(text("DELETE FROM road_cells"))
-    pts = conn.execute(text("""
-        SELECT id, ST_X(geom) AS x, ST_Y(geom) AS y FROM road_nodes WHERE component = (
-          SELECT component FROM road_nodes GROUP BY component ORDER BY count(*) DESC, component LIMIT 1)
-        ORDER BY id""")).all()
-    if len(pts) < 2:
-        return 0
-    ids, xy = np.array([p.id for p in pts]), np.array([(p.x, p.y) for p in pts])
-    xy = xy * [np.cos(np.radians(xy[:, 1].mean())), 1.0]
-    dist = np.hypot(*(xy - xy.mean(axis=0)).T)
-    chosen = []
-    for _ in range(min(s.landmarks, len(pts))):  # farthest from the centre, then from those chosen
-        i = int(np.argmax(dist))
-        chosen.append(int(ids[i]))
-        dist = np.minimum(dist, np.hypot(*(xy - xy[i]).T)) if len(chosen) > 1 else np.hypot(*(xy - xy[i]).T)
-    conn.execute(text("DROP TABLE IF EXISTS _rn_lm"))
-    conn.execute(text("CREATE TEMP TABLE _rn_lm (k int, dir text, node bigint, d float8)"))
-    forward = "SELECT id, source, target, cost_s AS cost, reverse_cost_s AS reverse_cost FROM road_edges"
-    backward = "SELECT id, target AS source, source AS target, cost_s AS cost, reverse_cost_s AS reverse_cost FROM road_edges"
-    for k, lm in enumerate(chosen, 1):
-        for d, sql in (("f", forward), ("t", backward)):  # backward: times to the landmark
-            conn.execute(text("INSERT INTO _rn_lm SELECT :k, :d, node, agg_cost "
-                              "FROM pgr_drivingDistance(:sql, CAST(:l AS bigint), 1e15, true)"),
-                         {"k": k, "d": d, "sql": sql, "l": lm})
-    conn.execute(text("CREATE INDEX ON _rn_lm (node)"))
-    conn.execute(text("""
-        UPDATE road_nodes n SET lm_from = x.f, lm_to = x.t FROM (
-          SELECT n.id, array_agg(f.d ORDER BY k.k) AS f, array_agg(t.d ORDER BY k.k) AS t
-          FROM road_nodes n CROSS JOIN generate_series(1, :n) AS k(k)
-          LEFT JOIN _rn_lm f ON f.node = n.id AND f.k = k.k AND f.dir = 'f'
-          LEFT JOIN _rn_lm t ON t.node = n.id AND t.k = k.k AND t.dir = 't'
-          GROUP BY n.id) x
-        WHERE x.id = n.id"""), {"n": len(chosen)})
-    conn.execute(text("DROP TABLE _rn_lm"))
-    # cells: runs of nodes_per_cell nodes along the Z-order curve (geohash), compact and of equal size
-    conn.execute(text("""
-        UPDATE road_nodes n SET cell = c.cell
-        FROM (SELECT id, ((row_number() OVER (ORDER BY ST_GeoHash(geom, 12), id) - 1) / :k)::int AS cell
-              FROM road_nodes) c
-        WHERE c.id = n.id"""), {"k": int(s.nodes_per_cell)})
-    conn.execute(text("UPDATE road_edges e SET cell = n.cell FROM road_nodes n WHERE n.id = e.source"))
-    conn.execute(text("""
-        INSERT INTO road_cells (cell, nodes, lf_min, lf_max, lt_min, lt_max)
-        SELECT cell, max(nodes), array_agg(fmin ORDER BY k), array_agg(fmax ORDER BY k),
-               array_agg(tmin ORDER BY k), array_agg(tmax ORDER BY k)
-        FROM (SELECT n.cell, u.k, count(*) AS nodes, min(u.f) AS fmin,
-                     CASE WHEN bool_and(u.f IS NOT NULL) THEN max(u.f) END AS fmax, min(u.t) AS tmin,
-                     CASE WHEN bool_and(u.t IS NOT NULL) THEN max(u.t) END AS tmax
-              FROM road_nodes n, unnest(n.lm_from, n.lm_to) WITH ORDINALITY AS u(f, t, k)
-              GROUP BY n.cell, u.k) c
-        GROUP BY cell"""))
-    conn.execute(text("ANALYZE road_cells"))
-    return len(chosen)
 
 
 def _label_components(conn: Connection) -> None:
@@ -260,6 +191,7 @@ def link_features(conn: Connection, settings: GraphSettings | None = None) -> di
         linked_structures, unlinked_structures (ids of structures on no edge), zone_links.
     """
     s = settings or GraphSettings()
+    roadgraph.bump_version(conn)  # the in-memory graph holds the links: every process reloads it
     conn.execute(text("DELETE FROM road_edge_links"))
     conn.execute(text(f"""
         INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m)
@@ -282,23 +214,6 @@ def link_features(conn: Connection, settings: GraphSettings | None = None) -> di
                  AS unlinked,
                (SELECT count(*) FROM road_edge_links WHERE layer = 'water_source_zones') AS zl""")).one()
     return {"linked_structures": row.ls, "unlinked_structures": list(row.unlinked), "zone_links": row.zl}
-
-
-def nearest_node(conn: Connection, lon: float, lat: float) -> tuple[int, float]:
-    """The graph node nearest to (lon, lat) and its distance in metres.
-
-    Raises
-    ------
-    AnalysisError
-        If the graph is empty (run ``riskmap analyze roads``).
-    """
-    row = conn.execute(text("""
-        SELECT id, ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography) AS d
-        FROM road_nodes ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:x, :y), 4326) LIMIT 1"""),
-        {"x": float(lon), "y": float(lat)}).first()
-    if row is None:
-        raise AnalysisError("the road graph is empty: import roads and run `riskmap analyze roads`")
-    return int(row.id), float(row.d)
 
 
 def components(conn: Connection, limit: int = 20) -> dict:

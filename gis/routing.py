@@ -1,4 +1,4 @@
-"""Hazmat route checking and compliant route planning on the road graph (pgRouting).
+"""Hazmat route checking and compliant route planning on the road graph.
 
 Rules are data (table ``route_rules``, edited through ``/routes/rules``; defaults with their sources in
 ``gis/data/route_rules.csv``). A rule bans (or warns) cargo classes from
@@ -14,8 +14,13 @@ class ``2`` applies to 2.1, 2.2 and 2.3, ``*`` to all dangerous goods, and subsi
 
 :func:`check_route` finds where a route runs along a structure or through a zone, estimates when it
 gets there, and returns each conflict with its distance from the start and a verdict.
-:func:`plan_route` removes the banned edges and asks pgRouting for the fastest compliant route, next
-to the unrestricted one; time-window bans met on the way are added and the route re-planned.
+:func:`plan_route` removes the banned edges and finds the fastest compliant route, next to the
+unrestricted one; time-window bans met on the way are added and the route re-planned.
+
+Both work on data held in process memory, so a plan costs one database query (the versions of the
+graph, rules, structures and zones): the graph built by pgRouting (:mod:`gis.roadgraph`), the rules,
+and the structures and zones with their metric geometries (matched with shapely/GEOS and pyproj, the
+same operations the former PostGIS query made), each reloaded when its ``layer_versions`` row changes.
 """
 
 from __future__ import annotations
@@ -31,11 +36,15 @@ from pathlib import Path
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
-from pyproj import Geod
+import numpy as np
+import shapely
+from pyproj import Geod, Transformer
+from shapely import STRtree
 from sqlalchemy import Connection, text
 
 from gis.errors import AnalysisError
-from gis.roadnet import GraphSettings, along_sql, nearest_node
+from gis import roadgraph
+from gis.roadnet import GraphSettings
 from layers.crs import METRIC_EPSG
 from layers.derived import layer_versions
 
@@ -67,10 +76,6 @@ class RouteSettings:
     check_speed_kmh: float = 60.0     # average speed for arrival times on a drawn/uploaded route
     max_snap_m: float = 2000.0        # origin/destination farther than this from the road graph: refused
     max_vertices: int = 50000
-    alt_factor: float = 1.05          # first search: cells that may hold a path within factor x the ALT bound ...
-    alt_margin_s: float = 0.0         # ... + margin (seconds); tuned in bench/routes.py
-    full_share: float = 0.6           # search the whole graph once the cells hold this share of the nodes
-    prune_above_nodes: int = 20000    # smaller graphs are always searched whole (pruning costs more there)
     replans: int = 4                  # re-plans for time-window bans met on the way
 
 
@@ -390,57 +395,137 @@ def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000) -> dict:
 # ---------------------------------------------------------------- check
 
 
-# Where the covered stretch of a structure (or edge) t.sg starts/ends on the route r.g (fractions).
-ON_ROUTE = ("{lo}(ST_LineLocatePoint(r.g, ST_LineInterpolatePoint(t.sg, loc.slo)), "
-            "ST_LineLocatePoint(r.g, ST_LineInterpolatePoint(t.sg, loc.shi)))")
+_TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
+_TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
 
 
-_ROAD_PARTS = f"""
-          UNION ALL  -- roads of a restricted class: every edge the route runs along, grouped by road
-          SELECT 'road', rd.id, coalesce(rd.name, rd.ref), rd.road_class, NULL, rd.synthetic,
-                 min({ON_ROUTE.format(lo="least")}), max({ON_ROUTE.format(lo="greatest")})
-          FROM r JOIN road_edges e ON ST_DWithin(e.geom, r.g4, :deg)
-                                      AND e.road_class = ANY(CAST(:classes AS text[]))
-          JOIN roads rd ON rd.id = e.road_id
-          CROSS JOIN LATERAL (SELECT ST_Transform(e.geom, {METRIC_EPSG}) AS sg) t
-          {along_sql("r.g", "t.sg")}
-          GROUP BY rd.id"""
+def _reproject(geoms, tr: Transformer):
+    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
 
-def _parts(conn: Connection, route: str, s: RouteSettings, road_classes: list[str]) -> list[dict]:
-    """Structures, zones and roads of the given classes the route runs along or through, in one query.
+@dataclass
+class _Targets:
+    """Restricted structures and water-source zones held in memory for route checks (and the classes the
+    rules match), per version of the two layers: WGS84 and metric geometries, an STRtree, buffers."""
+
+    info: list[dict]        # target, id, name, class, adr, synthetic
+    wgs: np.ndarray
+    metric: np.ndarray
+    zone: np.ndarray        # bool: a water-source zone (else a structure)
+    tree: STRtree
+    buffers: dict           # (index, tolerance) -> metric buffer of a structure
+
+
+def _targets(conn: Connection, versions: dict) -> _Targets:
+    def load() -> _Targets:
+        rows = conn.execute(text(f"""
+            SELECT 'structure' AS target, s.id, s.name, {STRUCTURE_CLASS_SQL} AS class, s.adr_category AS adr,
+                   s.synthetic, ST_AsBinary(s.geom) AS wkb FROM restricted_structures s
+            UNION ALL
+            SELECT 'water_zone', z.id, z.name, z.zone_level, NULL, z.synthetic, ST_AsBinary(z.geom)
+            FROM water_source_zones z""")).mappings().all()
+        wgs = shapely.from_wkb([r["wkb"] for r in rows]) if rows else np.array([], dtype=object)
+        return _Targets([{k: r[k] for k in ("target", "id", "name", "class", "adr", "synthetic")} for r in rows],
+                        wgs, _reproject(wgs, _TO_METRIC), np.array([r["target"] == "water_zone" for r in rows], bool),
+                        STRtree(wgs), {})
+    key = (versions.get("restricted_structures"), versions.get("water_source_zones"))
+    return _cached(conn, "targets", None if None in key else key, load)
+
+
+def _along(a, a_len: float, s, s_len: float, buffer, share: float) -> list[tuple[float, float]]:
+    """(first, last) fraction along metric line ``s`` of each connected piece of metric line ``a`` inside
+    ``buffer`` (``s`` buffered by the tolerance) that runs along ``s`` for at least ``share`` of the shorter
+    of the two lines, measured along ``s`` — the rule of :func:`gis.roadnet.along_sql` (which ties
+    structures to edges when the graph is built), here for one route."""
+    out = []
+    for part in shapely.get_parts(shapely.intersection(a, buffer)):
+        if part.is_empty:
+            continue
+        loc = shapely.line_locate_point(s, shapely.points(shapely.get_coordinates(part)), normalized=True)
+        if (loc.max() - loc.min()) * s_len >= share * min(a_len, s_len):
+            out.append((float(loc.min()), float(loc.max())))
+    return out
+
+
+def _on_route(route, s, slo: float, shi: float) -> tuple[float, float]:
+    """Where the stretch slo..shi of ``s`` starts and ends on ``route`` (fractions, in route order)."""
+    ends = shapely.line_locate_point(route, shapely.line_interpolate_point(s, [slo, shi], normalized=True),
+                                     normalized=True)
+    return float(ends.min()), float(ends.max())
+
+
+def _parts(conn: Connection, route: dict, s: RouteSettings, road_classes: list[str], versions: dict) -> list[dict]:
+    """Structures, zones and roads of the given classes the route runs along or through.
 
     Each: target, id, name, class, adr, synthetic, lo/hi (fractions along the route), route_m (its
-    metric length) and geometry (GeoJSON of the stretch lo..hi).
+    metric length) and geometry (GeoJSON of the stretch lo..hi). Computed in memory (shapely/GEOS,
+    pyproj) on the cached structures and zones: one structure gives one part per stretch run along.
     """
-    params = {"route": route, "tol": float(s.match_tolerance_m), "share": float(s.match_share),
-              "deg": float(s.match_tolerance_m) / 90000.0, "classes": road_classes}
-    roads = _ROAD_PARTS if road_classes else ""  # edges are matched only when a road ban can apply
-    # the set-returning functions' default estimates (1000 rows each) make this look huge: JIT compiling it
-    # would cost ~0.3 s for a query that runs in about a millisecond
-    conn.execute(text("SET LOCAL jit = off"))
-    rows = conn.execute(text(f"""
-        WITH r AS (SELECT g AS g4, ST_Transform(g, {METRIC_EPSG}) AS g
-                   FROM ST_SetSRID(ST_GeomFromGeoJSON(:route), 4326) AS g),
-        p AS (
-          SELECT 'structure' AS target, s.id, s.name, {STRUCTURE_CLASS_SQL} AS class, s.adr_category AS adr,
-                 s.synthetic, {ON_ROUTE.format(lo="least")} AS lo, {ON_ROUTE.format(lo="greatest")} AS hi
-          FROM r JOIN restricted_structures s ON ST_DWithin(s.geom, r.g4, :deg)
-          CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, {METRIC_EPSG}) AS sg) t
-          {along_sql("r.g", "t.sg")}
-          UNION ALL
-          SELECT 'water_zone', z.id, z.name, z.zone_level, NULL, z.synthetic, loc.lo, loc.hi
-          FROM r JOIN water_source_zones z ON ST_Intersects(z.geom, r.g4)
-          CROSS JOIN LATERAL (SELECT min(ST_LineLocatePoint(r.g, d.geom)) AS lo,
-                                     max(ST_LineLocatePoint(r.g, d.geom)) AS hi
-                              FROM ST_DumpPoints(ST_Intersection(r.g, ST_Transform(z.geom, {METRIC_EPSG}))) d) loc
-          WHERE loc.lo IS NOT NULL
-          {roads})
-        SELECT p.*, ST_Length(r.g) AS route_m,
-               ST_AsGeoJSON(ST_Transform(ST_LineSubstring(r.g, p.lo, greatest(p.hi, least(p.lo + 1 / ST_Length(r.g), 1))),
-                                         4326), 7) AS geometry
-        FROM p, r"""), params).mappings().all()
-    return [dict(x) for x in rows]
+    tg = _targets(conn, versions)
+    wgs = shapely.linestrings(route["coordinates"])
+    r = _reproject(wgs, _TO_METRIC)
+    r_len, tol, share, deg = float(shapely.length(r)), float(s.match_tolerance_m), float(s.match_share), \
+        float(s.match_tolerance_m) / 90000.0
+    found = []  # (info, lo, hi)
+    for i in tg.tree.query(wgs, predicate="dwithin", distance=deg):
+        if tg.zone[i]:
+            continue
+        line = tg.metric[i]
+        buf = tg.buffers.get((i, tol))
+        if buf is None:
+            buf = tg.buffers[(i, tol)] = shapely.buffer(line, tol)
+        for slo, shi in _along(r, r_len, line, float(shapely.length(line)), buf, share):
+            found.append((tg.info[i], *_on_route(r, line, slo, shi)))
+    for i in tg.tree.query(wgs, predicate="intersects"):
+        if not tg.zone[i]:
+            continue
+        pts = shapely.get_coordinates(shapely.intersection(r, tg.metric[i]))
+        if len(pts):
+            loc = shapely.line_locate_point(r, shapely.points(pts), normalized=True)
+            found.append((tg.info[i], float(loc.min()), float(loc.max())))
+    if road_classes:  # roads of a restricted class: every edge the route runs along, grouped by road
+        g = roadgraph.get(conn, versions.get("road_graph"))
+        spans: dict[int, list[float]] = {}
+        for e in g.edge_tree().query(wgs, predicate="dwithin", distance=deg):
+            if g.edge_class[e] not in road_classes:
+                continue
+            line = _reproject(g.edge_geoms()[e], _TO_METRIC)
+            for slo, shi in _along(r, r_len, line, float(shapely.length(line)), shapely.buffer(line, tol), share):
+                lo, hi = _on_route(r, line, slo, shi)
+                span = spans.setdefault(int(g.edge_road[e]), [lo, hi])
+                span[0], span[1] = min(span[0], lo), max(span[1], hi)
+        if spans:
+            for rd in conn.execute(text("SELECT id, coalesce(name, ref) AS name, road_class, synthetic FROM roads "
+                                        "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings():
+                found.append(({"target": "road", "id": rd["id"], "name": rd["name"], "class": rd["road_class"],
+                               "adr": None, "synthetic": rd["synthetic"]}, *spans[rd["id"]]))
+    out = []
+    if found:
+        rxy = shapely.get_coordinates(r)
+        cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(rxy, axis=0).T))])
+    for info, lo, hi in found:
+        xy = _substring(rxy, cum, lo, max(hi, min(lo + 1 / r_len, 1.0)))
+        coords = np.round(np.column_stack(_TO_WGS84.transform(xy[:, 0], xy[:, 1])), 7).tolist()
+        point = len(coords) == 1  # (a stretch at the very end of the route)
+        out.append({**info, "lo": lo, "hi": hi, "route_m": r_len,
+                    "geometry": {"type": "Point" if point else "LineString", "coordinates": coords[0] if point else coords}})
+    return out
+
+
+def _substring(xy: np.ndarray, cum: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Vertices of the stretch between fractions lo and hi of a line (its vertices ``xy``, ``cum`` the
+    length up to each), as ST_LineSubstring: interpolated ends, the vertices in between, no repeated point."""
+    a, b = lo * cum[-1], hi * cum[-1]
+
+    def at(d):
+        i = min(max(int(np.searchsorted(cum, d, side="right")) - 1, 0), len(xy) - 2)
+        seg = cum[i + 1] - cum[i]
+        f = 0.0 if seg == 0 else min(max((d - cum[i]) / seg, 0.0), 1.0)
+        return xy[i] + f * (xy[i + 1] - xy[i])
+
+    inner = xy[(cum > a) & (cum < b)]
+    out = np.vstack([at(a), inner, at(b)])
+    return out[np.r_[True, (out[1:] != out[:-1]).any(axis=1)]]
 
 
 def _matches(rule: dict, part: dict) -> bool:
@@ -472,7 +557,7 @@ def _verdict(conflicts: list[dict]) -> str:
 
 def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime | None,
                 settings: RouteSettings | None = None, profile: list[tuple[float, float]] | None = None,
-                rules: list[dict] | None = None) -> dict:
+                rules: list[dict] | None = None, versions: dict | None = None) -> dict:
     """Conflicts of a route with the rules for a cargo and departure time.
 
     Parameters
@@ -496,16 +581,16 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
         length_m, eta, verdict and geometry (the conflicting stretch of the route).
     """
     s = settings or RouteSettings()
-    applicable = [r for r in (rules if rules is not None else list_rules(conn, active_only=True))
+    versions = versions if versions is not None else _versions(conn)
+    applicable = [r for r in (rules if rules is not None else _active_rules(conn, versions))
                   if rule_applies(r, cargo)]
-    route_json = json.dumps(route)
     length = GEOD.line_length(*zip(*route["coordinates"]))
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
     end = departure + timedelta(seconds=profile[-1][1]) if departure else None
     # road-class rules are matched edge by edge: only when one can be in force during the trip
     road_classes = sorted({c for r in applicable if r["target"] == "road" and (
         departure is None or _window_hits(r, departure, end)) for c in (r["road_classes"] or ())})
-    parts = sorted(_parts(conn, route_json, s, road_classes) if applicable else [], key=lambda p: p["lo"])
+    parts = sorted(_parts(conn, route, s, road_classes, versions) if applicable else [], key=lambda p: p["lo"])
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
     for part in parts:
         dist = part["lo"] * part["route_m"]
@@ -523,7 +608,7 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
                 "rule_source": rule["source"], "distance_m": round(dist, 1),
                 "length_m": round((part["hi"] - part["lo"]) * part["route_m"], 1),
                 "eta": eta.isoformat() if eta else None, "verdict": rule["verdict"],
-                "verdict_zh": VERDICT_TEXT[rule["verdict"]][0], "geometry": json.loads(part["geometry"]),
+                "verdict_zh": VERDICT_TEXT[rule["verdict"]][0], "geometry": part["geometry"],
             }
     conflicts = sorted(best.values(), key=lambda c: (c["distance_m"], c["target"], c["target_id"]))
     verdict = _verdict(conflicts)
@@ -542,137 +627,95 @@ class RoutePath:
     edges: list[int]
     profile: list[tuple[float, float]]
     geometry: dict
-    searched_nodes: int = 0  # nodes in the cells searched (pruned search)
-    widened: int = 0
 
 
-# pgRouting 3.4's pgr_bdDijkstra and pgr_bdAstar return non-shortest paths on some graphs (found by
-# tests/gis/test_roadnet_routing.py against NetworkX), and so does pgr_aStar with an admissible heuristic
-# (bench/routes.py, demo network): only pgr_dijkstra is used, pruned by landmark bounds instead.
-_EDGES_SQL = ("SELECT id, source, target, cost_s AS cost, reverse_cost_s AS reverse_cost FROM road_edges "
-              "WHERE NOT (id = ANY(%1$L::int[]))")
-_CELL_EDGES_SQL = _EDGES_SQL + " AND cell = ANY(%2$L::int[])"
-
-
-def _run_path(conn: Connection, edges_sql: str, args: list, source: int, target: int) -> RoutePath | None:
-    """pgr_dijkstra on the edges selected by ``edges_sql`` % ``args`` (int arrays, quoted by PostgreSQL's
-    ``format``); the path with oriented geometry and its (distance, time) profile."""
-    fmt = ", ".join(f"CAST(:a{i} AS int[])" for i in range(len(args)))
-    params = {f"a{i}": a for i, a in enumerate(args)} | {"sql": edges_sql, "s": int(source), "t": int(target)}
-    call = f"pgr_dijkstra(format(:sql, {fmt}), CAST(:s AS bigint), CAST(:t AS bigint), true)"
-    row = conn.execute(text(f"""
-        WITH p AS MATERIALIZED (SELECT * FROM {call} WHERE edge > 0),
-        e AS (SELECT p.path_seq, p.agg_cost + p.cost AS t, e.id, e.length_m,
-                     CASE WHEN p.node = e.source THEN e.geom ELSE ST_Reverse(e.geom) END AS g
-              FROM p CROSS JOIN LATERAL (SELECT * FROM road_edges e WHERE e.id = p.edge) e),  -- by primary key
-        c AS (SELECT *, sum(length_m) OVER (ORDER BY path_seq) AS d FROM e)
-        SELECT max(t) AS cost, max(d) AS length, array_agg(id ORDER BY path_seq) AS edges,
-               array_agg(d ORDER BY path_seq) AS ds, array_agg(t ORDER BY path_seq) AS ts,
-               ST_AsGeoJSON(ST_MakeLine(g ORDER BY path_seq), 7) AS geometry
-        FROM c"""), params).one()
-    if row.cost is None:
+def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = None) -> RoutePath | None:
+    """Fastest path between node indices on the in-memory graph: edge ids, oriented geometry (edges in travel
+    order, shared nodes once, 7 decimals as ST_AsGeoJSON) and its (distance, time) profile."""
+    p = g.shortest_path(o, d, banned)
+    if p is None:
         return None
-    profile = [(0.0, 0.0)] + list(zip(row.ds, row.ts))
-    return RoutePath(row.cost, row.length, list(row.edges), profile, json.loads(row.geometry))
+    ds, ts = np.cumsum(g.edge_length[p.edges]), np.cumsum(p.costs)
+    coords = np.round(g.path_line(p), 7).tolist()
+    return RoutePath(float(ts[-1]) if len(ts) else 0.0, float(ds[-1]) if len(ds) else 0.0,
+                     g.edge_ids[p.edges].tolist(), [(0.0, 0.0)] + list(zip(ds.tolist(), ts.tolist())),
+                     {"type": "LineString", "coordinates": coords})
 
 
-def _bound(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
+def shortest_path(conn: Connection, source: int, target: int, banned: list[int] | tuple = ()) -> RoutePath | None:
+    """Fastest path from node id ``source`` to node id ``target`` avoiding the edge ids ``banned``, or None
+    (searched in the in-memory graph, :mod:`gis.roadgraph`)."""
+    g = roadgraph.get(conn)
+    if not (g.has_node(source) and g.has_node(target)):
+        return None
+    banned_idx = g.edge_index(sorted({int(b) for b in banned}))
+    return _route(g, int(g.node_index(source)), int(g.node_index(target)), banned_idx)
 
 
-def _cells_sql(k: int) -> str:
-    """Cells where some node p may have t(O->p) + t(p->D) <= :tau, by the ALT bounds of the cell's ranges."""
-    to_p = ", ".join(f"c.lf_min[{i}] - :of{i}, :ot{i} - c.lt_max[{i}]" for i in range(1, k + 1))
-    from_p = ", ".join(f":df{i} - c.lf_max[{i}], c.lt_min[{i}] - :dt{i}" for i in range(1, k + 1))
-    return (f"SELECT coalesce(array_agg(cell ORDER BY cell), '{{}}') AS cells, coalesce(sum(nodes), 0) AS nodes "
-            f"FROM road_cells c WHERE greatest(0, {to_p}) + greatest(0, {from_p}) <= :tau")
+_CACHE: dict[tuple, object] = {}
 
 
-def shortest_path(conn: Connection, source: int, target: int, banned: list[int] | tuple = (),
-                  settings: RouteSettings | None = None, at_least_s: float = 0.0) -> RoutePath | None:
-    """Fastest path from node ``source`` to node ``target`` avoiding ``banned`` edges, or None.
-
-    The edge query is pruned to the grid cells that may hold a node of a path faster than a bound
-    tau, by the landmark (ALT) lower bounds of ``gis.roadnet.prepare_landmarks``: a cell is kept when
-    lower-bound(O -> cell) + lower-bound(cell -> D) <= tau. tau starts at ``alt_factor`` x the lower
-    bound of O -> D + ``alt_margin_s``. A path of time C <= tau found in those cells is optimal (a node
-    of any faster path would satisfy the test, so its cell and its edges were searched); otherwise
-    the search is repeated once with tau = C, which then holds every optimal path. No path: tau
-    doubles. ``at_least_s`` is a known lower bound of the answer (the unrestricted time when planning
-    around banned edges) that raises the first tau. Once the cells would hold ``full_share`` of the nodes, the whole graph is searched
-    (as it is without landmark times). Removing banned edges only lengthens paths, so the bounds of
-    the whole graph stay valid.
-    """
-    s = settings or RouteSettings()
-    banned = sorted({int(b) for b in banned})
-    if source == target:
-        return RoutePath(0.0, 0.0, [], [(0.0, 0.0)], {"type": "LineString", "coordinates": []})
-    n = conn.execute(text("""
-        SELECT a.lm_from AS of, a.lm_to AS ot, b.lm_from AS df, b.lm_to AS dt,
-               (SELECT sum(nodes) FROM road_cells) AS total
-        FROM road_nodes a, road_nodes b WHERE a.id = :s AND b.id = :t"""), {"s": source, "t": target}).one()
-    k = len(n.of or ())
-    bounds = [b for i in range(k) for b in (_bound(n.df[i], n.of[i]), _bound(n.ot[i], n.dt[i])) if b is not None]
-    if not bounds or not n.total or n.total <= s.prune_above_nodes:  # no landmark times, or a small graph
-        return _run_path(conn, _EDGES_SQL, [banned], source, target)
-    params = {f"{p}{i + 1}": getattr(n, p)[i] for p in ("of", "ot", "df", "dt") for i in range(k)}
-    tau, tries = max(max(bounds), at_least_s) * s.alt_factor + s.alt_margin_s, 0
-    while True:
-        tries += 1
-        cells = conn.execute(text(_cells_sql(k)), {**params, "tau": tau}).one()
-        if cells.nodes >= min(s.full_share, 1.0) * n.total:  # (every cell: the whole graph anyway)
-            path = _run_path(conn, _EDGES_SQL, [banned], source, target)
-        else:
-            path = _run_path(conn, _CELL_EDGES_SQL, [banned, list(cells.cells)], source, target)
-            if path is None:
-                tau *= 2
-                continue
-            if path.cost_s > tau:
-                tau = path.cost_s * (1 + 1e-9)
-                continue
-        if path:
-            path.widened, path.searched_nodes = tries - 1, int(cells.nodes)
-        return path
+def _cached(conn: Connection, name: str, version, load):
+    """``load()`` once per ``version`` (a layer_versions row: number and writing transaction) and database."""
+    if version is None:
+        return load()
+    key = (conn.engine.url.render_as_string(hide_password=False), name)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    value = load()
+    _CACHE[key] = (version, value)
+    return value
 
 
-def _features_banned(conn: Connection, rules: list[dict]) -> dict[tuple[str, int], dict]:
-    """(target, id) -> the forbidding rule, for every structure/zone/road a list of rules forbids."""
-    out: dict[tuple[str, int], dict] = {}
-    if any(r["target"] == "structure" for r in rules):
-        for p in conn.execute(text(f"SELECT 'structure' AS target, id, {STRUCTURE_CLASS_SQL} AS class, "
-                                   f"adr_category AS adr FROM restricted_structures s")).mappings():
+_VERSIONED = ("road_graph", "route_rules", "restricted_structures", "water_source_zones")
+
+
+def _versions(conn: Connection) -> dict[str, tuple]:
+    """Version and writing transaction of the layer_versions rows a plan depends on (one query)."""
+    return {r.layer: (r.version, r.x) for r in conn.execute(text(
+        "SELECT layer, version, xmin::text AS x FROM layer_versions WHERE layer = ANY(:l)"), {"l": list(_VERSIONED)})}
+
+
+def _active_rules(conn: Connection, versions: dict) -> list[dict]:
+    return _cached(conn, "rules", versions.get("route_rules"), lambda: list_rules(conn, active_only=True))
+
+
+def _features_banned(conn: Connection, rules: list[dict], versions: dict) -> dict[tuple[str, int], dict]:
+    """(target, id) -> the forbidding rule, for every structure/zone a list of rules forbids."""
+    def match() -> dict:
+        out: dict[tuple[str, int], dict] = {}
+        for p in _targets(conn, versions).info:
             for r in rules:
                 if _matches(r, p):
-                    out.setdefault(("structure", p["id"]), r)
-    if any(r["target"] == "water_zone" for r in rules):
-        for p in conn.execute(text("SELECT 'water_zone' AS target, id, zone_level AS class, NULL AS adr "
-                                   "FROM water_source_zones")).mappings():
-            for r in rules:
-                if _matches(r, p):
-                    out.setdefault(("water_zone", p["id"]), r)
-    return out
+                    out.setdefault((p["target"], p["id"]), r)
+        return out
+    if not any(r["target"] in ("structure", "water_zone") for r in rules):
+        return {}
+    key = (versions.get("restricted_structures"), versions.get("water_source_zones"), versions.get("route_rules"))
+    return dict(_cached(conn, f"banned {[r['id'] for r in rules]}", None if None in key else key, match))
 
 
-def _banned_edges(conn: Connection, features: dict, road_classes: set[str]) -> list[int]:
-    sids = [i for (t, i) in features if t == "structure"]
-    zids = [i for (t, i) in features if t == "water_zone"]
+_LINK_LAYER = {"structure": "restricted_structures", "water_zone": "water_source_zones"}
+
+
+def _banned_edges(g: roadgraph.RoadGraph, features: dict, road_classes: set[str]) -> np.ndarray:
+    """Indices of the edges the banned structures/zones cover, and of the banned roads and road classes."""
+    out = [g.edges_of((_LINK_LAYER[t], i) for (t, i) in features if t in _LINK_LAYER)]
     rids = [i for (t, i) in features if t == "road"]
-    out = set(conn.execute(text("""
-        SELECT edge_id FROM road_edge_links
-        WHERE (layer = 'restricted_structures' AND feature_id = ANY(:s))
-           OR (layer = 'water_source_zones' AND feature_id = ANY(:z))"""), {"s": sids, "z": zids}).scalars())
-    if road_classes or rids:  # (a scan of the edges: only when roads are banned)
-        out.update(conn.execute(text("SELECT id FROM road_edges WHERE road_class = ANY(:c) OR road_id = ANY(:r)"),
-                                {"c": sorted(road_classes), "r": rids}).scalars())
-    return sorted(out)
+    if road_classes or rids:
+        out.append(np.flatnonzero(np.isin(g.edge_class, sorted(road_classes)) | np.isin(g.edge_road, rids)))
+    return np.unique(np.concatenate(out))
 
 
 def banned_edges_for(conn: Connection, cargo: Cargo, departure: datetime | None) -> list[int]:
-    """Edges the forbidding rules in force at ``departure`` close to ``cargo``."""
-    rules = [r for r in list_rules(conn, active_only=True)
+    """Ids of the edges the forbidding rules in force at ``departure`` close to ``cargo``."""
+    versions = _versions(conn)
+    g = roadgraph.get(conn, versions.get("road_graph"))
+    rules = [r for r in _active_rules(conn, versions)
              if rule_applies(r, cargo) and r["verdict"] == "forbidden" and in_force(r, departure)]
     classes = {c for r in rules if r["target"] == "road" for c in r["road_classes"] or ()}
-    return _banned_edges(conn, _features_banned(conn, rules), classes)
+    return g.edge_ids[_banned_edges(g, _features_banned(conn, rules, versions), classes)].tolist()
 
 
 def _lonlat(point, what: str) -> tuple[float, float]:
@@ -685,18 +728,20 @@ def _lonlat(point, what: str) -> tuple[float, float]:
     return lon, lat
 
 
-def _snap(conn: Connection, point, what: str, s: RouteSettings) -> tuple[int, float]:
-    node, dist = nearest_node(conn, *_lonlat(point, what))
-    if dist > s.max_snap_m:
-        raise AnalysisError(f"{what} is {dist / 1000:.1f} km from the nearest road node (limit {s.max_snap_m:.0f} m)")
-    return node, dist
+def _snap(g: roadgraph.RoadGraph, point, what: str, s: RouteSettings) -> tuple[int, float]:
+    """Index of the graph node nearest ``point`` and its distance (m); refused beyond ``max_snap_m``."""
+    idx, dist = g.nearest(*_lonlat(point, what))
+    if dist[0] > s.max_snap_m:
+        raise AnalysisError(f"{what} is {dist[0] / 1000:.1f} km from the nearest road node (limit {s.max_snap_m:.0f} m)")
+    return int(idx[0]), float(dist[0])
 
 
 def fastest_route(conn: Connection, origin, destination, settings: RouteSettings | None = None) -> dict:
     """GeoJSON LineString of the fastest unrestricted route between two [lon, lat] points."""
     s = settings or RouteSettings()
-    o, d = _snap(conn, origin, "origin", s)[0], _snap(conn, destination, "destination", s)[0]
-    path = shortest_path(conn, o, d, (), s) if o != d else None
+    g = roadgraph.get(conn)
+    o, d = _snap(g, origin, "origin", s)[0], _snap(g, destination, "destination", s)[0]
+    path = _route(g, o, d) if o != d else None
     if path is None:
         raise AnalysisError("no road route between origin and destination (disconnected parts of the network, "
                             "or the same road node)")
@@ -725,41 +770,42 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
         each with ``unblocks`` = whether lifting that one ban alone gives a route).
     """
     s = settings or RouteSettings()
-    o, o_snap = _snap(conn, origin, "origin", s)
-    d, d_snap = _snap(conn, destination, "destination", s)
+    versions = _versions(conn)
+    g = roadgraph.get(conn, versions.get("road_graph"))
+    o, o_snap = _snap(g, origin, "origin", s)
+    d, d_snap = _snap(g, destination, "destination", s)
     if o == d:
         raise AnalysisError("origin and destination snap to the same road node: nothing to plan")
-    base = {"origin_node": o, "destination_node": d, "origin_snap_m": round(o_snap, 1),
+    base = {"origin_node": int(g.node_ids[o]), "destination_node": int(g.node_ids[d]), "origin_snap_m": round(o_snap, 1),
             "destination_snap_m": round(d_snap, 1), "cargo": cargo.as_dict(),
             "departure": departure.isoformat() if departure else None}
-    comp = dict(conn.execute(text("SELECT id, component FROM road_nodes WHERE id IN (:o, :d)"), {"o": o, "d": d}).all())
-    if comp[o] != comp[d]:
-        sizes = dict(conn.execute(text("SELECT component, count(*) FROM road_nodes WHERE component IN (:a, :b) "
-                                       "GROUP BY component"), {"a": comp[o], "b": comp[d]}).all())
+    co, cd = g.node_component[o], g.node_component[d]
+    if co != cd:
+        sizes = {c: int(np.count_nonzero(g.node_component == c)) for c in (co, cd)}
         return {**base, "found": False, "blocked_by": [],
                 "reason": (f"origin and destination are on disconnected parts of the road network (parts of "
-                           f"{sizes[comp[o]]} and {sizes[comp[d]]} nodes); no route exists even without restrictions")}
-    rules = [r for r in list_rules(conn, active_only=True) if rule_applies(r, cargo)]
+                           f"{sizes[co]} and {sizes[cd]} nodes); no route exists even without restrictions")}
+    rules = [r for r in _active_rules(conn, versions) if rule_applies(r, cargo)]
     # routes on the graph are checked with the tolerance that tied structures to its edges
-    g = GraphSettings()
-    cs = replace(s, match_tolerance_m=g.structure_tolerance_m, match_share=g.structure_share)
-    free = shortest_path(conn, o, d, (), s)
+    gs = GraphSettings()
+    cs = replace(s, match_tolerance_m=gs.structure_tolerance_m, match_share=gs.structure_share)
+    free = _route(g, o, d)
     if free is None:
         return {**base, "found": False, "blocked_by": [],
                 "reason": "no route exists even without restrictions (one-way roads)"}
-    free_check = check_route(conn, free.geometry, cargo, departure, cs, free.profile, rules)
+    free_check = check_route(conn, free.geometry, cargo, departure, cs, free.profile, rules, versions)
     forbidding = [r for r in rules if r["verdict"] == "forbidden"]
-    features = _features_banned(conn, [r for r in forbidding if in_force(r, departure)])
+    features = _features_banned(conn, [r for r in forbidding if in_force(r, departure)], versions)
     road_classes = {c for r in forbidding if r["target"] == "road" and in_force(r, departure)
                     for c in r["road_classes"] or ()}
     path, check = free, free_check
     for _ in range(s.replans + 1):
-        banned = _banned_edges(conn, features, road_classes)
-        if path is not free or set(free.edges) & set(banned):  # the fastest route is compliant: no new search
-            path = shortest_path(conn, o, d, banned, s, at_least_s=free.cost_s)
+        banned = _banned_edges(g, features, road_classes)
+        if path is not free or set(free.edges) & set(g.edge_ids[banned].tolist()):  # else compliant: no new search
+            path = _route(g, o, d, banned)
             if path is None:
                 break
-            check = check_route(conn, path.geometry, cargo, departure, cs, path.profile, rules)
+            check = check_route(conn, path.geometry, cargo, departure, cs, path.profile, rules, versions)
         new = {(c["target"], c["target_id"]): c for c in check["conflicts"] if c["verdict"] == "forbidden"}
         if not new or new.keys() <= features.keys():  # compliant, or nothing left to avoid
             break
@@ -772,7 +818,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
         for c in blocked[:5]:  # would lifting this one ban alone open a route?
             others = {k: v for k, v in features.items() if k != (c["target"], c["target_id"])}
             classes = road_classes - ({c["target_class"]} if c["target"] == "road" else set())
-            c["unblocks"] = shortest_path(conn, o, d, _banned_edges(conn, others, classes), s) is not None
+            c["unblocks"] = g.shortest_path(o, d, _banned_edges(g, others, classes)) is not None
         names = ", ".join(f"{c['target_name'] or c['target']} ({c['rule']['zh']})" for c in blocked[:5])
         return {**base, "found": False, "unrestricted": unrestricted, "blocked_by": blocked,
                 "reason": (f"no route for {cargo.label} obeys the rules: every way is blocked by banned "

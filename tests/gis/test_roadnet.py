@@ -9,7 +9,7 @@ import shapely
 from shapely import wkt
 from sqlalchemy import text
 
-from gis import roadnet
+from gis import roadgraph, roadnet
 from gis.errors import AnalysisError
 from layers.crs import METRIC_EPSG
 
@@ -150,7 +150,7 @@ def test_structures_and_zones_tied_to_edges(network):
 def test_nearest_node_and_rebuild(network):
     engine, report = network
     with engine.begin() as conn:
-        node, dist = roadnet.nearest_node(conn, 102.7101, 25.0001)
+        node, dist = roadgraph.nearest_node(conn, 102.7101, 25.0001)
         x, y = conn.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM road_nodes WHERE id = :i"), {"i": node}).one()
         assert (x, y) == (102.71, 25.0)
         assert dist == pytest.approx(GEOD.inv(102.7101, 25.0001, 102.71, 25.0)[2], rel=1e-3)
@@ -164,4 +164,4 @@ def test_empty_graph_is_reported(clean):
         assert report["edges"] == 0 and report["components"] == 0
         assert roadnet.network_problems(report) == ["no routable edges: the roads layer is empty"]
         with pytest.raises(AnalysisError, match="road graph is empty"):
-            roadnet.nearest_node(conn, 102.7, 25.0)
+            roadgraph.nearest_node(conn, 102.7, 25.0)

@@ -1,5 +1,6 @@
-"""Route checking and planning on a hand-built network with known answers, and the pruned pgRouting
-search against an independent NetworkX Dijkstra."""
+"""Route checking and planning on a hand-built network with known answers; the in-memory search against
+NetworkX's Dijkstra and pgRouting's pgr_dijkstra (random grid, Kunming demo network); the in-memory
+graph's invalidation when the graph is rebuilt."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from sqlalchemy import text
 
 from gis import roadnet, routing
 from gis.errors import AnalysisError
-from gis.routing import RouteSettings
 from layers.crs import METRIC_EPSG
 
 GEOD = Geod(ellps="WGS84")
@@ -224,8 +224,9 @@ def test_road_class_time_ban(net):
     assert day["length_m"] == pytest.approx(FREE_M, abs=0.2) and day["unrestricted"]["conflicts"] == []
 
 
-def test_pruned_search_matches_networkx(clean):
-    """Random 12x12 grid with one-way streets and banned edges: same optimum as NetworkX Dijkstra."""
+def test_in_memory_search_matches_networkx_and_pgrouting(clean):
+    """Random 12x12 grid with one-way streets and banned edges: the in-memory search finds the same optimum
+    as NetworkX's Dijkstra and as pgRouting's pgr_dijkstra on the stored table."""
     rnd = random.Random(7)
     n, step = 12, 0.004
     with clean.begin() as conn:
@@ -238,7 +239,7 @@ def test_pruned_search_matches_networkx(clean):
                                           "('urban', :v, :o, ST_GeomFromText(:g, 4326))"),
                                      {"v": rnd.choice((20, 40, 60, 100)), "o": rnd.random() < 0.15,
                                       "g": line((x, y), (x + dx * step, y + dy * step))})
-        roadnet.build_graph(conn, roadnet.GraphSettings(nodes_per_cell=4))  # 6 x 6 cells
+        roadnet.build_graph(conn)
         edges = conn.execute(text("SELECT id, source, target, cost_s, reverse_cost_s FROM road_edges")).all()
         banned = rnd.sample([e.id for e in edges], 25)
         g = nx.DiGraph()
@@ -248,19 +249,127 @@ def test_pruned_search_matches_networkx(clean):
             g.add_edge(e.source, e.target, w=e.cost_s)
             if e.reverse_cost_s >= 0:
                 g.add_edge(e.target, e.source, w=e.reverse_cost_s)
-        # a tight first bound forces the widening step; the whole graph only when every cell is in
-        tight = RouteSettings(alt_factor=1.0, alt_margin_s=0.0, full_share=1.0, prune_above_nodes=0)
-        nodes, pruned = sorted(g.nodes), 0
-        for _ in range(25):
+        nodes, found = sorted(g.nodes), 0
+        for _ in range(40):
             s, t = rnd.sample(nodes, 2)
-            path = routing.shortest_path(conn, s, t, banned, tight)
+            path = routing.shortest_path(conn, s, t, banned)
+            pgr = conn.execute(text(
+                "SELECT max(agg_cost + cost) FROM pgr_dijkstra(format('SELECT id, source, target, cost_s AS cost, "
+                "reverse_cost_s AS reverse_cost FROM road_edges WHERE NOT (id = ANY(%L::int[]))', "
+                "CAST(:b AS int[])), CAST(:s AS bigint), CAST(:t AS bigint), true)"),
+                {"b": banned, "s": s, "t": t}).scalar()
             try:
                 expected = nx.dijkstra_path_length(g, s, t, weight="w")
             except nx.NetworkXNoPath:
-                assert path is None
+                assert path is None and pgr is None
                 continue
+            found += 1
             assert path.cost_s == pytest.approx(expected, rel=1e-9)
+            assert path.cost_s == pytest.approx(pgr, rel=1e-9)
             assert not set(path.edges) & set(banned)
             assert path.profile[-1][1] == pytest.approx(expected, rel=1e-9)
-            pruned += path.searched_nodes < len(nodes)
-        assert pruned > 5  # most searches were pruned to some cells
+            # the path is connected: consecutive edges share a node, and the geometry runs from s to t
+            ends = conn.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM road_nodes WHERE id = ANY(:i) ORDER BY "
+                                     "array_position(CAST(:i AS bigint[]), id::bigint)"), {"i": [s, t]}).all()
+            assert path.geometry["coordinates"][0] == list(ends[0]) and path.geometry["coordinates"][-1] == list(ends[1])
+        assert found > 20
+
+
+def test_graph_cache_follows_rebuilds(clean):
+    """The in-memory graph is reloaded after the graph is rebuilt (in the rebuilding transaction, and in
+    another connection once committed), and never after a rolled-back rebuild."""
+    from gis import roadgraph
+
+    def road(conn, name, pts, v=40):
+        conn.execute(text("INSERT INTO roads (name, road_class, speed_kmh, geom) VALUES "
+                          "(:n, 'urban', :v, ST_GeomFromText(:g, 4326))"), {"n": name, "v": v, "g": line(*pts)})
+
+    with clean.begin() as conn:
+        road(conn, "A", (O, P))
+        roadnet.build_graph(conn)
+    with clean.connect() as conn:
+        first = roadgraph.get(conn)
+        assert roadgraph.get(conn) is first and len(first.edge_ids) == 1
+        assert routing.shortest_path(conn, *first.node_ids[:2].tolist()).length_m == pytest.approx(geod(O, P), abs=0.01)
+    with clean.begin() as conn:  # rebuilt: seen at once in the same transaction
+        road(conn, "B", (P, D))
+        roadnet.build_graph(conn)
+        inside = roadgraph.get(conn)
+        assert inside is not first and len(inside.edge_ids) == 2
+        o, d = roadgraph.nearest_node(conn, *O)[0], roadgraph.nearest_node(conn, *D)[0]
+        assert routing.shortest_path(conn, o, d).length_m == pytest.approx(FREE_M, abs=0.01)
+    with clean.connect() as conn:  # committed: seen by another connection
+        assert len(roadgraph.get(conn).edge_ids) == 2
+    conn = clean.connect()
+    try:  # a rebuild rolled back: its graph is never served afterwards
+        trans = conn.begin()
+        road(conn, "C", (D, R))
+        roadnet.build_graph(conn)
+        assert len(roadgraph.get(conn).edge_ids) == 3
+        trans.rollback()
+    finally:
+        conn.close()
+    with clean.begin() as conn:  # the rolled-back version number written again by another rebuild: reloaded
+        conn.execute(text("DELETE FROM roads WHERE name = 'B'"))
+        roadnet.build_graph(conn)
+    with clean.connect() as conn:
+        assert len(roadgraph.get(conn).edge_ids) == 1
+
+
+def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
+    """On the Kunming demo network (graph built in a transaction rolled back at the end): the in-memory
+    searches give pgr_dijkstra's and NetworkX's optimum, with chlorine's bans and without, and the
+    emergency ranking gives pgr_dijkstraCost's time from each resource."""
+    from gis import emergency as em
+    from gis import roadgraph
+
+    rnd = random.Random(3)
+    with demo_engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            roadnet.build_graph(conn)
+            routing.reset_rules(conn)
+            chlorine = routing.resolve_cargo({"un_number": "1017"})
+            banned = routing.banned_edges_for(conn, chlorine, routing.parse_departure("2026-03-02T10:00"))
+            assert banned
+            edges = conn.execute(text("SELECT id, source, target, cost_s, reverse_cost_s FROM road_edges")).all()
+            graphs = {}
+            for name, skip in (("free", set()), ("chlorine", set(banned))):
+                g = graphs[name] = nx.DiGraph()
+                for e in edges:
+                    if e.id in skip:
+                        continue
+                    for a, b, c in ((e.source, e.target, e.cost_s), (e.target, e.source, e.reverse_cost_s)):
+                        if c >= 0 and (not g.has_edge(a, b) or g[a][b]["w"] > c):
+                            g.add_edge(a, b, w=c)
+            nodes = sorted(graphs["free"].nodes)
+            for _ in range(15):
+                s, t = rnd.sample(nodes, 2)
+                for name, ban in (("free", []), ("chlorine", banned)):
+                    path = routing.shortest_path(conn, s, t, ban)
+                    pgr = conn.execute(text(
+                        "SELECT max(agg_cost + cost) FROM pgr_dijkstra(format('SELECT id, source, target, cost_s AS "
+                        "cost, reverse_cost_s AS reverse_cost FROM road_edges WHERE NOT (id = ANY(%L::int[]))', "
+                        "CAST(:b AS int[])), CAST(:s AS bigint), CAST(:t AS bigint), true)"),
+                        {"b": ban, "s": s, "t": t}).scalar()
+                    try:
+                        expected = nx.dijkstra_path_length(graphs[name], s, t, weight="w")
+                    except nx.NetworkXNoPath:
+                        assert path is None and pgr is None
+                        continue
+                    assert path.cost_s == pytest.approx(expected, rel=1e-9)
+                    assert path.cost_s == pytest.approx(pgr, rel=1e-9)
+            # emergency: the reversed one-to-all search against one pgr_dijkstraCost per resource
+            g = roadgraph.get(conn)
+            lon, lat = g.node_xy[g.node_index(nodes[len(nodes) // 2])]
+            ranked = [r for r in em.rank_resources(conn, float(lon), float(lat)) if r["reachable"]][:12]
+            assert ranked
+            inc = roadgraph.nearest_node(conn, lon, lat)[0]
+            for r in ranked:
+                node = roadgraph.nearest_node(conn, r["lon"], r["lat"])[0]
+                cost = conn.execute(text(
+                    "SELECT agg_cost FROM pgr_dijkstraCost('SELECT id, source, target, cost_s AS cost, "
+                    "reverse_cost_s AS reverse_cost FROM road_edges', :a, :b, true)"), {"a": node, "b": inc}).scalar()
+                assert r["network_s"] == pytest.approx(cost or 0.0, abs=0.06)
+        finally:
+            trans.rollback()

@@ -1,0 +1,353 @@
+"""The routable road graph held in process memory for route searches, reloaded when it is rebuilt.
+
+``riskmap analyze roads`` (:func:`gis.roadnet.build_graph`) builds the graph in PostGIS/pgRouting
+(noding, costs, links to structures and zones, the connectivity report) and stores it in
+``road_edges``/``road_nodes``/``road_edge_links``. Searches do not query those tables each time (a
+``pgr_dijkstra`` call reads its edges from the table on every call, which costs more than the whole
+search on a city network, docs/road-safety.md): :func:`get` loads them once per process into compact
+arrays — the directed arcs in CSR form, by tail and by head (two-way edges give two arcs, one-way
+roads one), the edges' ids, road ids, classes, lengths, times and geometries, the links as edge
+index arrays, a KD-tree of the nodes — and the searches run on those in compiled code.
+
+Freshness: :func:`bump_version` (called by ``build_graph`` and ``link_features`` in their transaction)
+bumps the row ``road_graph`` of ``layer_versions``; every request reads that row (one indexed
+lookup) and the graph is reloaded when the row's version or the transaction that wrote it (``xmin``)
+differs from the loaded one, so a rebuilt graph is never served stale — neither after another
+process commits a rebuild, nor inside the rebuilding transaction itself, nor after a rolled-back
+rebuild whose version number is reused.
+
+Point-to-point searches are a bidirectional Dijkstra compiled with numba (:func:`_bidirectional`):
+forward from the origin and backward from the destination on the incoming arcs, stopping as soon as
+the two smallest open labels add up to at least the best path met, so a search touches about the
+nodes within half the trip's time of either end instead of the whole graph. Banned edges are a mask.
+The cost returned is the sum of the path's edge costs in travel order (as ``pgr_dijkstra``'s
+``agg_cost``). Times from many nodes to one (emergency resources) are one Dijkstra from that node over
+the incoming arcs (the reversed graph), stopped once all of them are settled (:func:`_reverse_times`).
+Both run without the GIL.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from numba import njit
+from pyproj import Geod
+from scipy.spatial import cKDTree
+from sqlalchemy import Connection, text
+
+from gis.errors import AnalysisError
+
+GEOD = Geod(ellps="WGS84")
+_VERSION_SQL = text("SELECT version, xmin::text AS x FROM layer_versions WHERE layer = 'road_graph'")
+
+
+def bump_version(conn: Connection) -> None:
+    """Mark the graph tables as changed (in the caller's transaction): every process reloads them."""
+    conn.execute(text("""
+        INSERT INTO layer_versions (layer, version, updated_at) VALUES ('road_graph', 1, now())
+        ON CONFLICT (layer) DO UPDATE SET version = layer_versions.version + 1, updated_at = now()"""))
+
+
+@dataclass
+class Path:
+    """A search result: node indices and edge indices in travel order, and the total cost."""
+
+    nodes: np.ndarray
+    edges: np.ndarray
+    forward: np.ndarray  # per edge: travelled source -> target (else reversed)
+    costs: np.ndarray    # per edge: its time in that direction
+    cost_s: float
+
+
+class RoadGraph:
+    """The graph tables as arrays (see the module docstring). Read-only once built: shared by threads."""
+
+    def __init__(self, key, nodes, edges, links) -> None:
+        self.key = key
+        self.node_ids = np.asarray(nodes["id"], dtype=np.int64)  # sorted
+        self.node_xy = np.column_stack([nodes["x"], nodes["y"]]).astype(float).reshape(-1, 2)
+        self.node_component = np.asarray(nodes["component"], dtype=np.int64)
+        n = self.n = len(self.node_ids)
+        self.edge_ids = np.asarray(edges["id"], dtype=np.int64)  # sorted
+        self.edge_road = np.asarray(edges["road_id"], dtype=np.int64)
+        self.edge_class = np.asarray(edges["road_class"], dtype=object)
+        self.edge_length = np.asarray(edges["length_m"], dtype=float)
+        self.edge_cost = np.asarray(edges["cost_s"], dtype=float)
+        self.edge_rcost = np.asarray(edges["reverse_cost_s"], dtype=float)
+        self.edge_src = self.node_index(np.asarray(edges["source"], dtype=np.int64))
+        self.edge_tgt = self.node_index(np.asarray(edges["target"], dtype=np.int64))
+        geoms = shapely.from_wkb(list(edges["wkb"])) if len(self.edge_ids) else np.array([])
+        coords, which = shapely.get_coordinates(geoms, return_index=True)
+        self.coords, self._coord_edge = coords, which
+        self.coord_start = np.searchsorted(which, np.arange(len(self.edge_ids) + 1))
+        self._geoms = self._tree = None
+        # (layer, feature id) -> indices of the edges it covers
+        self.links: dict[tuple[str, int], np.ndarray] = {}
+        if len(links["edge_id"]):
+            lk = np.column_stack([self.edge_index(np.asarray(links["edge_id"], dtype=np.int64)),
+                                  np.asarray(links["feature_id"], dtype=np.int64)])
+            layers = np.asarray(links["layer"], dtype=object)
+            for layer in set(layers):
+                sel = lk[layers == layer]
+                sel = sel[np.lexsort((sel[:, 0], sel[:, 1]))]
+                cut = np.flatnonzero(np.diff(sel[:, 1])) + 1
+                for part in np.split(sel, cut):
+                    self.links[(layer, int(part[0, 1]))] = part[:, 0]
+        # directed arcs sorted by (tail, head, cost): arc k = edge arc_edge[k], forward or reversed
+        m = len(self.edge_ids)
+        two = self.edge_rcost >= 0
+        tail = np.concatenate([self.edge_src, self.edge_tgt[two]])
+        head = np.concatenate([self.edge_tgt, self.edge_src[two]])
+        cost = np.concatenate([self.edge_cost, self.edge_rcost[two]])
+        arc_edge = np.concatenate([np.arange(m), np.flatnonzero(two)])
+        order = np.lexsort((cost, head, tail))
+        self.arc_tail, self.arc_head, self.arc_cost = tail[order], head[order], cost[order]
+        self.arc_edge = arc_edge[order]
+        self.arc_forward = order < m
+        self.indptr = np.searchsorted(self.arc_tail, np.arange(n + 1))
+        # the same arcs by head (incoming arcs of each node): backward search, searches to one node
+        self.rarc = np.lexsort((self.arc_tail, self.arc_head))
+        self.rindptr = np.searchsorted(self.arc_head[self.rarc], np.arange(n + 1))
+        self.kdtree = cKDTree(self.node_xy) if n else None
+
+    # ------------------------------------------------------------------ lookups
+
+    def node_index(self, ids) -> np.ndarray:
+        """Indices of node ids (all must exist)."""
+        return np.searchsorted(self.node_ids, ids)
+
+    def edge_index(self, ids) -> np.ndarray:
+        """Indices of the edge ids that exist (unknown ids are left out)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        idx = np.searchsorted(self.edge_ids, ids)
+        ok = idx < len(self.edge_ids)
+        ok[ok] = self.edge_ids[idx[ok]] == ids[ok]
+        return idx[ok]
+
+    def has_node(self, node_id: int) -> bool:
+        i = int(np.searchsorted(self.node_ids, node_id))
+        return i < self.n and self.node_ids[i] == node_id
+
+    def nearest(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        """Index of the node nearest each point (planar lon/lat distance, as PostGIS ``<->``) and the
+        geodesic distance to it in metres (WGS84, as ``ST_Distance(geography)``)."""
+        if not self.n:
+            raise AnalysisError("the road graph is empty: import roads and run `riskmap analyze roads`")
+        lon, lat = np.atleast_1d(np.asarray(lon, dtype=float)), np.atleast_1d(np.asarray(lat, dtype=float))
+        _, idx = self.kdtree.query(np.column_stack([lon, lat]))
+        _, _, dist = GEOD.inv(lon, lat, self.node_xy[idx, 0], self.node_xy[idx, 1])
+        return idx, np.asarray(dist, dtype=float)
+
+    def edges_of(self, features) -> np.ndarray:
+        """Indices of the edges covered by ``(layer, feature id)`` pairs."""
+        parts = [self.links[f] for f in features if f in self.links]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ searches
+
+    def shortest_path(self, o: int, t: int, banned: np.ndarray | None = None) -> Path | None:
+        """Fastest path from node index ``o`` to ``t`` avoiding the edge indices ``banned``, or None."""
+        if o == t:
+            return Path(np.array([o]), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0), 0.0)
+        closed = np.zeros(len(self.edge_ids), dtype=np.bool_)
+        if banned is not None and len(banned):
+            closed[banned] = True
+        arcs = _bidirectional(self.indptr, self.arc_head, self.arc_cost, self.arc_tail, self.rindptr, self.rarc,
+                              closed[self.arc_edge], o, t)
+        if arcs is None:
+            return None
+        nodes = np.concatenate([[o], self.arc_head[arcs]])
+        costs = self.arc_cost[arcs]
+        cost = float(np.cumsum(costs)[-1])  # summed in travel order, as pgr_dijkstra's agg_cost
+        return Path(nodes, self.arc_edge[arcs], self.arc_forward[arcs], costs, cost)
+
+    def times_to(self, target: int, sources: np.ndarray) -> np.ndarray:
+        """Fastest travel time from each node index of ``sources`` to node index ``target`` (inf: no path):
+        one Dijkstra from ``target`` over the incoming arcs (the reversed graph), stopped once every source
+        is settled."""
+        wanted = np.zeros(self.n, dtype=np.bool_)
+        wanted[np.asarray(sources, dtype=np.int64)] = True
+        return _reverse_times(self.rindptr, self.rarc, self.arc_tail, self.arc_cost, target, wanted)[sources]
+
+    # ------------------------------------------------------------------ geometry
+
+    def edge_geoms(self) -> np.ndarray:
+        """The edges' LineStrings (WGS84), made on first use."""
+        if self._geoms is None:
+            self._geoms = (shapely.linestrings(self.coords, indices=self._coord_edge) if len(self.edge_ids)
+                           else np.array([], dtype=object))
+        return self._geoms
+
+    def edge_tree(self) -> shapely.STRtree:
+        """STRtree of the edges (WGS84), made on first use."""
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.edge_geoms())
+        return self._tree
+
+    def path_line(self, path: Path) -> np.ndarray:
+        """Coordinates of the path (edges oriented in travel order; each shared node once)."""
+        parts = []
+        for e, fwd in zip(path.edges, path.forward):
+            c = self.coords[self.coord_start[e]:self.coord_start[e + 1]]
+            c = c if fwd else c[::-1]
+            parts.append(c if not parts else c[1:])
+        return np.concatenate(parts) if parts else np.zeros((0, 2))
+
+
+@njit(cache=True, nogil=True)
+def _bidirectional(indptr, head, cost, tail, rindptr, rarc, closed, s, t):
+    """Bidirectional Dijkstra from ``s`` and (on incoming arcs) from ``t``; stops when the two smallest
+    open labels add up to at least the best meeting. Returns the arcs of a shortest path, or None."""
+    n = len(indptr) - 1
+    df, db = np.full(n, np.inf), np.full(n, np.inf)
+    pf, pb = np.full(n, -1, np.int64), np.full(n, -1, np.int64)  # arc reaching a node / leaving it towards t
+    donef, doneb = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    df[s], db[t] = 0.0, 0.0
+    hf, hb = [(0.0, s)], [(0.0, t)]
+    best, meet = np.inf, -1
+    while hf and hb and hf[0][0] + hb[0][0] < best:
+        if hf[0][0] <= hb[0][0]:
+            d, u = heapq.heappop(hf)
+            if donef[u]:
+                continue
+            donef[u] = True
+            for k in range(indptr[u], indptr[u + 1]):
+                v = head[k]
+                if closed[k] or d + cost[k] >= df[v]:
+                    continue
+                df[v], pf[v] = d + cost[k], k
+                heapq.heappush(hf, (df[v], v))
+                if df[v] + db[v] < best:
+                    best, meet = df[v] + db[v], v
+        else:
+            d, u = heapq.heappop(hb)
+            if doneb[u]:
+                continue
+            doneb[u] = True
+            for j in range(rindptr[u], rindptr[u + 1]):
+                k = rarc[j]
+                v = tail[k]
+                if closed[k] or d + cost[k] >= db[v]:
+                    continue
+                db[v], pb[v] = d + cost[k], k
+                heapq.heappush(hb, (db[v], v))
+                if df[v] + db[v] < best:
+                    best, meet = df[v] + db[v], v
+    if meet < 0:
+        return None
+    back = []
+    v = meet
+    while v != s:
+        back.append(pf[v])
+        v = tail[pf[v]]
+    arcs = np.empty(len(back), np.int64)
+    for i in range(len(back)):
+        arcs[i] = back[len(back) - 1 - i]
+    ahead = []
+    v = meet
+    while v != t:
+        ahead.append(pb[v])
+        v = head[pb[v]]
+    out = np.empty(len(arcs) + len(ahead), np.int64)
+    out[:len(arcs)] = arcs
+    for i in range(len(ahead)):
+        out[len(arcs) + i] = ahead[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _reverse_times(rindptr, rarc, tail, cost, t, wanted):
+    """Times to node ``t`` (Dijkstra over incoming arcs), final for every node once the ``wanted`` ones are
+    settled; inf for the nodes not settled by then."""
+    n = len(rindptr) - 1
+    dist, done = np.full(n, np.inf), np.zeros(n, np.bool_)
+    left = 0
+    for i in range(n):
+        left += wanted[i]
+    dist[t] = 0.0
+    heap = [(0.0, t)]
+    while heap and left > 0:
+        d, u = heapq.heappop(heap)
+        if done[u]:
+            continue
+        done[u] = True
+        left -= wanted[u]
+        for j in range(rindptr[u], rindptr[u + 1]):
+            k = rarc[j]
+            v = tail[k]
+            if d + cost[k] < dist[v]:
+                dist[v] = d + cost[k]
+                heapq.heappush(heap, (dist[v], v))
+    for i in range(n):
+        if not done[i]:
+            dist[i] = np.inf
+    return dist
+
+
+# per database, the graphs of the last two versions seen: while a transaction rebuilds the graph it sees its
+# own version and every other connection still the committed one
+_CACHE: dict[str, list[RoadGraph]] = {}
+_LOCK = threading.Lock()
+
+
+def _key(conn: Connection) -> tuple | None:
+    row = conn.execute(_VERSION_SQL).first()
+    return (row.version, row.x) if row else None
+
+
+def _load(conn: Connection, key) -> RoadGraph:
+    def columns(sql):
+        res = conn.execute(text(sql))
+        rows = res.all()
+        return {k: [r[i] for r in rows] for i, k in enumerate(res.keys())}
+
+    nodes = columns("SELECT id, component, ST_X(geom) AS x, ST_Y(geom) AS y FROM road_nodes ORDER BY id")
+    edges = columns("SELECT id, road_id, source, target, cost_s, reverse_cost_s, length_m, road_class, "
+                    "ST_AsBinary(geom) AS wkb FROM road_edges ORDER BY id")
+    links = columns("SELECT edge_id, layer, feature_id FROM road_edge_links")
+    return RoadGraph(key, nodes, edges, links)
+
+
+_UNSET = object()
+
+
+def get(conn: Connection, version=_UNSET) -> RoadGraph:
+    """The graph as of ``conn``'s transaction: the cached one, or loaded again if the tables changed.
+
+    ``version``: the ``road_graph`` row of ``layer_versions`` as (version, xmin), or None when there is
+    none, if the caller has just read it; else it is read here.
+    """
+    url = conn.engine.url.render_as_string(hide_password=False)
+    key = _key(conn) if version is _UNSET else version
+    for graph in _CACHE.get(url, ()):
+        if graph.key == key:
+            return graph
+    with _LOCK:
+        for graph in _CACHE.get(url, ()):
+            if graph.key == key:
+                return graph
+        while True:  # the tables and the version read in separate statements: load again if a rebuild came between
+            graph = _load(conn, key)
+            again = _key(conn)
+            if again == key:
+                break
+            key = again
+        _CACHE[url] = [graph, *_CACHE.get(url, ())][:2]
+        return graph
+
+
+def nearest_node(conn: Connection, lon: float, lat: float) -> tuple[int, float]:
+    """The graph node nearest to (lon, lat) and its distance in metres.
+
+    Raises
+    ------
+    AnalysisError
+        If the graph is empty (run ``riskmap analyze roads``).
+    """
+    g = get(conn)
+    idx, dist = g.nearest(lon, lat)
+    return int(g.node_ids[idx[0]]), float(dist[0])
