@@ -171,9 +171,17 @@ class ChangeFeed:
         self._reset({}, None)
 
 
+def reads_only(endpoint):
+    """Mark a POST endpoint that only computes (route check, plan, siting check): no version refresh
+    after it. (Should it write after all, e.g. the default rules on first use, NOTIFY still tells.)"""
+    endpoint.reads_only = True
+    return endpoint
+
+
 class RefreshAfterWrites:
-    """ASGI middleware: after a request that may have written (not GET/HEAD/OPTIONS) and before its
-    answer leaves, the feed re-reads the versions, so the caller's next tile shows its own edit."""
+    """ASGI middleware: after a request that may have written (not GET/HEAD/OPTIONS, not marked
+    ``reads_only``) and before its answer leaves, the feed re-reads the versions, so the caller's
+    next tile shows its own edit."""
 
     SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -185,7 +193,8 @@ class RefreshAfterWrites:
             return await self.app(scope, receive, send)
 
         async def send_after_refresh(message):
-            if message["type"] == "http.response.start":
+            endpoint = getattr(scope.get("route"), "endpoint", None)
+            if message["type"] == "http.response.start" and not getattr(endpoint, "reads_only", False):
                 try:
                     await anyio.to_thread.run_sync(self.state.changes.refresh)
                 except Exception:  # noqa: BLE001  (database gone: the feed is not live, tiles ask the database)

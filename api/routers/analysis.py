@@ -15,6 +15,7 @@ from shapely.geometry import shape
 from shapely.validation import explain_validity
 from sqlalchemy import delete, insert, select, text, update
 
+from api.changes import reads_only
 from api.deps import ConnDep, UserDep, require_role
 from api.errors import NotFound
 from gis import hazchem
@@ -101,6 +102,7 @@ def grading(installation_id: int, conn: ConnDep, user: UserDep):
 
 
 @router.post("/siting-check")
+@reads_only
 def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: UserDep):
     """Conflicts of a proposed site with the safety distances, both ways (see gis.hazchem.siting_check)."""
     require_role(user, *READERS)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
+from api.changes import reads_only
 from api.deps import ConnDep, UserDep, require_role
 from api.errors import NotFound
 from gis import routing
@@ -50,6 +51,7 @@ def _check(conn, route: dict, cargo: dict, departure: str | None) -> dict:
 
 
 @router.post("/check")
+@reads_only
 def check(body: CheckIn, conn: ConnDep, user: UserDep) -> dict:
     """Conflicts of a route with the hazmat rules for a cargo and departure time.
 
@@ -73,6 +75,7 @@ def check(body: CheckIn, conn: ConnDep, user: UserDep) -> dict:
 
 
 @router.post("/check/gpx")
+@reads_only
 def check_gpx(conn: ConnDep, user: UserDep, file: UploadFile = File(..., description="GPX track or route"),
                     un_number: str | None = Form(None), hazard_class: str | None = Form(None),
                     quantity_t: float | None = Form(None), departure: str | None = Form(None)) -> dict:
@@ -87,6 +90,7 @@ def check_gpx(conn: ConnDep, user: UserDep, file: UploadFile = File(..., descrip
 
 
 @router.post("/plan")
+@reads_only
 def plan(body: PlanIn, conn: ConnDep, user: UserDep) -> dict:
     """Fastest route obeying the rules for the cargo and departure, against the unrestricted one.
 

@@ -194,7 +194,16 @@ def test_own_write_is_seen_by_the_next_request(client, data, token):
         before = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'safety_rules'")).scalar_one()
     rule = {"installation_kind": "toxic", "level": 1, "receptor_class": "high_sensitive", "distance_m": 1500,
             "basis": "地方规定（测试） / local rule (test)", "assumption": False}
-    assert client.post("/analysis/safety-rules", headers=editor, json=rule).status_code == 201
+    refreshes = []
+    listener = lambda *args: refreshes.append(args[2]) if args[2].startswith("SELECT layer, version") else None  # noqa: E731
+    event.listen(client.app.state.engine, "before_cursor_execute", listener)
+    try:
+        assert client.post("/analysis/safety-rules", headers=editor, json=rule).status_code == 201
+        assert len(refreshes) == 1
+        assert client.post("/analysis/siting-check", headers=editor, json={}).status_code == 400
+        assert len(refreshes) == 1  # a computing POST (marked reads_only) refreshes nothing
+    finally:
+        event.remove(client.app.state.engine, "before_cursor_execute", listener)
     with client.app.state.engine.connect() as conn:
         now = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'safety_rules'")).scalar_one()
     assert now > before and client.app.state.changes.remembered()["safety_rules"] == now
