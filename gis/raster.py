@@ -15,17 +15,25 @@ call it the same way.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
 import geopandas as gpd
+import numpy as np
 import rasterio
+import shapely
 from exactextract import exact_extract
+from pyproj import Transformer
+from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
 from gis.errors import AnalysisError
 from layers.settings import REPO_ROOT
+
+SMALL = 64  # up to this many geometries per call are handed to exactextract as GeoJSON features
 
 
 def raster_path(conn: Connection, name: str) -> Path | None:
@@ -38,6 +46,42 @@ def raster_path(conn: Connection, name: str) -> Path | None:
         return None
     path = Path(row.path)
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+class _Opened:
+    """A raster opened by one thread, with the transformers into its CRS (GDAL handles and PROJ
+    transformers are not shared between threads)."""
+
+    def __init__(self, path: Path, stamp: int):
+        try:
+            self.src = rasterio.open(path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise AnalysisError(f"cannot read raster {path}: {exc}") from exc
+        self.stamp, self.transformers = stamp, {}
+
+    def transformer(self, crs: str) -> Transformer:
+        if crs not in self.transformers:
+            self.transformers[crs] = Transformer.from_crs(crs, self.src.crs, always_xy=True)
+        return self.transformers[crs]
+
+
+_per_thread = threading.local()
+
+
+def _opened(path: Path) -> _Opened:
+    """``path`` opened once per thread, and again when the file changes (opening costs more than
+    summing a few zones)."""
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise AnalysisError(f"cannot read raster {path}: {exc}") from exc
+    cache = _per_thread.__dict__.setdefault("rasters", {})
+    hit = cache.get(path)
+    if hit is None or hit.stamp != stamp:
+        if hit is not None:
+            hit.src.close()
+        hit = cache[path] = _Opened(path, stamp)
+    return hit
 
 
 def zonal_sum(path: str | Path, geometries: Sequence[BaseGeometry], crs: str = "EPSG:4326") -> list[float]:
@@ -61,14 +105,19 @@ def zonal_sum(path: str | Path, geometries: Sequence[BaseGeometry], crs: str = "
     keep = [i for i, g in enumerate(geometries) if g is not None and not g.is_empty]
     if not keep:
         return out
-    try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise AnalysisError(f"cannot read raster {path}: {exc}") from exc
-    with src:
-        frame = gpd.GeoDataFrame({"i": keep}, geometry=[geometries[i] for i in keep], crs=crs).to_crs(src.crs)
-        result = exact_extract(src, frame, ["sum"], include_cols=["i"], output="pandas")
-    for i, value in zip(result["i"], result["sum"]):
+    raster = _opened(Path(path))
+    tr = raster.transformer(crs)
+    moved = shapely.transform(np.asarray([geometries[i] for i in keep], dtype=object),
+                              lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    if len(keep) <= SMALL:  # a few zones (an incident): plain GeoJSON features cost least
+        feats = [{"type": "Feature", "properties": {"i": i}, "geometry": mapping(g)} for i, g in zip(keep, moved)]
+        rows = [(f["properties"]["i"], f["properties"]["sum"])
+                for f in exact_extract(raster.src, feats, ["sum"], include_cols=["i"])]
+    else:  # many (rings of every installation): exactextract reads a GeoDataFrame faster
+        frame = gpd.GeoDataFrame({"i": keep}, geometry=moved, crs=raster.src.crs)
+        result = exact_extract(raster.src, frame, ["sum"], include_cols=["i"], output="pandas")
+        rows = zip(result["i"], result["sum"])
+    for i, value in rows:
         out[int(i)] = float(value) if value == value else 0.0  # NaN (no cells) -> 0
     return out
 
