@@ -8,11 +8,13 @@ the same data per scale:
   and ``rasterstats`` packages' zonal sums on the same ring polygons;
 * the whole ``riskmap analyze hazchem`` run, per installation, to see how cost grows.
 
-    .venv/bin/python -m bench.hazchem [--scales 1,10,100]
+    .venv/bin/python -m bench.hazchem [--scales 1,10,100] [--parts violations,rings,run]
 
 Starts its own throwaway cluster, loads the layers the analysis reads from ``layers.demo.build_demo``
-(parks, enterprises, installations, receptors, accidents, the population grid) and writes
-bench/results/hazchem.md.
+(parks, enterprises, installations, receptors, accidents, the population grid), runs the analysis
+once (every part needs its results) and writes bench/results/hazchem.md; with only some ``--parts``
+(e.g. ``--parts violations``, a few minutes at x100 instead of half an hour) it writes
+bench/results/hazchem-<parts>.md instead, so the full table stays the last full run.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from layers.settings import StoreSettings
 
 LAYERS = ("chemical_parks", "enterprises", "hazard_installations", "receptors", "accidents")
 REPEAT = 3
+PARTS = ("violations", "rings", "run")
+TITLES = {"violations": "violations", "rings": "ring sums", "run": "whole run"}
 
 
 def load(engine, store: StoreSettings, scale: int) -> dict:
@@ -110,13 +114,13 @@ def steps(engine, raster, config) -> dict:
         reach = config.rings_m[-1]
         out["pairs_5km"] = conn.execute(text(
             f"SELECT count(*) FROM ({hazchem._SUBJECTS_SQL}) s CROSS JOIN LATERAL (SELECT 1 FROM receptors r "
-            f"WHERE ST_DWithin(ST_Transform(r.geom, {METRIC_EPSG}), s.g, {reach}) OFFSET 0) p")).scalar_one()
+            f"WHERE ST_DWithin(r.geom_m, s.g, {reach}) OFFSET 0) p")).scalar_one()
         tx.rollback()
     return out
 
 
-def gpd_load(engine):
-    """Baseline step 1: the layers from PostGIS into GeoDataFrames in the metric CRS."""
+def gpd_read(engine):
+    """Baseline step 1: the layers (their EPSG:4326 geometry) from PostGIS into GeoDataFrames."""
     with engine.connect() as conn:
         inst = gpd.read_postgis(
             "SELECT h.id, h.level, coalesce(g.kinds, '{}') AS kinds, h.geom FROM hazard_installations h "
@@ -124,11 +128,16 @@ def gpd_load(engine):
         rec = gpd.read_postgis("SELECT id, kind, people, protection_class, geom FROM receptors", conn,
                                geom_col="geom", crs=4326)
         rules = pd.read_sql("SELECT installation_kind, level, receptor_class, distance_m FROM safety_rules", conn)
-    return inst.to_crs(METRIC_EPSG), rec.to_crs(METRIC_EPSG), rules
+    return inst, rec, rules
+
+
+def gpd_to_metric(inst, rec):
+    """Baseline step 2: both layers to the metric CRS."""
+    return inst.to_crs(METRIC_EPSG), rec.to_crs(METRIC_EPSG)
 
 
 def gpd_violations(inst, rec, rules, config) -> set:
-    """Baseline step 2: required distance per (installation, class), sjoin dwithin, exact filter."""
+    """Baseline step 3: required distance per (installation, class), sjoin dwithin, exact filter."""
     cls = rec["protection_class"].copy()
     missing = cls.isna()
     if missing.any():  # the same class rule as CLASS_SQL
@@ -178,7 +187,7 @@ def ring_sums(engine, raster) -> dict:
     }
 
 
-def bench_scale(scale: int) -> dict:
+def bench_scale(scale: int, parts: tuple[str, ...] = PARTS) -> dict:
     cluster = throwaway_cluster()
     try:
         url = cluster.url()
@@ -187,99 +196,130 @@ def bench_scale(scale: int) -> dict:
         store = StoreSettings(database_url=None)
         t0 = time.perf_counter()
         counts = load(engine, store, scale)
-        load_s = time.perf_counter() - t0
-        t_run, stats = best(lambda: hazchem.run(engine, store), 2)
+        out = {"scale": scale, "counts": counts, "load_s": time.perf_counter() - t0}
+        # every part reads the run's results (gradings, rings); it is timed only for the "run" part
+        out["run_s"], out["stats"] = best(lambda: hazchem.run(engine, store), 2 if "run" in parts else 1)
         config = hazchem.load_config()
-        t_pg, t_pg_insert, pg_pairs = postgis_violations(engine, config)
-        t_load, (inst, rec, rules) = best(lambda: gpd_load(engine))
-        t_gpd, gpd_pairs = best(lambda: gpd_violations(inst, rec, rules, config))
         with engine.connect() as conn:
             raster = hazchem.population_raster(conn)
-        rings = ring_sums(engine, raster)
-        step_s = steps(engine, raster, config)
+        if "violations" in parts:
+            t_pg, t_pg_insert, pg_pairs = postgis_violations(engine, config)
+            t_read, (inst, rec, rules) = best(lambda: gpd_read(engine))
+            t_crs, (inst, rec) = best(lambda: gpd_to_metric(inst, rec))
+            t_gpd, gpd_pairs = best(lambda: gpd_violations(inst, rec, rules, config))
+            out.update(pg_s=t_pg, pg_insert_s=t_pg_insert, gpd_read_s=t_read, gpd_crs_s=t_crs,
+                       gpd_load_s=t_read + t_crs, gpd_s=t_gpd, violations=len(pg_pairs),
+                       same_pairs=pg_pairs == gpd_pairs)
+        if "rings" in parts:
+            out.update(ring_sums(engine, raster))
+        if "run" in parts:
+            out["steps"] = steps(engine, raster, config)
         engine.dispose()
-        return {"scale": scale, "counts": counts, "load_s": load_s, "run_s": t_run, "stats": stats,
-                "pg_s": t_pg, "pg_insert_s": t_pg_insert, "gpd_load_s": t_load, "gpd_s": t_gpd,
-                "violations": len(pg_pairs), "same_pairs": pg_pairs == gpd_pairs, "steps": step_s, **rings}
+        return out
     finally:
         cluster.destroy()
 
 
-def report(results: list[dict]) -> str:
+def report(results: list[dict], parts: tuple[str, ...] = PARTS) -> str:
     ms = lambda s: round(s * 1000, 1)  # noqa: E731
-    viol = markdown_table(
-        ["data", "installations", "receptors", "violations", "PostGIS pairs ms", "PostGIS layer rows ms",
-         "GeoPandas sjoin ms", "GeoPandas incl. loading ms", "speed-up vs sjoin", "speed-up vs loading+sjoin",
-         "same pairs"],
-        [[f"x{r['scale']}", r["counts"]["hazard_installations"], r["counts"]["receptors"], r["violations"],
-          ms(r["pg_s"]), ms(r["pg_insert_s"]), ms(r["gpd_s"]), ms(r["gpd_s"] + r["gpd_load_s"]),
-          f"{r['gpd_s'] / r['pg_s']:.2f}x", f"{(r['gpd_s'] + r['gpd_load_s']) / r['pg_s']:.2f}x",
-          "yes" if r["same_pairs"] else "NO"] for r in results])
-    rings = markdown_table(
-        ["data", "rings", "ours ms", "exactextract ms", "rasterstats ms", "ours / exactextract",
-         "max rel. diff ours vs exactextract", "median rel. diff rasterstats vs exactextract"],
-        [[f"x{r['scale']}", r["rings"], ms(r["ours_s"]), ms(r["ee_s"]),
-          f"{ms(r['rs_s'])}" + ("" if r["rs_sampled"] == r["rings"] else f" (from {r['rs_sampled']} rings)"),
-          f"{r['ours_s'] / r['ee_s']:.2f}", f"{r['ours_vs_ee']:.2e}", f"{r['rs_vs_ee']:.2%}"] for r in results])
-    run = markdown_table(
-        ["data", "installations", "parks", "enterprises", "receptors within 5 km of a subject", "whole run s",
-         "grading s", "violations s", "rings s", "risk grades s", "ms per installation",
-         "µs per subject-receptor pair", "load s"],
-        [[f"x{r['scale']}", r["counts"]["hazard_installations"], r["counts"]["chemical_parks"],
-          r["counts"]["enterprises"], r["steps"]["pairs_5km"], round(r["run_s"], 2),
-          *(round(r["steps"][k], 2) for k in ("grading", "violations", "rings", "risk grades")),
-          round(r["run_s"] * 1000 / r["counts"]["hazard_installations"], 2),
-          round(r["run_s"] * 1e6 / max(r["steps"]["pairs_5km"], 1), 2), round(r["load_s"], 1)] for r in results])
     last, first = results[-1], results[0]
-    per_inst = [r["run_s"] / r["counts"]["hazard_installations"] for r in results]
-    goals = "\n".join([
-        f"- Violations, x{last['scale']}: PostGIS {last['gpd_s'] / last['pg_s']:.2f}x the in-memory GeoPandas sjoin, "
-        f"{(last['gpd_s'] + last['gpd_load_s']) / last['pg_s']:.2f}x the GeoPandas workflow with its loading "
-        f"(goal >= 5x): {'met' if (last['gpd_s'] + last['gpd_load_s']) / last['pg_s'] >= 5 else 'NOT met'}.",
-        f"- Ring sums: ours / exactextract = {max(r['ours_s'] / r['ee_s'] for r in results):.2f} at worst (ours is "
-        "exactextract, so differences are timing noise), max relative difference "
-        f"{max(r['ours_vs_ee'] for r in results):.1e} (goal: within 0.5 %).",
-        f"- Whole run per installation: {' -> '.join(f'{1000 * v:.1f} ms' for v in per_inst)} from x{first['scale']} "
-        f"to x{last['scale']} while subject-receptor pairs per installation grew "
-        f"{(last['steps']['pairs_5km'] / last['counts']['hazard_installations']) / max(first['steps']['pairs_5km'] / first['counts']['hazard_installations'], 1e-9):.0f}x "
-        "(goal: cost no faster than linear in installations).",
-    ])
+    sections, goals = [], []
+    if "violations" in parts:
+        viol = markdown_table(
+            ["data", "installations", "receptors", "violations", "PostGIS pairs ms", "PostGIS layer rows ms",
+             "GeoPandas sjoin ms", "GeoPandas incl. loading ms", "of which to_crs ms", "speed-up vs sjoin",
+             "speed-up vs loading+sjoin", "same pairs"],
+            [[f"x{r['scale']}", r["counts"]["hazard_installations"], r["counts"]["receptors"], r["violations"],
+              ms(r["pg_s"]), ms(r["pg_insert_s"]), ms(r["gpd_s"]), ms(r["gpd_s"] + r["gpd_load_s"]), ms(r["gpd_crs_s"]),
+              f"{r['gpd_s'] / r['pg_s']:.2f}x", f"{(r['gpd_s'] + r['gpd_load_s']) / r['pg_s']:.2f}x",
+              "yes" if r["same_pairs"] else "NO"] for r in results])
+        sections.append(
+            "## Safety-distance violations: PostGIS vs GeoPandas\n\n"
+            "Columns. *PostGIS pairs*: the statement of `gis.hazchem.find_violations` as a SELECT of the "
+            "(installation, receptor) pairs, fetched by the client (rule matching per (kinds, level), a probe of "
+            "the SP-GiST index on the receptors' stored metric points `geom_m` per installation, exact "
+            "polygon-to-point distances). *PostGIS layer rows*: the statement as the analysis runs it, an INSERT "
+            "of every violation with names, distances, rule, basis and its shortest line (back in EPSG:4326) into "
+            "`safety_violations`, whose four indexes (GiST on the line) and run foreign key are maintained row by "
+            "row; rolled back. *GeoPandas sjoin*: the same rules in pandas, `sjoin(predicate='dwithin', "
+            "distance=reach per installation)`, `shapely.distance`, filter, on frames already in memory and in the "
+            "metric CRS. *incl. loading*: adds `read_postgis` of the two layers' EPSG:4326 geometry and "
+            "`to_crs(METRIC_EPSG)`, which a GeoPandas workflow pays because the layers live in PostGIS; *of which "
+            "to_crs* is the reprojection alone (a workflow reading the stored `geom_m` instead would save it). "
+            f"Speed-ups are GeoPandas time / PostGIS pairs time. Each time is the median of {REPEAT} runs.\n\n"
+            + viol)
+        ratio = (last["gpd_s"] + last["gpd_load_s"]) / last["pg_s"]
+        goals.append(
+            f"- Violations, x{last['scale']}: PostGIS {last['gpd_s'] / last['pg_s']:.2f}x the in-memory GeoPandas "
+            f"sjoin, {ratio:.2f}x the GeoPandas workflow with its loading (goal >= 5x): "
+            f"{'met' if ratio >= 5 else 'NOT met'}.")
+    if "rings" in parts:
+        rings = markdown_table(
+            ["data", "rings", "ours ms", "exactextract ms", "rasterstats ms", "ours / exactextract",
+             "max rel. diff ours vs exactextract", "median rel. diff rasterstats vs exactextract"],
+            [[f"x{r['scale']}", r["rings"], ms(r["ours_s"]), ms(r["ee_s"]),
+              f"{ms(r['rs_s'])}" + ("" if r["rs_sampled"] == r["rings"] else f" (from {r['rs_sampled']} rings)"),
+              f"{r['ours_s'] / r['ee_s']:.2f}", f"{r['ours_vs_ee']:.2e}", f"{r['rs_vs_ee']:.2%}"] for r in results])
+        sections.append(
+            "## Ring sums: ours vs exactextract vs rasterstats (same rings)\n\n"
+            "Ours is `gis.raster.zonal_sum` (exactextract on the ring GeoDataFrame, reprojection check included). "
+            "rasterstats counts whole cells whose centre is in the ring (no area weighting), hence its difference. "
+            "Best of two alternated runs (one for rasterstats).\n\n" + rings)
+        goals.append(
+            f"- Ring sums: ours / exactextract = {max(r['ours_s'] / r['ee_s'] for r in results):.2f} at worst (ours "
+            "is exactextract, so differences are timing noise), max relative difference "
+            f"{max(r['ours_vs_ee'] for r in results):.1e} (goal: within 0.5 %).")
+    if "run" in parts:
+        run = markdown_table(
+            ["data", "installations", "parks", "enterprises", "receptors within 5 km of a subject", "whole run s",
+             "grading s", "violations s", "rings s", "risk grades s", "ms per installation",
+             "µs per subject-receptor pair", "load s"],
+            [[f"x{r['scale']}", r["counts"]["hazard_installations"], r["counts"]["chemical_parks"],
+              r["counts"]["enterprises"], r["steps"]["pairs_5km"], round(r["run_s"], 2),
+              *(round(r["steps"][k], 2) for k in ("grading", "violations", "rings", "risk grades")),
+              round(r["run_s"] * 1000 / r["counts"]["hazard_installations"], 2),
+              round(r["run_s"] * 1e6 / max(r["steps"]["pairs_5km"], 1), 2), round(r["load_s"], 1)] for r in results])
+        sections.append("## Whole `riskmap analyze hazchem` run and its steps\n\n"
+                        "Median of two whole runs, one for its steps.\n\n" + run)
+        per_inst = [r["run_s"] / r["counts"]["hazard_installations"] for r in results]
+        growth = ((last["steps"]["pairs_5km"] / last["counts"]["hazard_installations"])
+                  / max(first["steps"]["pairs_5km"] / first["counts"]["hazard_installations"], 1e-9))
+        goals.append(
+            f"- Whole run per installation: {' -> '.join(f'{1000 * v:.1f} ms' for v in per_inst)} from "
+            f"x{first['scale']} to x{last['scale']} while subject-receptor pairs per installation grew {growth:.0f}x "
+            "(goal: cost no faster than linear in installations).")
     return (
         "Same data per scale (demo generator, `layers.demo.build_demo(scale)`: installations, receptors and "
-        "accidents all grow with the scale), median of "
-        f"{REPEAT} runs for the violation timings, best of two alternated runs for ring sums (one for "
-        "rasterstats), median of two for the whole analysis, one for its steps.\n\n"
-        "## Safety-distance violations: PostGIS vs GeoPandas\n\n"
-        "PostGIS pairs: the statement of `gis.hazchem.find_violations` returning the pairs (rule matching, GiST "
-        "on `ST_Transform(geom, METRIC_EPSG)`, exact distances). PostGIS layer rows: the same as the analysis "
-        "runs it, inserting each violation with its shortest line. GeoPandas: the same rules in pandas, "
-        "`sjoin(predicate='dwithin', distance=reach per installation)`, `shapely.distance`, filter, on frames "
-        "already in memory; 'incl. loading' adds `read_postgis` + `to_crs` of the two layers, which a GeoPandas "
-        "workflow pays because the layers live in PostGIS.\n\n" + viol +
-        "\n\n## Ring sums: ours vs exactextract vs rasterstats (same rings)\n\n"
-        "Ours is `gis.raster.zonal_sum` (exactextract on the ring GeoDataFrame, reprojection check included). "
-        "rasterstats counts whole cells whose centre is in the ring (no area weighting), hence its difference.\n\n"
-        + rings + "\n\n## Whole `riskmap analyze hazchem` run and its steps\n\n" + run
-        + "\n\n## Goals\n\n" + goals + "\n"
+        "accidents all grow with the scale).\n\n" + "\n\n".join(sections)
+        + "\n\n## Goals\n\n" + "\n".join(goals) + "\n"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1,10,100")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     args = parser.parse_args()
+    parts = tuple(p for p in PARTS if p in args.parts.split(","))
+    if not parts:
+        parser.error(f"--parts: choose among {', '.join(PARTS)}")
     results = []
     for scale in (int(s) for s in args.scales.split(",")):
-        r = bench_scale(scale)
-        print(f"x{scale}: {r['violations']} violations, PostGIS {r['pg_s']*1000:.0f} ms "
-              f"(layer rows {r['pg_insert_s']*1000:.0f} ms), GeoPandas "
-              f"{r['gpd_s']*1000:.0f} ms (+{r['gpd_load_s']*1000:.0f} ms loading); rings {r['rings']}: ours "
-              f"{r['ours_s']:.2f} s, exactextract {r['ee_s']:.2f} s, rasterstats {r['rs_s']:.2f} s; "
-              f"run {r['run_s']:.2f} s", flush=True)
+        r = bench_scale(scale, parts)
+        line = [f"x{scale}: run {r['run_s']:.2f} s"]
+        if "violations" in parts:
+            line.append(f"{r['violations']} violations, PostGIS {r['pg_s']*1000:.0f} ms (layer rows "
+                        f"{r['pg_insert_s']*1000:.0f} ms), GeoPandas {r['gpd_s']*1000:.0f} ms "
+                        f"(+{r['gpd_load_s']*1000:.0f} ms loading), same pairs: {r['same_pairs']}")
+        if "rings" in parts:
+            line.append(f"rings {r['rings']}: ours {r['ours_s']:.2f} s, exactextract {r['ee_s']:.2f} s, "
+                        f"rasterstats {r['rs_s']:.2f} s")
+        print("; ".join(line), flush=True)
         results.append(r)
-    body = report(results)
+    body = report(results, parts)
     print(body)
-    path = write_result("hazchem", "Hazchem analyses: violations, ring sums, whole run (issue #5)", body)
+    name = "hazchem" if parts == PARTS else "hazchem-" + "-".join(parts)
+    path = write_result(name, "Hazchem analyses: " + ", ".join(TITLES[p] for p in parts) + " (issue #5)", body)
     print(f"written {path}")
 
 

@@ -242,7 +242,7 @@ WITH sites AS (
     SELECT 'enterprise' AS boundary, e.id, ST_Transform(e.geom, {M}) AS g FROM enterprises e
     WHERE EXISTS (SELECT 1 FROM hazard_installations h WHERE h.enterprise_id = e.id)
     UNION ALL
-    SELECT 'installation', h.id, ST_Transform(h.geom, {M}) FROM hazard_installations h WHERE h.enterprise_id IS NULL
+    SELECT 'installation', h.id, h.geom_m FROM hazard_installations h WHERE h.enterprise_id IS NULL
 )
 SELECT s.boundary, s.id, ST_AsBinary(ST_Difference(ST_Buffer(s.g, :buf, 'quad_segs={QUAD_SEGS}'), s.g)) AS zone,
        rc.residents, rc.visitors, rc.n
@@ -251,7 +251,7 @@ FROM sites s CROSS JOIN LATERAL (
            coalesce(sum(r.people) FILTER (WHERE r.kind IS NULL OR r.kind <> ALL(:resident)), 0)::int AS visitors,
            count(*)::int AS n
     FROM receptors r
-    WHERE ST_DWithin(ST_Transform(r.geom, {M}), s.g, :buf) AND NOT ST_Intersects(ST_Transform(r.geom, {M}), s.g)
+    WHERE ST_DWithin(r.geom_m, s.g, :buf) AND NOT ST_Intersects(r.geom_m, s.g)
 ) rc
 """
 
@@ -319,13 +319,21 @@ def grade_installations(conn: Connection, run_id: int, raster: Path, config: Con
 # --------------------------------------------------------------------------------------------
 # Safety-distance conflicts (violations of existing pairs, and the siting check of proposals)
 
-# Installations and receptors as relations in the metric CRS. The installations' kinds come from
-# the last grading (installation_gradings holds only the last run's rows).
-INSTALLATIONS_SQL = f"""SELECT h.id, h.name, h.enterprise_id, h.level, coalesce(g.kinds, '{{}}') AS kinds,
-    h.synthetic, ST_Transform(h.geom, {M}) AS g
+# Installations and receptors as relations in the metric CRS (their stored ``geom_m``, migration
+# 0008_hazchem). The installations' kinds come from the last grading (installation_gradings holds
+# only the last run's rows).
+INSTALLATIONS_SQL = """SELECT h.id, h.name, h.enterprise_id, h.level, coalesce(g.kinds, '{}') AS kinds,
+    h.synthetic, h.geom_m AS g
     FROM hazard_installations h LEFT JOIN installation_gradings g ON g.installation_id = h.id"""
 RECEPTORS_SQL = f"""SELECT r.id, r.name, r.kind, r.people, r.synthetic, {CLASS_SQL.format(a='r')} AS pclass,
-    ST_Transform(r.geom, {M}) AS g FROM receptors r"""
+    r.geom_m AS g FROM receptors r"""
+_CLASSES = "ARRAY[" + ", ".join(f"'{c}'" for c in PROTECTION_CLASSES) + "]"
+
+
+def _per_class(column: str) -> str:
+    """An array of ``column`` of the ``req`` rows of a group, one element per protection class (in
+    the order of PROTECTION_CLASSES; NULL where no rule applies to the class)."""
+    return "ARRAY[" + ", ".join(f"max({column}) FILTER (WHERE receptor_class = '{c}')" for c in PROTECTION_CLASSES) + "]"
 
 
 def conflicts_sql(installations: str = INSTALLATIONS_SQL, receptors: str = RECEPTORS_SQL) -> str:
@@ -333,15 +341,21 @@ def conflicts_sql(installations: str = INSTALLATIONS_SQL, receptors: str = RECEP
 
     The required distance of a pair is the largest ``distance_m`` of the safety rules whose kind
     is ``any`` or one of the installation's kinds, whose level is empty or the installation's,
-    and whose class is the receptor's (worked out once per distinct (kinds, level)). Columns:
-    installation_*, receptor_*, protection_class, distance_m, required_m, shortfall_m, rule_id,
-    basis, synthetic, geom (shortest line, EPSG:4326).
-    Both relations are SQL from this module (never user text); values are bound parameters. The
-    receptors are probed per installation (LATERAL, ``OFFSET 0`` keeps the planner from flattening
-    it into a cross join) so that the metric GiST index is used whatever the table sizes.
+    and whose class is the receptor's (worked out once per distinct (kinds, level), as arrays
+    indexed by the class's position). Columns: installation_*, receptor_*, protection_class,
+    distance_m, required_m, shortfall_m, rule_id, basis, synthetic, geom (shortest line, EPSG:4326).
+    Both relations are SQL from this module (never user text); values are bound parameters.
+
+    The receptors are probed per installation (LATERAL, ``OFFSET 0`` keeps the planner from
+    flattening it into a cross join) with the bounding box grown by the installation's reach
+    (the largest required distance of any class), so that the receptors' metric index is used
+    whatever the table sizes; a pair closer than required is always inside that box, so the exact
+    distance is the only other test. Installations are visited in their geometry's sort order (a
+    Hilbert curve in PostGIS): neighbouring probes touch neighbouring index and table pages, and
+    the layer rows are inserted in spatial order, which keeps their GiST index inserts local.
     """
     return f"""
-    WITH inst AS MATERIALIZED ({installations}),
+    WITH inst AS MATERIALIZED (SELECT * FROM ({installations}) i0 ORDER BY i0.g),
     combos AS (SELECT DISTINCT kinds, coalesce(level, 0) AS lvl FROM inst),
     req AS (
         SELECT c.kinds, c.lvl, r.receptor_class, max(r.distance_m) AS required_m,
@@ -351,21 +365,20 @@ def conflicts_sql(installations: str = INSTALLATIONS_SQL, receptors: str = RECEP
           ON (r.installation_kind = 'any' OR r.installation_kind = ANY(c.kinds)) AND (r.level IS NULL OR r.level = c.lvl)
         GROUP BY c.kinds, c.lvl, r.receptor_class),
     reach AS MATERIALIZED (
-        SELECT kinds, lvl, max(required_m) AS reach_m,
-               jsonb_object_agg(receptor_class, jsonb_build_array(required_m, rule_id, basis)) AS req
+        SELECT kinds, lvl, max(required_m) AS reach_m, {_per_class('required_m')} AS required,
+               {_per_class('rule_id')} AS rule_ids, {_per_class('basis')} AS bases
         FROM req GROUP BY kinds, lvl)
     SELECT i.id AS installation_id, i.name AS installation_name, i.enterprise_id, i.level,
            array_to_string(i.kinds, ',') AS kinds, p.id AS receptor_id, p.name AS receptor_name,
-           p.kind AS receptor_kind, p.pclass AS protection_class, q.distance_m, q.required_m,
-           q.required_m - q.distance_m AS shortfall_m, q.rule_id, x.req -> p.pclass ->> 2 AS basis,
+           p.kind AS receptor_kind, p.pclass AS protection_class, q.distance_m, x.required[q.c] AS required_m,
+           x.required[q.c] - q.distance_m AS shortfall_m, x.rule_ids[q.c] AS rule_id, x.bases[q.c] AS basis,
            i.synthetic OR p.synthetic AS synthetic,
            ST_Transform(ST_ShortestLine(i.g, p.g), 4326) AS geom
     FROM inst i
     JOIN reach x ON x.kinds = i.kinds AND x.lvl = coalesce(i.level, 0)
-    CROSS JOIN LATERAL (SELECT * FROM ({receptors}) p0 WHERE ST_DWithin(p0.g, i.g, x.reach_m) OFFSET 0) p
-    CROSS JOIN LATERAL (SELECT ST_Distance(i.g, p.g) AS distance_m, (x.req -> p.pclass ->> 0)::float8 AS required_m,
-                               (x.req -> p.pclass ->> 1)::int AS rule_id) q
-    WHERE q.distance_m < q.required_m"""
+    CROSS JOIN LATERAL (SELECT * FROM ({receptors}) p0 WHERE p0.g && ST_Expand(i.g, x.reach_m) OFFSET 0) p
+    CROSS JOIN LATERAL (SELECT ST_Distance(i.g, p.g) AS distance_m, array_position({_CLASSES}, p.pclass) AS c) q
+    WHERE q.distance_m < x.required[q.c]"""
 
 
 CONFLICT_COLUMNS = ("installation_id", "installation_name", "enterprise_id", "level", "kinds", "receptor_id",
@@ -509,7 +522,7 @@ def _metric_points(conn: Connection, sql: str, params: dict, extra: int) -> tupl
 
 
 _SUBJECTS_SQL = f"""
-    SELECT 'hazard_installations' AS layer, h.id, h.name, h.synthetic, ST_Transform(h.geom, {M}) AS g
+    SELECT 'hazard_installations' AS layer, h.id, h.name, h.synthetic, h.geom_m AS g
     FROM hazard_installations h
     UNION ALL
     SELECT 'chemical_parks', p.id, p.name, p.synthetic, ST_Transform(p.geom, {M}) FROM chemical_parks p"""

@@ -8,7 +8,6 @@ emergency/editor/admin. Anonymous callers see nothing (monitoring data is sensit
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Literal
 
@@ -32,8 +31,7 @@ MAX_BODY = 20 * 1024 * 1024
 AssetLayer = Literal["tailings_ponds", "hazard_installations"]
 
 
-def _items(request: Request, body: bytes, form) -> list:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def _items(ctype: str, body: bytes, form) -> list:
     if ctype in ("text/csv", "application/csv"):
         return monitoring.parse_csv(body)
     if ctype == "multipart/form-data":
@@ -41,19 +39,16 @@ def _items(request: Request, body: bytes, form) -> list:
         if upload is None or isinstance(upload, str):
             raise DataError("multipart upload needs a CSV file in the field 'file'")
         return monitoring.parse_csv(upload.file.read())
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("readings"), list):
-        raise DataError('body must be {"readings": [{"sensor", "time", "value", "unit"}, ...]} '
-                        "(or a CSV with the header sensor,time,value,unit)")
-    return data["readings"]
+    return monitoring.parse_json(body)
 
 
-def _ingest(engine, items: list) -> dict:
-    with engine.begin() as conn:
-        return monitoring.ingest(conn, items)
+def _ingest(engine, ctype: str, body: bytes, form) -> dict:
+    """Decode and ingest in a worker thread (decoding a large batch would hold up the event loop),
+    with the garbage collector paused over both (see :func:`gis.monitoring.gc_paused`)."""
+    with monitoring.gc_paused():
+        items = _items(ctype, body, form)
+        with engine.begin() as conn:
+            return monitoring.ingest(conn, items)
 
 
 @router.post("/readings")
@@ -65,11 +60,11 @@ async def post_readings(request: Request, user: UserDep):
     require_role(user, *INGEST)
     if int(request.headers.get("content-length") or 0) > MAX_BODY:
         raise DataError(f"body larger than {MAX_BODY // 1024 // 1024} MB: send smaller batches")
-    form = await request.form() if request.headers.get("content-type", "").startswith("multipart/") else None
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    form = await request.form() if ctype.startswith("multipart/") else None
     body = b"" if form is not None else await request.body()
-    items = _items(request, body, form)
-    result = await run_in_threadpool(_ingest, request.app.state.engine, items)
-    status = 422 if items and result["accepted"] == 0 else 200
+    result = await run_in_threadpool(_ingest, request.app.state.engine, ctype, body, form)
+    status = 422 if result["received"] and result["accepted"] == 0 else 200
     return JSONResponse(result, status_code=status)
 
 

@@ -262,3 +262,57 @@ def test_rejection_indices_across_validation_chunks(site):
     res = post(site, batch, T0 + timedelta(minutes=4500))
     assert [x["index"] for x in res["rejected"]] == [10, 2500, 4400]
     assert res["stored"] == 4497 and res["duplicates"] == 0
+
+
+def test_same_time_twice_in_a_batch_the_first_value_counts(site):
+    res = post(site, [r("G1", 0, 60.0, "%LEL"), r("G1", 0, 1.0, "%LEL")], T0)  # red first: stored and evaluated
+    assert res["stored"] == 1 and res["duplicates"] == 1
+    assert [(e["event"], e["level"]) for e in res["alarms"]] == [("open", "red")]
+    res = post(site, [r("G1", 10, 1.0, "%LEL"), r("G1", 10, 60.0, "%LEL"), r("G1", 20, 1.0, "%LEL")],
+               T0 + timedelta(minutes=20))
+    assert res["stored"] == 2  # 1.0 at 10 and 20 min: two readings below, the alarm closes (debounce 2)
+    assert [(e["event"], e["level"]) for e in res["alarms"]] == [("close", "normal")]
+    with site.connect() as conn:
+        values = conn.execute(text("SELECT value FROM monitoring_readings ORDER BY time")).scalars().all()
+    assert values == [60.0, 1.0, 1.0]
+
+
+def test_alarm_levels_keep_the_sensor_catalogue_new_sensors_renew_it(site):
+    """The ingest writes each point's alarm level into monitoring_sensors (the map colours it);
+    that must not reload the cached catalogue, while a new sensor must be known at the next ingest."""
+    with site.connect() as conn:
+        before = monitoring.sensors(conn)
+    res = post(site, [r("G1", 0, 60.0, "%LEL")], T0)
+    assert [(e["event"], e["level"]) for e in res["alarms"]] == [("open", "red")]
+    with site.connect() as conn:
+        assert monitoring.sensors(conn) is before
+        assert conn.execute(text("SELECT alarm_level FROM monitoring_sensors WHERE code = 'G1'")).scalar() == "red"
+    spec = registry.get("monitoring_sensors")
+    frame = gpd.GeoDataFrame({"code": ["G2"], "kind": ["gas_flammable"], "asset_layer": ["hazard_installations"],
+                              "asset_id": [1], "interval_s": [600]}, geometry=[shapely.Point(102.8005, 25.1005)],
+                             crs=4326)
+    with site.begin() as conn:
+        write(conn, spec, validate(spec, frame, StoreSettings().area_bbox)[0])
+    res = post(site, [r("G2", 0, 1.0, "%LEL")], T0)
+    assert res["stored"] == 1 and res["rejected"] == []
+    with site.connect() as conn:
+        assert conn.execute(text("SELECT sensors FROM monitored_assets WHERE asset_layer = 'hazard_installations'")
+                            ).scalar() == 2
+
+
+def test_gc_pauses_nest_and_restore_the_collector():
+    import gc
+
+    assert gc.isenabled()
+    with monitoring.gc_paused():
+        with monitoring.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with monitoring.gc_paused():
+            pass
+        assert not gc.isenabled()  # was off before: stays off
+    finally:
+        gc.enable()
