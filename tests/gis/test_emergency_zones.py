@@ -164,7 +164,7 @@ def test_zone_contents_and_population(scene):
                                           None)["isolation" if z is iso else "protective"]["geom"]).area
         assert z["population"] == pytest.approx(CELL_PEOPLE * area / 1e4, rel=1e-3, abs=0.06)  # rounded to 0.1
     assert r["erg"]["verified"] and r["synthetic_data"] is True
-    assert set(r["timings_ms"]) == {"zones", "contents", "population", "resources", "total"}
+    assert set(r["timings_ms"]) == {"zones", "resource_candidates", "contents", "population", "total"}
 
 
 def test_resources_ranked_by_travel_time_with_reasons(scene):
