@@ -77,8 +77,7 @@ def build_graph(conn: Connection, settings: GraphSettings | None = None) -> dict
     s = settings or GraphSettings()
     k = round(1 / s.snap_deg)  # grid keys are integers; coordinates key / k
     roadgraph.bump_version(conn)  # searches run on an in-memory copy (gis.roadgraph): every process reloads it
-    # (road_cells and the nodes' landmark columns of migration 0004 are no longer filled: emptied here)
-    conn.execute(text("TRUNCATE road_edge_links, road_edges, road_nodes, road_cells RESTART IDENTITY"))
+    conn.execute(text("TRUNCATE road_edge_links, road_edges, road_nodes RESTART IDENTITY"))
     # Vertices snapped to integer grid keys, consecutive duplicates dropped.
     _tmp(conn, "_rn_v", """
         SELECT road_id, lyr, idx, kx, ky FROM (

@@ -25,20 +25,7 @@ class RoadNode(Base):
     __tablename__ = "road_nodes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     component: Mapped[int | None] = mapped_column(Integer)
-    cell: Mapped[int | None] = mapped_column(Integer)
-    lm_from: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
-    lm_to: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
     geom: Mapped[str] = _geom("POINT")
-
-
-class RoadCell(Base):
-    __tablename__ = "road_cells"
-    cell: Mapped[int] = mapped_column(Integer, primary_key=True)
-    nodes: Mapped[int] = mapped_column(Integer, nullable=False)
-    lf_min: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
-    lf_max: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
-    lt_min: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
-    lt_max: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
 
 
 class RoadEdge(Base):
@@ -55,7 +42,6 @@ class RoadEdge(Base):
     bridge: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     tunnel: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     component: Mapped[int | None] = mapped_column(Integer)
-    cell: Mapped[int | None] = mapped_column(Integer, index=True)
     x1: Mapped[float] = mapped_column(Float, nullable=False)
     y1: Mapped[float] = mapped_column(Float, nullable=False)
     x2: Mapped[float] = mapped_column(Float, nullable=False)
