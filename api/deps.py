@@ -40,6 +40,13 @@ class Principal:
 ANONYMOUS = Principal("anonymous", "anonymous")
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, or None when it is not one."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def current_user(request: Request, conn: ConnDep,
                  authorization: Annotated[str | None, Header()] = None) -> Principal:
     # Uses the request's own connection (FastAPI shares it within a request): a second one per
@@ -47,14 +54,14 @@ def current_user(request: Request, conn: ConnDep,
     # Known tokens come from the change feed's memory (emptied whenever a user changes).
     if not authorization:
         return ANONYMOUS
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(authorization)
+    if token is None:
         raise Unauthorized("Authorization must be 'Bearer <token>'")
-    feed, token_hash = request.app.state.changes, hash_token(token.strip())
+    feed, token_hash = request.app.state.changes, hash_token(token)
     found = feed.principal(token_hash)
     if found is None:
         generation = feed.token_generation()
-        found = user_for_token(conn, token.strip())
+        found = user_for_token(conn, token)
         if not found:
             raise Unauthorized("invalid or revoked token")
         feed.remember(token_hash, found, generation)

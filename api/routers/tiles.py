@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 from psycopg_pool import PoolTimeout
 
-from api.deps import ConnDep, LayerDep, UserDep
+from api.deps import ANONYMOUS, ConnDep, LayerDep, UserDep, bearer_token
 from api.errors import NotFound
 from layers import registry
 from layers.features import layer_extent
@@ -48,6 +48,11 @@ def _versions(request: Request, conn, specs: list[LayerSpec]) -> tuple:
     found = dict(conn.execute(text("SELECT layer, version FROM layer_versions WHERE layer = ANY(:l)"),
                               {"l": ids}).all())
     return tuple(found.get(i, 0) for i in ids)
+
+
+def tile_key(what: str, role: str, tile: Tile, versions: tuple) -> tuple:
+    """Cache key (and ETag source): a write to any of the layers changes ``versions``."""
+    return what, role, tile.z, tile.x, tile.y, versions
 
 
 def cache_lookup(state, key: tuple):
@@ -83,7 +88,7 @@ def tile_answer(entry, if_none_match: str | None, accepts_gzip: bool) -> tuple[i
 
 def serve_tile(request: Request, conn, specs: list[LayerSpec], role: str, tile: Tile, what: str) -> Response:
     state = request.app.state
-    key = (what, role, tile.z, tile.x, tile.y, _versions(request, conn, specs))
+    key = tile_key(what, role, tile, _versions(request, conn, specs))
     entry = cache_lookup(state, key) or store(state, key, *render(conn, specs, role, tile, FEATURE_CAP))
     status, headers, body = tile_answer(entry, request.headers.get("if-none-match"),
                                         "gzip" in request.headers.get("accept-encoding", ""))
@@ -194,13 +199,12 @@ class TileFastPath:
         await self.app(scope, receive, send)
 
     def _role(self, headers: dict[bytes, bytes]) -> str | None:
+        """The caller's role if known without the database (anonymous, or a token seen before)."""
         auth = headers.get(b"authorization")
         if auth is None:
-            return "anonymous"
-        scheme, _, token = auth.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        known = self.state.changes.principal(hash_token(token.strip()))
+            return ANONYMOUS.role
+        token = bearer_token(auth.decode("latin-1"))
+        known = self.state.changes.principal(hash_token(token)) if token else None
         return known[1] if known else None
 
     async def _try(self, scope):
@@ -232,7 +236,7 @@ class TileFastPath:
         versions = self.state.changes.versions([s.id for s in specs])
         if versions is None:
             return None
-        key = (what, role, tile.z, tile.x, tile.y, versions)
+        key = tile_key(what, role, tile, versions)
         entry = cache_lookup(self.state, key)
         if entry is None:
             try:

@@ -71,6 +71,9 @@ def test_points_cluster_at_low_zoom_with_counts_and_are_points_at_high_zoom(clie
 def test_restricted_layer_and_fields_follow_the_role(client, data, token):
     z, x, y = xyz(14)
     assert client.get(f"/tiles/emergency_resources/{z}/{x}/{y}.pbf").status_code == 401
+    for bad in ("Basic abc", "Bearer ", "Bearer not-a-token"):  # the fast path leaves these to the route
+        r = client.get(f"/tiles/chemical_parks/{z}/{x}/{y}.pbf", headers={"Authorization": bad})
+        assert r.status_code == 401 and r.json()["code"] == "Unauthorized", bad
     anon = decode(client.get(f"/tiles/onemap/{z}/{x}/{y}.pbf"))
     assert "emergency_resources" not in anon and "chemical_parks" in anon
     planner = {"Authorization": f"Bearer {token('planner')}"}
