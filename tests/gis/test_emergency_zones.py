@@ -17,7 +17,7 @@ from sqlalchemy import text
 from gis import emergency as em
 from gis.errors import UnknownSubstanceError
 from gis.raster import population_in, zonal_sum
-from test_emergency_fixture import CELL_PEOPLE, INCIDENT, X0, Y0, _FWD, build_scene, ll, write_population
+from test_emergency_fixture import CELL_PEOPLE, INCIDENT, X0, Y0, build_scene, ll, write_population
 
 GEOD = Geod(ellps="WGS84")
 

@@ -6,7 +6,7 @@ import shapely
 from sqlalchemy import text
 
 from gis import hazchem
-from hazchem_world import RES, add, box, cell_polygons, metric, pt, write_population
+from hazchem_world import RES, add, cell_polygons, metric, pt, write_population
 from layers.crs import METRIC_EPSG
 from layers.settings import StoreSettings
 
