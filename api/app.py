@@ -20,6 +20,7 @@ from api.routers.tiles import TileFastPath
 from api.routers import emergency
 from api.routers import analysis
 from api.routers import routes
+from api.routers.routes import RouteFastPath
 from api.routers import monitoring
 from api.tilecache import TileCache
 from api.settings import ApiSettings
@@ -75,12 +76,13 @@ async def _load_postgis(conn) -> None:
 
 
 class RiskmapApp(FastAPI):
-    """FastAPI with the access log and the tile fast path outside Starlette's own middleware (both
-    pure ASGI): the fast path answers most tile requests without the rest of the stack."""
+    """FastAPI with the access log and the fast paths outside Starlette's own middleware (all pure
+    ASGI): they answer most tile requests and route plans/checks without the rest of the stack."""
 
     def build_middleware_stack(self):
         inner = super().build_middleware_stack()
-        return AccessLog(TileFastPath(inner, state=self.state), metrics=self.state.metrics)
+        fast = RouteFastPath(TileFastPath(inner, state=self.state), state=self.state)
+        return AccessLog(fast, metrics=self.state.metrics)
 
 
 def create_app(database_url: str, api_settings: ApiSettings | None = None,

@@ -1,9 +1,10 @@
 """Layer versions and token lookups held in memory, kept current by PostgreSQL LISTEN/NOTIFY.
 
-Every write to a layer bumps its row in ``layer_versions`` and announces ``layer version`` on the
-``riskmap_layers`` channel (trigger of migration 0007); every change to ``users`` announces itself
-on ``riskmap_users``. One listener thread per process follows both channels, so a warm tile request
-needs no database round trip: its cache key comes from these versions.
+Every write to a layer bumps its row in ``layer_versions``, and every write to that table announces
+``layer version xid`` on the ``riskmap_layers`` channel (xid: the writing transaction, as ``xmin``
+reads it; migrations 0007 and 0010); every change to ``users`` announces itself on ``riskmap_users``. One listener thread per process follows both channels, so a warm tile request
+needs no database round trip: its cache key comes from these versions, and a route plan finds the
+road graph, rules and structures it has in memory by their (version, xid) rows.
 
 Consistency: a notification is delivered when its transaction commits. A reader asks ``settled()``
 before trusting the memory: it is false while a notification sits unread on the listener's socket
@@ -29,6 +30,7 @@ from layers.db import libpq_url
 
 log = logging.getLogger("riskmap.changes")
 CHANNELS = ("riskmap_layers", "riskmap_users")
+ROWS_SQL = "SELECT layer, version, xmin::text FROM layer_versions"
 
 
 class ChangeFeed:
@@ -37,7 +39,7 @@ class ChangeFeed:
         self._conninfo = libpq_url(engine.url.render_as_string(hide_password=False))
         self._retry_s = retry_s
         self._lock = threading.Lock()
-        self._versions: dict[str, int] = {}
+        self._versions: dict[str, tuple[int, str]] = {}  # layer -> (version, writing xid)
         self._tokens: dict[str, tuple[str, str]] = {}
         self._token_generation = 0  # bumped by every users change: a lookup started before it is not cached
         self._applying = 0
@@ -79,10 +81,10 @@ class ChangeFeed:
         if not self.live:
             return
         with self._engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT layer, version FROM layer_versions").all()
+            rows = conn.exec_driver_sql(ROWS_SQL).all()
         with self._lock:
-            for layer, version in rows:
-                self._versions[layer] = max(self._versions.get(layer, 0), version)
+            for layer, version, xid in rows:
+                self._update(layer, version, xid)
 
     # ------------------------------------------------------------------ readers
 
@@ -91,11 +93,19 @@ class ChangeFeed:
         if not self.settled():
             return None
         v = self._versions
-        return tuple(v.get(layer, 0) for layer in layers)
+        return tuple(v[layer][0] if layer in v else 0 for layer in layers)
+
+    def rows(self, layers) -> dict[str, tuple[int, str]] | None:
+        """layer -> (version, writing xid) of those of ``layers`` with a row, as ``SELECT version,
+        xmin::text`` gives them, or None when memory cannot be trusted."""
+        if not self.settled():
+            return None
+        v = self._versions
+        return {layer: v[layer] for layer in layers if layer in v}
 
     def remembered(self) -> dict[str, int]:
         """Every layer version held in memory, trusted or not (diagnostics and tests)."""
-        return dict(self._versions)
+        return {layer: row[0] for layer, row in self._versions.items()}
 
     def token_generation(self) -> int:
         return self._token_generation
@@ -117,11 +127,14 @@ class ChangeFeed:
             self._token_generation += 1
             self._tokens = {}
             return
-        layer, _, version = payload.rpartition(" ")
-        if layer and version.isdigit():  # versions only grow; notifications come in commit order
-            self._versions[layer] = max(self._versions.get(layer, 0), int(version))
+        layer, version, xid = payload.rsplit(" ", 2)
+        self._update(layer, int(version), xid)
 
-    def _reset(self, versions: dict[str, int], fd: int | None) -> None:
+    def _update(self, layer: str, version: int, xid: str) -> None:
+        if version >= self._versions.get(layer, (0, ""))[0]:  # versions only grow; notifications come in commit order
+            self._versions[layer] = (version, xid)
+
+    def _reset(self, versions: dict[str, tuple[int, str]], fd: int | None) -> None:
         with self._lock:
             self._versions = versions
             self._token_generation += 1
@@ -132,7 +145,7 @@ class ChangeFeed:
         for channel in CHANNELS:
             conn.execute(f"LISTEN {channel}")
         # read after LISTEN: a change committed in between is both read here and announced
-        versions = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+        versions = {layer: (version, xid) for layer, version, xid in conn.execute(ROWS_SQL).fetchall()}
         if self._lost:  # back after losing the database: drop pooled connections to the old server
             self._engine.dispose()
             self._lost = False

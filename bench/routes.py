@@ -225,19 +225,20 @@ def main() -> None:
         "NetworkX: `dijkstra_path_length` on an in-memory DiGraph (loading not timed); `bidirectional_dijkstra` "
         "for reference. pgRouting whole table: plain `pgr_dijkstra` over every edge (what every search cost "
         "before: it reads the edge table on each call). Ours: `gis.routing.shortest_path` = the graph version "
-        "check (one query), then a bidirectional Dijkstra compiled with numba on the graph held in memory as "
-        "CSR arrays (`gis.roadgraph`), the path's edges, profile and geometry. `mismatches`: answers "
+        "check (one query), then an A* search with landmark bounds (ALT) compiled with numba on the graph held in "
+        "memory as CSR arrays (`gis.roadgraph`), the path's edges, profile and geometry. `mismatches`: answers "
         "differing from NetworkX's optimum (must be 0).\n\n"
         + markdown_table(["network", "NetworkX Dijkstra", "NetworkX bidirectional", "pgr_dijkstra whole table",
                           "ours", "NetworkX / ours", "mismatches"], search_rows)
         + "\n\n## HTTP: /routes/plan and /routes/check\n\n"
         "`/routes/plan` = snapping, rules, the unrestricted and the compliant search, and the check of both routes "
-        "(arrival times): one database query (the versions of the graph, rules, structures and zones), the rest "
-        "on data held in memory. `/routes/check` = the unrestricted route of each pair (a long route following the roads) "
-        "against every restricted structure, water-source zone and time-banned road class (shapely/GEOS on the "
-        "structures and zones held in memory, one query for their versions). Goals: plan at least "
+        "(arrival times), all on data held in memory. `/routes/check` = the unrestricted route of each pair (a long "
+        "route following the roads) against every restricted structure, water-source zone and time-banned road class "
+        "(shapely/GEOS on the structures and zones held in memory). Both are answered by the server's fast path "
+        "(`api.routers.routes.RouteFastPath`): the token and the versions of the graph, rules, structures and zones "
+        "come from the change feed, so neither request makes a database round trip. Goals: plan at least "
         "3x faster than NetworkX at x10; check under a tenth of plan. `plan in-process` = `gis.routing.plan_route` "
-        "called directly (no HTTP, same database). HTTP times: one keep-alive connection (stdlib `http.client`), from "
+        "called directly (no HTTP; it reads the four versions with one query). HTTP times: one keep-alive connection (stdlib `http.client`), from "
         "sending the request to the last byte of the answer.\n\n"
         + markdown_table(["network", "route km (median)", "route vertices", "routes with conflicts",
                           "plan in-process ms", "/routes/plan ms", "/routes/check ms", "NetworkX Dijkstra / plan",

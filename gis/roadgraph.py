@@ -11,19 +11,20 @@ index arrays, a KD-tree of the nodes — and the searches run on those in compil
 
 Freshness: :func:`bump_version` (called by ``build_graph`` and ``link_features`` in their transaction)
 bumps the row ``road_graph`` of ``layer_versions``; every request reads that row (one indexed
-lookup) and the graph is reloaded when the row's version or the transaction that wrote it (``xmin``)
+lookup, or the API's change feed holds it, api/changes.py) and the graph is reloaded when the row's version or the transaction that wrote it (``xmin``)
 differs from the loaded one, so a rebuilt graph is never served stale — neither after another
 process commits a rebuild, nor inside the rebuilding transaction itself, nor after a rolled-back
 rebuild whose version number is reused.
 
-Point-to-point searches are a bidirectional Dijkstra compiled with numba (:func:`_bidirectional`):
-forward from the origin and backward from the destination on the incoming arcs, stopping as soon as
-the two smallest open labels add up to at least the best path met, so a search touches about the
-nodes within half the trip's time of either end instead of the whole graph. Banned edges are a mask.
-The cost returned is the sum of the path's edge costs in travel order (as ``pgr_dijkstra``'s
-``agg_cost``). Times from many nodes to one (emergency resources) are one Dijkstra from that node over
-the incoming arcs (the reversed graph), stopped once all of them are settled (:func:`_reverse_times`).
-Both run without the GIL.
+Point-to-point searches are A* compiled with numba (:func:`_astar`) with landmark lower bounds (ALT):
+travel times to and from 8 landmarks on the rim of the network are computed once per graph (16 full
+Dijkstras, ~10 ms at the x10 demo), and the triangle inequality over them bounds the time left to the
+destination, so a search expands the nodes towards it rather than a disc around the origin (at x10,
+0.13 ms against 0.19 ms for the bidirectional Dijkstra it replaced). Banned edges are a mask; they only
+lengthen paths, so the bounds stay valid. The cost returned is the sum of the path's edge costs in
+travel order (as ``pgr_dijkstra``'s ``agg_cost``). Times from many nodes to one (emergency resources)
+are one Dijkstra from that node over the incoming arcs (the reversed graph), stopped once all of them
+are settled (:func:`_reverse_times`). Both run without the GIL.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from sqlalchemy import Connection, text
 from gis.errors import AnalysisError
 
 GEOD = Geod(ellps="WGS84")
+LANDMARKS = 8
 _VERSION_SQL = text("SELECT version, xmin::text AS x FROM layer_versions WHERE layer = 'road_graph'")
 
 
@@ -84,7 +86,7 @@ class RoadGraph:
         coords, which = shapely.get_coordinates(geoms, return_index=True)
         self.coords, self._coord_edge = coords, which
         self.coord_start = np.searchsorted(which, np.arange(len(self.edge_ids) + 1))
-        self._geoms = self._tree = None
+        self._geoms = self._tree = self._landmarks = None
         # (layer, feature id) -> indices of the edges it covers
         self.links: dict[tuple[str, int], np.ndarray] = {}
         if len(links["edge_id"]):
@@ -156,14 +158,26 @@ class RoadGraph:
         closed = np.zeros(len(self.edge_ids), dtype=np.bool_)
         if banned is not None and len(banned):
             closed[banned] = True
-        arcs = _bidirectional(self.indptr, self.arc_head, self.arc_cost, self.arc_tail, self.rindptr, self.rarc,
-                              closed[self.arc_edge], o, t)
+        to_lm, from_lm = self.landmarks()
+        arcs = _astar(self.indptr, self.arc_head, self.arc_cost, self.arc_tail, closed[self.arc_edge],
+                      to_lm, from_lm, o, t)
         if arcs is None:
             return None
         nodes = np.concatenate([[o], self.arc_head[arcs]])
         costs = self.arc_cost[arcs]
         cost = float(np.cumsum(costs)[-1])  # summed in travel order, as pgr_dijkstra's agg_cost
         return Path(nodes, self.arc_edge[arcs], self.arc_forward[arcs], costs, cost)
+
+    def landmarks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Travel times to and from a few landmarks (K x n arrays; inf where there is no path), made on
+        first use: the lower bounds of the A* search (ALT: A*, landmarks, triangle inequality)."""
+        if self._landmarks is None:
+            lm = _pick_landmarks(self.node_xy, self.node_component, LANDMARKS)
+            arcs = np.arange(len(self.arc_head))
+            self._landmarks = (
+                np.array([_all_times(self.rindptr, self.rarc, self.arc_tail, self.arc_cost, i) for i in lm]),
+                np.array([_all_times(self.indptr, arcs, self.arc_head, self.arc_cost, i) for i in lm]))
+        return self._landmarks
 
     def times_to(self, target: int, sources: np.ndarray) -> np.ndarray:
         """Fastest travel time from each node index of ``sources`` to node index ``target`` (inf: no path):
@@ -198,65 +212,99 @@ class RoadGraph:
         return np.concatenate(parts) if parts else np.zeros((0, 2))
 
 
+def _pick_landmarks(xy: np.ndarray, component: np.ndarray, k: int) -> np.ndarray:
+    """Node indices of up to ``k`` landmarks: in each of ``k`` sectors around the centre of the largest
+    connected part, its node farthest from the centre (landmarks on the rim bound best)."""
+    if not len(xy):
+        return np.zeros(0, dtype=np.int64)
+    main = np.flatnonzero(component == np.bincount(component - component.min()).argmax() + component.min())
+    d = xy[main] - xy[main].mean(axis=0)
+    sector = ((np.arctan2(d[:, 1], d[:, 0]) + np.pi) / (2 * np.pi) * k).astype(np.int64) % k
+    far = np.hypot(d[:, 0], d[:, 1])
+    out = [main[np.flatnonzero(sector == c)[far[sector == c].argmax()]] for c in range(k) if (sector == c).any()]
+    return np.array(out, dtype=np.int64)
+
+
 @njit(cache=True, nogil=True)
-def _bidirectional(indptr, head, cost, tail, rindptr, rarc, closed, s, t):
-    """Bidirectional Dijkstra from ``s`` and (on incoming arcs) from ``t``; stops when the two smallest
-    open labels add up to at least the best meeting. Returns the arcs of a shortest path, or None."""
+def _all_times(indptr, order, end, cost, s):
+    """Dijkstra from ``s`` over the whole graph: arcs of node u are ``order[indptr[u]:indptr[u + 1]]``
+    leading to ``end[arc]`` (outgoing arcs: times from s; incoming arcs and tails: times to s)."""
     n = len(indptr) - 1
-    df, db = np.full(n, np.inf), np.full(n, np.inf)
-    pf, pb = np.full(n, -1, np.int64), np.full(n, -1, np.int64)  # arc reaching a node / leaving it towards t
-    donef, doneb = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
-    df[s], db[t] = 0.0, 0.0
-    hf, hb = [(0.0, s)], [(0.0, t)]
-    best, meet = np.inf, -1
-    while hf and hb and hf[0][0] + hb[0][0] < best:
-        if hf[0][0] <= hb[0][0]:
-            d, u = heapq.heappop(hf)
-            if donef[u]:
-                continue
-            donef[u] = True
-            for k in range(indptr[u], indptr[u + 1]):
-                v = head[k]
-                if closed[k] or d + cost[k] >= df[v]:
-                    continue
-                df[v], pf[v] = d + cost[k], k
-                heapq.heappush(hf, (df[v], v))
-                if df[v] + db[v] < best:
-                    best, meet = df[v] + db[v], v
-        else:
-            d, u = heapq.heappop(hb)
-            if doneb[u]:
-                continue
-            doneb[u] = True
-            for j in range(rindptr[u], rindptr[u + 1]):
-                k = rarc[j]
-                v = tail[k]
-                if closed[k] or d + cost[k] >= db[v]:
-                    continue
-                db[v], pb[v] = d + cost[k], k
-                heapq.heappush(hb, (db[v], v))
-                if df[v] + db[v] < best:
-                    best, meet = df[v] + db[v], v
-    if meet < 0:
+    dist, done = np.full(n, np.inf), np.zeros(n, np.bool_)
+    dist[s] = 0.0
+    heap = [(0.0, s)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if done[u]:
+            continue
+        done[u] = True
+        for j in range(indptr[u], indptr[u + 1]):
+            k = order[j]
+            v = end[k]
+            if d + cost[k] < dist[v]:
+                dist[v] = d + cost[k]
+                heapq.heappush(heap, (dist[v], v))
+    return dist
+
+
+@njit(cache=True, nogil=True)
+def _bound(to_lm, from_lm, v, t):
+    """Lower bound of the time from v to t by the triangle inequality over the landmarks L:
+    d(v,t) >= d(v,L) - d(t,L) and d(v,t) >= d(L,t) - d(L,v). inf when v cannot reach t."""
+    h = 0.0
+    for i in range(to_lm.shape[0]):
+        a, b = to_lm[i, v], to_lm[i, t]
+        if b < np.inf:
+            if a == np.inf:  # t reaches L and v does not: v cannot reach t either
+                return np.inf
+            h = max(h, a - b)
+        c, e = from_lm[i, t], from_lm[i, v]
+        if c < np.inf and e < np.inf:
+            h = max(h, c - e)
+    return h
+
+
+@njit(cache=True, nogil=True)
+def _astar(indptr, head, cost, tail, closed, to_lm, from_lm, s, t):
+    """A* from ``s`` to ``t`` with the landmark bounds (:func:`_bound`). A node is expanded again if a
+    shorter way to it turns up later, so the result is exact even where rounding makes the bounds
+    slightly inconsistent. Returns the arcs of a shortest path, or None."""
+    n = len(indptr) - 1
+    g, h = np.full(n, np.inf), np.full(n, -1.0)
+    pred = np.full(n, -1, np.int64)
+    g[s] = 0.0
+    h[s] = _bound(to_lm, from_lm, s, t)
+    if h[s] == np.inf:
         return None
-    back = []
-    v = meet
+    heap = [(h[s], s)]
+    while heap:
+        f, u = heapq.heappop(heap)
+        if f > g[u] + h[u]:  # an outdated entry
+            continue
+        if u == t:
+            break
+        for k in range(indptr[u], indptr[u + 1]):
+            v = head[k]
+            if closed[k] or g[u] + cost[k] >= g[v]:
+                continue
+            if h[v] < 0:
+                h[v] = _bound(to_lm, from_lm, v, t)
+            if h[v] == np.inf:
+                continue
+            g[v], pred[v] = g[u] + cost[k], k
+            heapq.heappush(heap, (g[v] + h[v], v))
+    if g[t] == np.inf:
+        return None
+    count, v = 0, t
     while v != s:
-        back.append(pf[v])
-        v = tail[pf[v]]
-    arcs = np.empty(len(back), np.int64)
-    for i in range(len(back)):
-        arcs[i] = back[len(back) - 1 - i]
-    ahead = []
-    v = meet
-    while v != t:
-        ahead.append(pb[v])
-        v = head[pb[v]]
-    out = np.empty(len(arcs) + len(ahead), np.int64)
-    out[:len(arcs)] = arcs
-    for i in range(len(ahead)):
-        out[len(arcs) + i] = ahead[i]
-    return out
+        count += 1
+        v = tail[pred[v]]
+    arcs = np.empty(count, np.int64)
+    v = t
+    for i in range(count - 1, -1, -1):
+        arcs[i] = pred[v]
+        v = tail[pred[v]]
+    return arcs
 
 
 @njit(cache=True, nogil=True)

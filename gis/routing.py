@@ -584,7 +584,7 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     versions = versions if versions is not None else _versions(conn)
     applicable = [r for r in (rules if rules is not None else _active_rules(conn, versions))
                   if rule_applies(r, cargo)]
-    length = GEOD.line_length(*zip(*route["coordinates"]))
+    length = profile[-1][0] if profile else GEOD.line_length(*zip(*route["coordinates"]))
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
     end = departure + timedelta(seconds=profile[-1][1]) if departure else None
     # road-class rules are matched edge by edge: only when one can be in force during the trip
@@ -668,13 +668,13 @@ def _cached(conn: Connection, name: str, version, load):
     return value
 
 
-_VERSIONED = ("road_graph", "route_rules", "restricted_structures", "water_source_zones")
+VERSIONED = ("road_graph", "route_rules", "restricted_structures", "water_source_zones")
 
 
 def _versions(conn: Connection) -> dict[str, tuple]:
     """Version and writing transaction of the layer_versions rows a plan depends on (one query)."""
     return {r.layer: (r.version, r.x) for r in conn.execute(text(
-        "SELECT layer, version, xmin::text AS x FROM layer_versions WHERE layer = ANY(:l)"), {"l": list(_VERSIONED)})}
+        "SELECT layer, version, xmin::text AS x FROM layer_versions WHERE layer = ANY(:l)"), {"l": list(VERSIONED)})}
 
 
 def _active_rules(conn: Connection, versions: dict) -> list[dict]:
@@ -736,10 +736,11 @@ def _snap(g: roadgraph.RoadGraph, point, what: str, s: RouteSettings) -> tuple[i
     return int(idx[0]), float(dist[0])
 
 
-def fastest_route(conn: Connection, origin, destination, settings: RouteSettings | None = None) -> dict:
+def fastest_route(conn: Connection, origin, destination, settings: RouteSettings | None = None,
+                  versions: dict | None = None) -> dict:
     """GeoJSON LineString of the fastest unrestricted route between two [lon, lat] points."""
     s = settings or RouteSettings()
-    g = roadgraph.get(conn)
+    g = roadgraph.get(conn) if versions is None else roadgraph.get(conn, versions.get("road_graph"))
     o, d = _snap(g, origin, "origin", s)[0], _snap(g, destination, "destination", s)[0]
     path = _route(g, o, d) if o != d else None
     if path is None:
@@ -753,7 +754,7 @@ def _summary(path: RoutePath) -> dict:
 
 
 def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: datetime | None,
-               settings: RouteSettings | None = None) -> dict:
+               settings: RouteSettings | None = None, versions: dict | None = None) -> dict:
     """The fastest route that obeys the rules for ``cargo`` leaving at ``departure``.
 
     Forbidding rules in force at departure remove their edges; the route found is then checked with
@@ -768,9 +769,12 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
         ``unrestricted`` (the fastest route ignoring the rules, with its conflicts), ``avoided``; if
         not: ``reason`` and ``blocked_by`` (the forbidden structures/zones on the unrestricted route,
         each with ``unblocks`` = whether lifting that one ban alone gives a route).
+
+    ``versions``: the ``layer_versions`` rows of :data:`VERSIONED` as :func:`_versions` reads them, when
+    the caller knows them already (the API's change feed); else they are read here.
     """
     s = settings or RouteSettings()
-    versions = _versions(conn)
+    versions = versions if versions is not None else _versions(conn)
     g = roadgraph.get(conn, versions.get("road_graph"))
     o, o_snap = _snap(g, origin, "origin", s)
     d, d_snap = _snap(g, destination, "destination", s)

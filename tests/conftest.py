@@ -43,6 +43,16 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise AssertionError("server did not become ready")
 
 
+def eventually(check, seconds: float = 10.0) -> bool:
+    """Poll ``check`` until it holds (a change made on another connection reaches the server by NOTIFY)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.responses import JSONResponse
+from api.responses import FastJSONResponse as JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from api.changes import reads_only
-from api.deps import ConnDep, UserDep, require_role
+from api.deps import ConnDep, RouteTemplate, UserDep, has_role, known_role, require_role
 from api.errors import NotFound
 from gis import routing
 from gis.errors import AnalysisError
@@ -47,21 +49,13 @@ class PlanIn(BaseModel):
     departure: str | None = None
 
 
-def _check(conn, route: dict, cargo: dict, departure: str | None) -> JSONResponse:
-    result = routing.check_route(conn, route, routing.resolve_cargo(cargo), routing.parse_departure(departure))
-    conn.commit()  # the first use loads the default rules
-    return JSONResponse({**result, "route": route})
+def _check(conn, route: dict, cargo: dict, departure: str | None, versions: dict | None = None) -> dict:
+    result = routing.check_route(conn, route, routing.resolve_cargo(cargo), routing.parse_departure(departure),
+                                 versions=versions)
+    return {**result, "route": route}
 
 
-@router.post("/check")
-@reads_only
-def check(body: CheckIn, conn: ConnDep, user: UserDep) -> JSONResponse:
-    """Conflicts of a route with the hazmat rules for a cargo and departure time.
-
-    Without ``departure`` every time-window ban counts as in force. With ``origin``/``destination``
-    the fastest unrestricted route between them is checked.
-    """
-    require_role(user, *ROUTE_ROLES)
+def _check_body(conn, body: CheckIn, versions: dict | None = None) -> dict:
     given = [k for k in ("route", "gpx", "origin") if getattr(body, k) is not None]
     if len(given) != 1:
         raise AnalysisError("give exactly one of route (GeoJSON LineString), gpx (GPX text) or origin+destination")
@@ -73,8 +67,30 @@ def check(body: CheckIn, conn: ConnDep, user: UserDep) -> JSONResponse:
         if body.destination is None:
             raise AnalysisError("origin needs a destination")
         routing.resolve_cargo(body.cargo)  # bad cargo: 400 before any routing
-        route = routing.fastest_route(conn, body.origin, body.destination)
-    return _check(conn, route, body.cargo, body.departure)
+        route = routing.fastest_route(conn, body.origin, body.destination, versions=versions)
+    return _check(conn, route, body.cargo, body.departure, versions)
+
+
+def _plan(conn, body: PlanIn, versions: dict | None = None) -> dict:
+    return routing.plan_route(conn, body.origin, body.destination, routing.resolve_cargo(body.cargo),
+                              routing.parse_departure(body.departure), versions=versions)
+
+
+def _answer(conn, result: dict) -> JSONResponse:
+    conn.commit()  # the first use loads the default rules
+    return JSONResponse(result)
+
+
+@router.post("/check")
+@reads_only
+def check(body: CheckIn, conn: ConnDep, user: UserDep) -> JSONResponse:
+    """Conflicts of a route with the hazmat rules for a cargo and departure time.
+
+    Without ``departure`` every time-window ban counts as in force. With ``origin``/``destination``
+    the fastest unrestricted route between them is checked.
+    """
+    require_role(user, *ROUTE_ROLES)
+    return _answer(conn, _check_body(conn, body))
 
 
 @router.post("/check/gpx")
@@ -89,7 +105,7 @@ def check_gpx(conn: ConnDep, user: UserDep, file: UploadFile = File(..., descrip
         raise AnalysisError(f"GPX file larger than {MAX_GPX_BYTES // 1024 // 1024} MB")
     route = routing.gpx_to_geojson(data)
     cargo = {"un_number": un_number, "hazard_class": hazard_class, "quantity_t": quantity_t}
-    return _check(conn, route, cargo, departure)
+    return _answer(conn, _check(conn, route, cargo, departure))
 
 
 @router.post("/plan")
@@ -100,10 +116,65 @@ def plan(body: PlanIn, conn: ConnDep, user: UserDep) -> JSONResponse:
     ``found: false`` with ``reason`` and ``blocked_by`` when no compliant route exists.
     """
     require_role(user, *ROUTE_ROLES)
-    result = routing.plan_route(conn, body.origin, body.destination, routing.resolve_cargo(body.cargo),
-                                routing.parse_departure(body.departure))
-    conn.commit()
-    return JSONResponse(result)
+    return _answer(conn, _plan(conn, body))
+
+
+class RouteFastPath:
+    """Pure ASGI middleware: ``POST /routes/plan`` and ``/routes/check`` (JSON) without FastAPI's
+    request machinery, for a caller whose token the change feed knows.
+
+    The same computation as the routes (:func:`_plan`, :func:`_check_body`), with the versions of the
+    graph, rules, structures and zones taken from the feed, in one worker thread: when those are held
+    in memory (:mod:`gis.roadgraph`, :mod:`gis.routing`) a plan makes no database round trip at all.
+    Anything else (token not known here, feed not settled, invalid body, an error to report, the
+    database gone) goes on to the routes with the body replayed; they answer it the usual way.
+    """
+
+    PATHS = {"/routes/plan": (PlanIn, _plan), "/routes/check": (CheckIn, _check_body)}
+
+    def __init__(self, app, state):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        found = self.PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if found is None or not has_role(known_role(self.state, dict(scope["headers"])) or "", *ROUTE_ROLES):
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # client gone
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        result = None
+        versions = self.state.changes.rows(routing.VERSIONED)
+        if versions is not None:
+            try:
+                model_class, compute = found
+                result = await anyio.to_thread.run_sync(self._compute, compute, model_class.model_validate_json(body),
+                                                        versions)
+            except Exception:  # noqa: BLE001  (the route answers it: 4xx, or 503 for a lost database)
+                result = None
+        if result is None:
+            sent = False
+
+            async def replay():
+                nonlocal sent
+                if sent:
+                    return await receive()
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await self.app(scope, replay, send)
+        scope["route"] = RouteTemplate(scope["path"])  # for the access log and metrics
+        await JSONResponse(result)(scope, receive, send)
+
+    def _compute(self, compute, body, versions: dict) -> dict:
+        with self.state.engine.connect() as conn:  # (no round trip unless something is not in memory)
+            result = compute(conn, body, versions)
+            if conn.in_transaction():
+                conn.commit()
+        return result
 
 
 @router.get("/cargo")

@@ -10,20 +10,18 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from dataclasses import dataclass
 
 import psycopg
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 from psycopg_pool import PoolTimeout
 
-from api.deps import ANONYMOUS, ConnDep, LayerDep, UserDep, bearer_token
+from api.deps import ConnDep, LayerDep, RouteTemplate, UserDep, known_role
 from api.errors import NotFound
 from layers import registry
 from layers.features import layer_extent
 from layers.registry import LayerSpec
 from layers.tiles import Tile, render, render_async
-from layers.users import hash_token
 
 router = APIRouter(tags=["tiles"])
 log = logging.getLogger("riskmap.tiles")
@@ -198,15 +196,6 @@ class TileFastPath:
                 return
         await self.app(scope, receive, send)
 
-    def _role(self, headers: dict[bytes, bytes]) -> str | None:
-        """The caller's role if known without the database (anonymous, or a token seen before)."""
-        auth = headers.get(b"authorization")
-        if auth is None:
-            return ANONYMOUS.role
-        token = bearer_token(auth.decode("latin-1"))
-        known = self.state.changes.principal(hash_token(token)) if token else None
-        return known[1] if known else None
-
     async def _try(self, scope):
         path = scope["path"]
         if not (path.startswith("/tiles/") or path.startswith("/collections/")):
@@ -218,7 +207,7 @@ class TileFastPath:
         else:
             return None
         headers = dict(scope["headers"])
-        role = self._role(headers)
+        role = known_role(self.state, headers)
         tile = Tile(int(m["z"]), int(m["x"]), int(m["y"]))
         if role is None or not tile.valid():
             return None
@@ -245,12 +234,7 @@ class TileFastPath:
             except (psycopg.Error, PoolTimeout):
                 return None  # the route answers it (503 when the database is down)
             entry = store(self.state, key, *rendered)
-        scope["route"] = _Template(template)  # for the access log and metrics
+        scope["route"] = RouteTemplate(template)  # for the access log and metrics
         inm = headers.get(b"if-none-match")
         return tile_answer(entry, inm.decode("latin-1") if inm else None,
                            b"gzip" in headers.get(b"accept-encoding", b""))
-
-
-@dataclass(frozen=True)
-class _Template:
-    path: str

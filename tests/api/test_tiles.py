@@ -1,7 +1,6 @@
 """Vector tiles from the registry: content, fields per role, clustering, cap, cache/ETag, GDAL."""
 
 import subprocess
-import time
 
 import geopandas as gpd
 import mapbox_vector_tile
@@ -9,7 +8,7 @@ import mercantile
 import pytest
 import shapely
 
-from conftest import load, throwaway_cluster
+from conftest import eventually, load, throwaway_cluster
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 
@@ -145,16 +144,6 @@ def test_gdal_mvt_driver_reads_a_served_tile(client, data, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Layer name: chemical_parks" in out.stdout and "Layer name: accidents" in out.stdout
     assert "risk_grade (String) = orange" in out.stdout
-
-
-def eventually(check, seconds: float = 10.0) -> bool:
-    """Poll ``check`` until it holds (a change made on another connection reaches the server by NOTIFY)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_warm_tile_is_served_without_a_database_round_trip(client, data, token):
