@@ -43,7 +43,7 @@ from sqlalchemy import Connection, text
 
 from gis import roadgraph
 from gis.errors import AnalysisError, UnknownSubstanceError
-from gis.raster import raster_path, zonal_sum
+from gis.raster import registered_path, zonal_sum
 from layers.crs import METRIC_EPSG
 
 _DATA = Path(__file__).with_name("data")
@@ -338,16 +338,38 @@ FROM tailings_ponds t JOIN z ON ST_Intersects(t.geom, z.g)
 ORDER BY 1, 2, 5, 3"""
 
 
-def _no_jit(conn: Connection) -> None:
-    """PostGIS's high function costs push these small queries over ``jit_above_cost``: compiling them took
-    ~5 ms for a ~2 ms query (ranked resources at x10, bench/emergency.py). Off for this transaction."""
-    conn.execute(text("SET LOCAL jit = off"))
+@dataclass(frozen=True)
+class Session:
+    """What the incident queries need first, from one round trip (:func:`prepare`)."""
+
+    population: Path | None     # the registered population raster
+    graph_key: tuple | None     # the road graph's version row, for :func:`gis.roadgraph.get`
 
 
-def zone_contents(conn: Connection, zones: dict) -> dict:
-    """Receptors by kind (with names), hazard installations and tailings ponds in each zone (one query)."""
+_PREPARE = text("""
+SELECT set_config('jit', 'off', true) AS jit,
+       (SELECT path FROM rasters WHERE name = 'population') AS population,
+       (SELECT version FROM layer_versions WHERE layer = 'road_graph') AS graph_version,
+       (SELECT xmin::text FROM layer_versions WHERE layer = 'road_graph') AS graph_x""")
+
+
+def prepare(conn: Connection) -> Session:
+    """JIT off for this transaction, the population raster and the road graph's version, in one round trip.
+
+    PostGIS's high function costs push the small incident queries over ``jit_above_cost``: compiling them
+    took ~5 ms for a ~2 ms query (ranked resources at x10, bench/emergency.py).
+    """
+    row = conn.execute(_PREPARE).one()
+    return Session(None if row.population is None else registered_path(row.population),
+                   None if row.graph_version is None else (row.graph_version, row.graph_x))
+
+
+def zone_contents(conn: Connection, zones: dict, session: Session | None = None) -> dict:
+    """Receptors by kind (with names), hazard installations and tailings ponds in each zone (one query;
+    :func:`prepare` first unless ``session`` says it ran in this transaction)."""
     paz = zones.get("protective")
-    _no_jit(conn)
+    if session is None:
+        prepare(conn)
     rows = conn.execute(text(_CONTENTS), {"iso": zones["isolation"]["geom"].wkb,
                                           "paz": paz["geom"].wkb if paz else None}).mappings().all()
     out = {z: {"receptors": {}, "receptor_count": 0, "receptor_people": 0, "hazard_installations": [],
@@ -411,8 +433,10 @@ def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str]
 
 def resource_candidates(conn: Connection, lon: float, lat: float, *, kinds: list[str] | None = None,
                         min_capacity: int | None = None, zones: dict | None = None,
-                        radius_m: float = SEARCH_RADIUS_M, per_kind: int = CANDIDATES_PER_KIND):
-    """The database part of :func:`rank_resources`: the candidate rows and the in-memory road graph."""
+                        radius_m: float = SEARCH_RADIUS_M, per_kind: int = CANDIDATES_PER_KIND,
+                        session: Session | None = None):
+    """The database part of :func:`rank_resources`: the candidate rows and the in-memory road graph
+    (:func:`prepare` first unless ``session`` is its result in this transaction)."""
     for k in kinds or []:
         if k not in RESOURCE_KINDS:
             raise AnalysisError(f"kind must be one of {', '.join(RESOURCE_KINDS)}; got {k!r}")
@@ -421,9 +445,9 @@ def resource_candidates(conn: Connection, lon: float, lat: float, *, kinds: list
               "per_kind": per_kind,
               "iso": zones["isolation"]["geom"].wkb if "isolation" in zones else EMPTY_WKB,
               "paz": zones["protective"]["geom"].wkb if "protective" in zones else EMPTY_WKB}
-    _no_jit(conn)
+    session = session or prepare(conn)
     rows = conn.execute(text(_CANDIDATES), params).mappings().all()
-    return rows, roadgraph.get(conn)
+    return rows, roadgraph.get(conn, session.graph_key)
 
 
 def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
@@ -523,8 +547,8 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
 
     ``timings_ms`` gives the time of the steps on this thread (zones, resource candidates, contents),
     of the raster sum (in a worker, overlapping them) and the wall ``total``; nothing is computed
-    twice. The database is asked for the population raster path, the resource candidates with the
-    road graph's version, and the contents; the raster sum and the travel-time search (on the graph
+    twice. The database is asked three times: :func:`prepare` (JIT off, the population raster, the road
+    graph's version), the resource candidates and the contents; the raster sum and the travel-time search (on the graph
     held in memory) run in worker threads meanwhile.
     """
     t0 = time.perf_counter()
@@ -534,14 +558,15 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
     zones = zone_geometries(inp.lon, inp.lat, d, inp.wind_from_deg)
     t1 = time.perf_counter()
     # The raster sum and the graph search need no database: they run in worker threads while the
-    # contents query runs here (the candidates are fetched first, for the search to start; the raster
-    # sum holds the GIL at times, so it starts only then, beside a query that mostly waits).
-    path = raster_path(conn, "population")
-    rows, graph = resource_candidates(conn, inp.lon, inp.lat, zones=zones)
-    search = _POOL.submit(rank_candidates, rows, graph, inp.lon, inp.lat, show_contacts=show_contacts)
+    # candidates and contents queries run here (the raster sum as soon as its path is known, the
+    # search once the candidates are fetched).
+    session = prepare(conn)
+    path = session.population
     pop = _POOL.submit(_timed, zonal_sum, path, [z["geom"] for z in zones.values()]) if path else None
+    rows, graph = resource_candidates(conn, inp.lon, inp.lat, zones=zones, session=session)
+    search = _POOL.submit(rank_candidates, rows, graph, inp.lon, inp.lat, show_contacts=show_contacts)
     t2 = time.perf_counter()
-    contents = zone_contents(conn, zones)
+    contents = zone_contents(conn, zones, session)
     t3 = time.perf_counter()
     ranked = search.result()
     people, pop_ms = pop.result() if pop else (None, 0.0)

@@ -42,9 +42,12 @@ def raster_path(conn: Connection, name: str) -> Path | None:
     A relative path in the ``rasters`` table is taken relative to the repository root.
     """
     row = conn.execute(text("SELECT path FROM rasters WHERE name = :n"), {"n": name}).first()
-    if row is None:
-        return None
-    path = Path(row.path)
+    return None if row is None else registered_path(row.path)
+
+
+def registered_path(value: str) -> Path:
+    """A ``rasters.path`` value as a path (a relative one is relative to the repository root)."""
+    path = Path(value)
     return path if path.is_absolute() else REPO_ROOT / path
 
 

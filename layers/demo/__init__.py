@@ -32,7 +32,7 @@ from layers.crs import METRIC_EPSG
 from layers.demo import facilities, roads, terrain
 from layers.demo.sources import Inputs, districts_frame, to_wgs84
 from layers.errors import DataError, ImportRejected
-from layers.io import validate, write
+from layers.io import settle, validate, write
 from layers.settings import StoreSettings
 
 __all__ = ["SEED", "COUNTS", "ORDER", "Demo", "Progress", "build_demo", "load_demo", "load_demo_if_empty",
@@ -176,6 +176,7 @@ def load_demo(engine: Engine, store: StoreSettings, scale: int = 1, seed: int = 
             conn.execute(stmt.on_conflict_do_update(index_elements=[table.c.name],
                                                     set_={k: stmt.excluded[k] for k in row if k != "name"}
                                                     | {"updated_at": func.now()}))
+    settle(engine, [registry.get(i) for i in ORDER])
     say("demo: loaded " + ", ".join(f"{k}={v}" for k, v in written.items()))
     return written
 
