@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.asyncpool import AsyncPool
 from api.metrics import Metrics
 from api.changes import ChangeFeed, RefreshAfterWrites
 from api.routers import features, meta, tiles
@@ -70,11 +70,6 @@ class AccessLog:
                 }, ensure_ascii=False))
 
 
-async def _load_postgis(conn) -> None:
-    """A new backend loads PostGIS on its first spatial call (~10 ms): pay it when the pool connects."""
-    await conn.execute("SELECT postgis_lib_version()")
-
-
 class RiskmapApp(FastAPI):
     """FastAPI with the access log and the fast paths outside Starlette's own middleware (all pure
     ASGI): they answer most tile requests and route plans/checks without the rest of the stack."""
@@ -97,10 +92,8 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
         app.state.changes = ChangeFeed(app.state.engine)
         app.state.changes.start()
         # async connections for the tile fast path (autocommit: one round trip per statement)
-        app.state.tile_pool = AsyncConnectionPool(
-            libpq_url(database_url), min_size=min(4, store_settings.pool_size), max_size=store_settings.pool_size,
-            kwargs={"autocommit": True}, timeout=5, open=False, configure=_load_postgis)
-        await app.state.tile_pool.open(wait=False)
+        app.state.tile_pool = AsyncPool(libpq_url(database_url), store_settings.pool_size)
+        await app.state.tile_pool.warm(4)
         try:
             yield
         finally:

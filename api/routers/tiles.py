@@ -14,7 +14,6 @@ import re
 import psycopg
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
-from psycopg_pool import PoolTimeout
 
 from api.deps import ConnDep, LayerDep, RouteTemplate, UserDep, known_role
 from api.errors import NotFound
@@ -231,7 +230,7 @@ class TileFastPath:
             try:
                 async with self.state.tile_pool.connection() as aconn:
                     rendered = await render_async(aconn, specs, role, tile, FEATURE_CAP)
-            except (psycopg.Error, PoolTimeout):
+            except psycopg.Error:
                 return None  # the route answers it (503 when the database is down)
             entry = store(self.state, key, *rendered)
         scope["route"] = RouteTemplate(template)  # for the access log and metrics

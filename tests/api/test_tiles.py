@@ -156,14 +156,14 @@ def test_warm_tile_is_served_without_a_database_round_trip(client, data, token):
         statements = []
         listener = lambda *args: statements.append(args[2])  # noqa: E731
         event.listen(client.app.state.engine, "before_cursor_execute", listener)
-        pool_requests = client.app.state.tile_pool.get_stats().get("requests_num", 0)
+        pool_requests = client.app.state.tile_pool.checkouts
         try:
             again = client.get(url, headers=headers)
         finally:
             event.remove(client.app.state.engine, "before_cursor_execute", listener)
         assert again.status_code == 200 and again.content == first.content
         assert again.headers["etag"] == first.headers["etag"]
-        assert statements == [] and client.app.state.tile_pool.get_stats().get("requests_num", 0) == pool_requests
+        assert statements == [] and client.app.state.tile_pool.checkouts == pool_requests
     assert "emergency_resources" in decode(again)  # (the token's role, remembered from the first request)
 
 
