@@ -2,7 +2,8 @@
 
 Every write to a layer bumps its row in ``layer_versions``, and every write to that table announces
 ``layer version xid`` on the ``riskmap_layers`` channel (xid: the writing transaction, as ``xmin``
-reads it; migrations 0007 and 0010); every change to ``users`` announces itself on ``riskmap_users``. One listener thread per process follows both channels, so a warm tile request
+reads it; migrations 0007 and 0010); every change to ``users`` announces itself on
+``riskmap_users``. One listener thread per process follows both channels, so a warm tile request
 needs no database round trip: its cache key comes from these versions, and a route plan finds the
 road graph, rules and structures it has in memory by their (version, xid) rows.
 

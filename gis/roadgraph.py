@@ -24,7 +24,7 @@ destination, so a search expands the nodes towards it rather than a disc around 
 lengthen paths, so the bounds stay valid. The cost returned is the sum of the path's edge costs in
 travel order (as ``pgr_dijkstra``'s ``agg_cost``). Times from many nodes to one (emergency resources)
 are one Dijkstra from that node over the incoming arcs (the reversed graph), stopped once all of them
-are settled (:func:`_reverse_times`). Both run without the GIL.
+are settled (:func:`_times`). Both run without the GIL.
 """
 
 from __future__ import annotations
@@ -173,10 +173,10 @@ class RoadGraph:
         first use: the lower bounds of the A* search (ALT: A*, landmarks, triangle inequality)."""
         if self._landmarks is None:
             lm = _pick_landmarks(self.node_xy, self.node_component, LANDMARKS)
-            arcs = np.arange(len(self.arc_head))
+            arcs, every = np.arange(len(self.arc_head)), np.ones(self.n, dtype=np.bool_)
             self._landmarks = (
-                np.array([_all_times(self.rindptr, self.rarc, self.arc_tail, self.arc_cost, i) for i in lm]),
-                np.array([_all_times(self.indptr, arcs, self.arc_head, self.arc_cost, i) for i in lm]))
+                np.array([_times(self.rindptr, self.rarc, self.arc_tail, self.arc_cost, i, every) for i in lm]),
+                np.array([_times(self.indptr, arcs, self.arc_head, self.arc_cost, i, every) for i in lm]))
         return self._landmarks
 
     def times_to(self, target: int, sources: np.ndarray) -> np.ndarray:
@@ -185,7 +185,7 @@ class RoadGraph:
         is settled."""
         wanted = np.zeros(self.n, dtype=np.bool_)
         wanted[np.asarray(sources, dtype=np.int64)] = True
-        return _reverse_times(self.rindptr, self.rarc, self.arc_tail, self.arc_cost, target, wanted)[sources]
+        return _times(self.rindptr, self.rarc, self.arc_tail, self.arc_cost, target, wanted)[sources]
 
     # ------------------------------------------------------------------ geometry
 
@@ -223,28 +223,6 @@ def _pick_landmarks(xy: np.ndarray, component: np.ndarray, k: int) -> np.ndarray
     far = np.hypot(d[:, 0], d[:, 1])
     out = [main[np.flatnonzero(sector == c)[far[sector == c].argmax()]] for c in range(k) if (sector == c).any()]
     return np.array(out, dtype=np.int64)
-
-
-@njit(cache=True, nogil=True)
-def _all_times(indptr, order, end, cost, s):
-    """Dijkstra from ``s`` over the whole graph: arcs of node u are ``order[indptr[u]:indptr[u + 1]]``
-    leading to ``end[arc]`` (outgoing arcs: times from s; incoming arcs and tails: times to s)."""
-    n = len(indptr) - 1
-    dist, done = np.full(n, np.inf), np.zeros(n, np.bool_)
-    dist[s] = 0.0
-    heap = [(0.0, s)]
-    while heap:
-        d, u = heapq.heappop(heap)
-        if done[u]:
-            continue
-        done[u] = True
-        for j in range(indptr[u], indptr[u + 1]):
-            k = order[j]
-            v = end[k]
-            if d + cost[k] < dist[v]:
-                dist[v] = d + cost[k]
-                heapq.heappush(heap, (dist[v], v))
-    return dist
 
 
 @njit(cache=True, nogil=True)
@@ -308,25 +286,26 @@ def _astar(indptr, head, cost, tail, closed, to_lm, from_lm, s, t):
 
 
 @njit(cache=True, nogil=True)
-def _reverse_times(rindptr, rarc, tail, cost, t, wanted):
-    """Times to node ``t`` (Dijkstra over incoming arcs), final for every node once the ``wanted`` ones are
-    settled; inf for the nodes not settled by then."""
-    n = len(rindptr) - 1
+def _times(indptr, order, end, cost, s, wanted):
+    """Dijkstra from ``s``: arcs of node u are ``order[indptr[u]:indptr[u + 1]]`` leading to ``end[arc]``
+    (outgoing arcs and heads: times from s; incoming arcs and tails: times to s). Stops once the
+    ``wanted`` nodes are settled; the times are final for the settled nodes, inf for the others."""
+    n = len(indptr) - 1
     dist, done = np.full(n, np.inf), np.zeros(n, np.bool_)
     left = 0
     for i in range(n):
         left += wanted[i]
-    dist[t] = 0.0
-    heap = [(0.0, t)]
+    dist[s] = 0.0
+    heap = [(0.0, s)]
     while heap and left > 0:
         d, u = heapq.heappop(heap)
         if done[u]:
             continue
         done[u] = True
         left -= wanted[u]
-        for j in range(rindptr[u], rindptr[u + 1]):
-            k = rarc[j]
-            v = tail[k]
+        for j in range(indptr[u], indptr[u + 1]):
+            k = order[j]
+            v = end[k]
             if d + cost[k] < dist[v]:
                 dist[v] = d + cost[k]
                 heapq.heappush(heap, (dist[v], v))

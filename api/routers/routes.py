@@ -131,6 +131,7 @@ class RouteFastPath:
     """
 
     PATHS = {"/routes/plan": (PlanIn, _plan), "/routes/check": (CheckIn, _check_body)}
+    MAX_BODY = MAX_GPX_BYTES  # a larger body goes to the route as it comes
 
     def __init__(self, app, state):
         self.app, self.state = app, state
@@ -139,32 +140,33 @@ class RouteFastPath:
         found = self.PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if found is None or not has_role(known_role(self.state, dict(scope["headers"])) or "", *ROUTE_ROLES):
             return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
+        chunks, size, more = [], 0, True
+        while more and size <= self.MAX_BODY:
             message = await receive()
             if message["type"] != "http.request":  # client gone
                 return
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             more = message.get("more_body", False)
         body = b"".join(chunks)
         result = None
         versions = self.state.changes.rows(routing.VERSIONED)
-        if versions is not None:
+        if versions is not None and size <= self.MAX_BODY:
             try:
                 model_class, compute = found
                 result = await anyio.to_thread.run_sync(self._compute, compute, model_class.model_validate_json(body),
                                                         versions)
             except Exception:  # noqa: BLE001  (the route answers it: 4xx, or 503 for a lost database)
                 result = None
-        if result is None:
-            sent = False
+        if result is None:  # the route reads the body read so far, then the rest
+            replayed = False
 
             async def replay():
-                nonlocal sent
-                if sent:
+                nonlocal replayed
+                if replayed:
                     return await receive()
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": more}
             return await self.app(scope, replay, send)
         scope["route"] = RouteTemplate(scope["path"])  # for the access log and metrics
         await JSONResponse(result)(scope, receive, send)

@@ -3,6 +3,8 @@ origin/destination), plan, rules CRUD, and `analyze roads` writing route_conflic
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import eventually
 from pyproj import Geod
@@ -118,6 +120,18 @@ def test_plan_and_check_from_memory(client, net, rc):
         event.remove(client.app.state.engine, "before_cursor_execute", listener)
     assert statements == []
     assert [r.json() for r in again] == [r.json() for r in first] and again[0].json()["found"]
+
+
+def test_a_body_too_large_for_the_fast_path_goes_to_the_route_whole(client, net, rc, monkeypatch):
+    from api.routers.routes import RouteFastPath
+
+    body = {"route": MAIN, "cargo": CHLORINE, "departure": "2026-03-02T10:00+08:00"}
+    expected = client.post("/routes/check", json=body, headers=rc).json()  # (the token is known from now on)
+    monkeypatch.setattr(RouteFastPath, "MAX_BODY", 16)
+    computed = []
+    monkeypatch.setattr(RouteFastPath, "_compute", lambda *args: computed.append(args))
+    r = client.post("/routes/check", content=json.dumps(body).encode(), headers={**rc, "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json() == expected and computed == []
 
 
 def test_a_rebuilt_graph_reaches_the_next_plan(net, client, rc):  # (the server starts with a graph)

@@ -225,11 +225,20 @@ def test_road_class_time_ban(net):
 
 
 def test_in_memory_search_matches_networkx_and_pgrouting(clean):
-    """Random 12x12 grid with one-way streets and banned edges: the in-memory search finds the same optimum
-    as NetworkX's Dijkstra and as pgRouting's pgr_dijkstra on the stored table."""
+    """Random 12x12 grid with one-way streets and banned edges, and a separate 3x3 island: the in-memory
+    search finds the same optimum as NetworkX's Dijkstra and as pgRouting's pgr_dijkstra on the stored
+    table (the island has no landmark of its own: its searches run on bounds of zero)."""
     rnd = random.Random(7)
     n, step = 12, 0.004
     with clean.begin() as conn:
+        for i in range(3):
+            for j in range(3):
+                x, y = 102.9 + i * step, 25.0 + j * step
+                for dx, dy in ((1, 0), (0, 1)):
+                    if i + dx < 3 and j + dy < 3:
+                        conn.execute(text("INSERT INTO roads (road_class, speed_kmh, geom) VALUES "
+                                          "('urban', 30, ST_GeomFromText(:g, 4326))"),
+                                     {"g": line((x, y), (x + dx * step, y + dy * step))})
         for i in range(n):
             for j in range(n):
                 x, y = 102.7 + i * step, 25.0 + j * step
@@ -250,8 +259,10 @@ def test_in_memory_search_matches_networkx_and_pgrouting(clean):
             if e.reverse_cost_s >= 0:
                 g.add_edge(e.target, e.source, w=e.reverse_cost_s)
         nodes, found = sorted(g.nodes), 0
-        for _ in range(40):
-            s, t = rnd.sample(nodes, 2)
+        island = conn.execute(text("SELECT id FROM road_nodes WHERE ST_X(geom) > 102.85 ORDER BY id")).scalars().all()
+        assert len(island) == 9
+        for s, t in [rnd.sample(nodes, 2) for _ in range(40)] + [(island[0], island[-1]), (island[-1], island[1]),
+                                                                 (island[0], nodes[0]), (nodes[0], island[0])]:
             path = routing.shortest_path(conn, s, t, banned)
             pgr = conn.execute(text(
                 "SELECT max(agg_cost + cost) FROM pgr_dijkstra(format('SELECT id, source, target, cost_s AS cost, "
