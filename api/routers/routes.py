@@ -21,6 +21,7 @@ from api.errors import NotFound
 from gis import routing
 from gis.errors import AnalysisError
 from gis.roadnet import components, network_problems
+from layers.db import LazyConnection
 
 router = APIRouter(prefix="/routes", tags=["routes"])
 # Check and plan answer with JSONResponse: their results are plain JSON types already, and FastAPI's
@@ -172,10 +173,13 @@ class RouteFastPath:
         await JSONResponse(result)(scope, receive, send)
 
     def _compute(self, compute, body, versions: dict) -> dict:
-        with self.state.engine.connect() as conn:  # (no round trip unless something is not in memory)
+        conn = LazyConnection(self.state.engine)  # (no checkout unless something is not in memory)
+        try:
             result = compute(conn, body, versions)
-            if conn.in_transaction():
-                conn.commit()
+        except BaseException:
+            conn.close()  # (rolls back)
+            raise
+        conn.commit_and_close()
         return result
 
 

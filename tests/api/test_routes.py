@@ -106,19 +106,24 @@ def test_bad_input_is_400(client, net, rc, body, message):
 
 def test_plan_and_check_from_memory(client, net, rc):
     """A caller whose token the server knows, with the graph, rules and structures in memory: the fast
-    path answers a plan and a check with no database statement at all, the same as the route did."""
+    path answers a plan and a check with no database statement (nor even a pooled connection), the
+    same as the route did."""
     plan = {"origin": list(O), "destination": list(D), "cargo": CHLORINE, "departure": "2026-03-02T10:00+08:00"}
     check = {"route": MAIN, "cargo": CHLORINE, "departure": "2026-03-02T10:00+08:00"}
     first = [client.post("/routes/plan", json=plan, headers=rc), client.post("/routes/check", json=check, headers=rc)]
     assert eventually(client.app.state.changes.settled)
-    statements = []
+    statements, checkouts = [], []
     listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(client.app.state.engine, "before_cursor_execute", listener)
+    on_checkout = lambda *args: checkouts.append(args)  # noqa: E731
+    engine = client.app.state.engine
+    event.listen(engine, "before_cursor_execute", listener)
+    event.listen(engine.pool, "checkout", on_checkout)
     try:
         again = [client.post("/routes/plan", json=plan, headers=rc), client.post("/routes/check", json=check, headers=rc)]
     finally:
-        event.remove(client.app.state.engine, "before_cursor_execute", listener)
-    assert statements == []
+        event.remove(engine, "before_cursor_execute", listener)
+        event.remove(engine.pool, "checkout", on_checkout)
+    assert statements == [] and checkouts == []
     assert [r.json() for r in again] == [r.json() for r in first] and again[0].json()["found"]
 
 
