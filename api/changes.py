@@ -128,8 +128,9 @@ class ChangeFeed:
             self._token_generation += 1
             self._tokens = {}
             return
-        layer, version, xid = payload.rsplit(" ", 2)
-        self._update(layer, int(version), xid)
+        parts = payload.split(" ")
+        if len(parts) == 3 and parts[1].isdigit():  # (anything else is not ours: ignored)
+            self._update(parts[0], int(parts[1]), parts[2])
 
     def _update(self, layer: str, version: int, xid: str) -> None:
         if version >= self._versions.get(layer, (0, ""))[0]:  # versions only grow; notifications come in commit order

@@ -224,6 +224,15 @@ def test_road_class_time_ban(net):
     assert day["length_m"] == pytest.approx(FREE_M, abs=0.2) and day["unrestricted"]["conflicts"] == []
 
 
+def pgr_cost(conn, s: int, t: int, banned: list[int]) -> float | None:
+    """pgRouting's cost of the fastest path s -> t on the stored edges minus ``banned`` (None: no path)."""
+    return conn.execute(text(
+        "SELECT max(agg_cost + cost) FROM pgr_dijkstra(format('SELECT id, source, target, cost_s AS cost, "
+        "reverse_cost_s AS reverse_cost FROM road_edges WHERE NOT (id = ANY(%L::int[]))', "
+        "CAST(:b AS int[])), CAST(:s AS bigint), CAST(:t AS bigint), true)"),
+        {"b": banned, "s": s, "t": t}).scalar()
+
+
 def test_in_memory_search_matches_networkx_and_pgrouting(clean):
     """Random 12x12 grid with one-way streets and banned edges, and a separate 3x3 island: the in-memory
     search finds the same optimum as NetworkX's Dijkstra and as pgRouting's pgr_dijkstra on the stored
@@ -264,11 +273,7 @@ def test_in_memory_search_matches_networkx_and_pgrouting(clean):
         for s, t in [rnd.sample(nodes, 2) for _ in range(40)] + [(island[0], island[-1]), (island[-1], island[1]),
                                                                  (island[0], nodes[0]), (nodes[0], island[0])]:
             path = routing.shortest_path(conn, s, t, banned)
-            pgr = conn.execute(text(
-                "SELECT max(agg_cost + cost) FROM pgr_dijkstra(format('SELECT id, source, target, cost_s AS cost, "
-                "reverse_cost_s AS reverse_cost FROM road_edges WHERE NOT (id = ANY(%L::int[]))', "
-                "CAST(:b AS int[])), CAST(:s AS bigint), CAST(:t AS bigint), true)"),
-                {"b": banned, "s": s, "t": t}).scalar()
+            pgr = pgr_cost(conn, s, t, banned)
             try:
                 expected = nx.dijkstra_path_length(g, s, t, weight="w")
             except nx.NetworkXNoPath:
@@ -358,11 +363,7 @@ def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
                 s, t = rnd.sample(nodes, 2)
                 for name, ban in (("free", []), ("chlorine", banned)):
                     path = routing.shortest_path(conn, s, t, ban)
-                    pgr = conn.execute(text(
-                        "SELECT max(agg_cost + cost) FROM pgr_dijkstra(format('SELECT id, source, target, cost_s AS "
-                        "cost, reverse_cost_s AS reverse_cost FROM road_edges WHERE NOT (id = ANY(%L::int[]))', "
-                        "CAST(:b AS int[])), CAST(:s AS bigint), CAST(:t AS bigint), true)"),
-                        {"b": ban, "s": s, "t": t}).scalar()
+                    pgr = pgr_cost(conn, s, t, ban)
                     try:
                         expected = nx.dijkstra_path_length(graphs[name], s, t, weight="w")
                     except nx.NetworkXNoPath:
