@@ -547,9 +547,9 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
 
     ``timings_ms`` gives the time of the steps on this thread (zones, resource candidates, contents),
     of the raster sum (in a worker, overlapping them) and the wall ``total``; nothing is computed
-    twice. The database is asked three times: :func:`prepare` (JIT off, the population raster, the road
-    graph's version), the resource candidates and the contents; the raster sum and the travel-time search (on the graph
-    held in memory) run in worker threads meanwhile.
+    twice. The database is asked three times: :func:`prepare` (JIT off, the population raster, the
+    road graph's version), the resource candidates and the contents; the raster sum and the
+    travel-time search (on the graph held in memory) run in worker threads meanwhile.
     """
     t0 = time.perf_counter()
     inp.check(area)

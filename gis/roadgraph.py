@@ -11,8 +11,8 @@ index arrays, a KD-tree of the nodes — and the searches run on those in compil
 
 Freshness: :func:`bump_version` (called by ``build_graph`` and ``link_features`` in their transaction)
 bumps the row ``road_graph`` of ``layer_versions``; every request reads that row (one indexed
-lookup, or the API's change feed holds it, api/changes.py) and the graph is reloaded when the row's version or the transaction that wrote it (``xmin``)
-differs from the loaded one, so a rebuilt graph is never served stale — neither after another
+lookup, or the API's change feed holds it, api/changes.py) and the graph is reloaded when the row's
+version or the transaction that wrote it (``xmin``) differs from the loaded one, so a rebuilt graph is never served stale — neither after another
 process commits a rebuild, nor inside the rebuilding transaction itself, nor after a rolled-back
 rebuild whose version number is reused.
 

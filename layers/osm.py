@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from layers import registry
 from layers.errors import DataError, ImportRejected
-from layers.io import validate, write
+from layers.io import settle, validate, write
 
 CLASS_MAP = {
     "motorway": "motorway", "motorway_link": "motorway", "trunk": "trunk", "trunk_link": "trunk",
@@ -212,6 +212,7 @@ def import_osm(engine: Engine, path: str | Path, area: tuple[float, float, float
         checked.append((spec, records))
     with engine.begin() as conn:
         written = [write(conn, spec, records, replace=replace) for spec, records in checked]
+    settle(engine, [spec for spec, _ in checked])
     return OsmImport(roads=written[0], structures=written[1] if len(written) > 1 else 0, ways=stats["ways"],
                      skipped_outside=stats["skipped_outside"], skipped_broken=stats["skipped_broken"],
                      components=stats["components"])

@@ -53,6 +53,14 @@ def eventually(check, seconds: float = 10.0) -> bool:
     return True
 
 
+def settled(engine, table: str) -> bool:
+    """Whether ``table`` has been vacuumed and analysed (as ``layers.io.settle`` does after an import)."""
+    with engine.connect() as conn:
+        stats = conn.execute(text("SELECT last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname = :t"),
+                             {"t": table}).one()
+    return stats.last_vacuum is not None and stats.last_analyze is not None
+
+
 def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

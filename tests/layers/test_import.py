@@ -13,7 +13,7 @@ from layers.errors import DataError, ImportRejected
 from layers.io import export_layer, import_file
 from layers.settings import StoreSettings
 
-from conftest import FIXTURES
+from conftest import FIXTURES, settled
 
 AREA = StoreSettings().area_bbox
 PARKS = registry.get("chemical_parks")
@@ -44,10 +44,7 @@ def test_geojson_import_and_export_round_trip(clean, tmp_path):
     path.write_text(json.dumps(src))
     result = import_file(clean, PARKS, path, area=AREA)
     assert result.written == 1 and count(clean, PARKS) == 1
-    with clean.connect() as conn:  # the import settled the table: vacuumed and analysed (planner statistics)
-        stats = conn.execute(text("SELECT last_vacuum, last_analyze, n_live_tup FROM pg_stat_user_tables "
-                                  "WHERE relname = 'chemical_parks'")).one()
-    assert stats.last_vacuum is not None and stats.last_analyze is not None and stats.n_live_tup == 1
+    assert settled(clean, "chemical_parks")  # vacuumed and analysed: planner statistics from the start
     for fmt in ("geojson", "gpkg", "csv"):
         out = tmp_path / f"parks.{fmt}"
         assert export_layer(clean, PARKS, out, fmt) == 1

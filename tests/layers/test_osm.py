@@ -16,6 +16,8 @@ from layers.errors import DataError
 from layers.osm import import_osm, read_osm_roads
 from layers.settings import StoreSettings
 
+from conftest import settled
+
 AREA = StoreSettings().area_bbox
 GEOD = Geod(ellps="WGS84")
 # Node id -> (lon, lat). A motorway 1-2-3 crossed at node 2 by a primary 4-2-5; a 1.2 km bridge 5-6
@@ -84,6 +86,7 @@ def test_ways_are_split_at_shared_nodes_and_tags_kept(pbf):
 def test_import_writes_in_one_transaction_and_replaces(clean, pbf):
     result = import_osm(clean, pbf, AREA)
     assert (result.roads, result.structures, result.components) == (7, 2, 1)
+    assert settled(clean, "roads") and settled(clean, "restricted_structures")
     with clean.connect() as conn:
         assert conn.execute(text("SELECT bool_or(synthetic) FROM roads")).scalar_one() is False
         at_node_2 = conn.execute(text(
