@@ -56,6 +56,7 @@ import pydantic_core
 from sqlalchemy import Connection, text
 
 from layers import registry
+from layers.db import db_key
 from layers.errors import DataError
 from layers.topics.monitoring import ASSET_LAYERS, ITEMS, KINDS, LEVELS
 
@@ -274,7 +275,7 @@ def catalogue(conn: Connection, lock: bool = False) -> tuple[dict[str, SensorMet
     version also re-synchronises ``monitored_assets``."""
     lock_sql = "pg_advisory_xact_lock(:k), " if lock else ""
     versions = conn.execute(text(f"SELECT {lock_sql}{VERSIONS_SQL}"), {"k": LOCK_KEY}).mappings().one()
-    db = conn.engine.url.render_as_string(hide_password=True)
+    db = db_key(conn.engine)
     out = []
     for what, load in (("sensors", _load_sensors), ("thresholds", load_rules)):
         hit = _CACHE.get((db, what))

@@ -41,6 +41,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import Connection, text
 
 from gis.errors import AnalysisError
+from layers.db import db_key
 
 GEOD = Geod(ellps="WGS84")
 LANDMARKS = 8
@@ -68,8 +69,11 @@ class Path:
 class RoadGraph:
     """The graph tables as arrays (see the module docstring). Read-only once built: shared by threads."""
 
-    def __init__(self, key, nodes, edges, links) -> None:
+    def __init__(self, key, nodes, edges, links, inputs=None) -> None:
         self.key = key
+        # layer -> the layer_versions row (version, xmin) of the structures and zones the links were made
+        # from (gis.roadnet.link_features); links of a layer changed since are stale
+        self.inputs: dict[str, tuple] = dict(inputs or {})
         self.node_ids = np.asarray(nodes["id"], dtype=np.int64)  # sorted
         self.node_xy = np.column_stack([nodes["x"], nodes["y"]]).astype(float).reshape(-1, 2)
         self.node_component = np.asarray(nodes["component"], dtype=np.int64)
@@ -89,9 +93,11 @@ class RoadGraph:
         self._geoms = self._tree = self._landmarks = None
         # (layer, feature id) -> indices of the edges it covers
         self.links: dict[tuple[str, int], np.ndarray] = {}
-        if len(links["edge_id"]):
-            lk = np.column_stack([self.edge_index(np.asarray(links["edge_id"], dtype=np.int64)),
-                                  np.asarray(links["feature_id"], dtype=np.int64)])
+        # and by edge: the links of edge i are link_key/lo/hi[link_ptr[i]:link_ptr[i + 1]], each (layer,
+        # feature id) and the stretch of the edge it covers (fractions, digitised direction)
+        link_edge = self.edge_index(np.asarray(links["edge_id"], dtype=np.int64))
+        if len(link_edge):
+            lk = np.column_stack([link_edge, np.asarray(links["feature_id"], dtype=np.int64)])
             layers = np.asarray(links["layer"], dtype=object)
             for layer in set(layers):
                 sel = lk[layers == layer]
@@ -99,6 +105,11 @@ class RoadGraph:
                 cut = np.flatnonzero(np.diff(sel[:, 1])) + 1
                 for part in np.split(sel, cut):
                     self.links[(layer, int(part[0, 1]))] = part[:, 0]
+        by_edge = np.argsort(link_edge, kind="stable")
+        self.link_ptr = np.searchsorted(link_edge[by_edge], np.arange(len(self.edge_ids) + 1))
+        self.link_key = [(links["layer"][i], int(links["feature_id"][i])) for i in by_edge]
+        self.link_lo = np.asarray(links["lo"], dtype=float)[by_edge]
+        self.link_hi = np.asarray(links["hi"], dtype=float)[by_edge]
         # directed arcs sorted by (tail, head, cost): arc k = edge arc_edge[k], forward or reversed
         m = len(self.edge_ids)
         two = self.edge_rcost >= 0
@@ -204,12 +215,14 @@ class RoadGraph:
 
     def path_line(self, path: Path) -> np.ndarray:
         """Coordinates of the path (edges oriented in travel order; each shared node once)."""
-        parts = []
-        for e, fwd in zip(path.edges, path.forward):
-            c = self.coords[self.coord_start[e]:self.coord_start[e + 1]]
-            c = c if fwd else c[::-1]
-            parts.append(c if not parts else c[1:])
-        return np.concatenate(parts) if parts else np.zeros((0, 2))
+        if not len(path.edges):
+            return np.zeros((0, 2))
+        first, n = self.coord_start[path.edges], np.diff(self.coord_start)[path.edges]
+        k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)  # each coordinate's place in its edge
+        idx = np.repeat(first, n) + np.where(np.repeat(path.forward, n), k, np.repeat(n - 1, n) - k)
+        keep = k > 0  # an edge's first coordinate is the previous one's last ...
+        keep[0] = True  # ... but for the first edge
+        return self.coords[idx[keep]]
 
 
 def _pick_landmarks(xy: np.ndarray, component: np.ndarray, k: int) -> np.ndarray:
@@ -335,8 +348,11 @@ def _load(conn: Connection, key) -> RoadGraph:
     nodes = columns("SELECT id, component, ST_X(geom) AS x, ST_Y(geom) AS y FROM road_nodes ORDER BY id")
     edges = columns("SELECT id, road_id, source, target, cost_s, reverse_cost_s, length_m, road_class, "
                     "ST_AsBinary(geom) AS wkb FROM road_edges ORDER BY id")
-    links = columns("SELECT edge_id, layer, feature_id FROM road_edge_links")
-    return RoadGraph(key, nodes, edges, links)
+    links = columns("SELECT edge_id, layer, feature_id, coalesce(lo, 0) AS lo, coalesce(hi, 1) AS hi "
+                    "FROM road_edge_links")
+    inputs = {r.layer: (r.version, r.x) for r in conn.execute(text(
+        "SELECT layer, version, x FROM road_graph_inputs WHERE version IS NOT NULL"))}
+    return RoadGraph(key, nodes, edges, links, inputs)
 
 
 _UNSET = object()
@@ -348,7 +364,7 @@ def get(conn: Connection, version=_UNSET) -> RoadGraph:
     ``version``: the ``road_graph`` row of ``layer_versions`` as (version, xmin), or None when there is
     none, if the caller has just read it; else it is read here.
     """
-    url = conn.engine.url.render_as_string(hide_password=False)
+    url = db_key(conn.engine)
     key = _key(conn) if version is _UNSET else version
     for graph in _CACHE.get(url, ()):
         if graph.key == key:

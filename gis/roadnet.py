@@ -182,7 +182,10 @@ def link_features(conn: Connection, settings: GraphSettings | None = None) -> di
     A structure (bridge or tunnel line) covers an edge when the edge runs within
     ``structure_tolerance_m`` of it for at least ``structure_share`` of the shorter of the two,
     measured along the structure (so a road passing under a bridge is not tied to it). A zone covers
-    every edge that intersects it; ``covered_m`` is the length inside.
+    every edge that intersects it; ``covered_m`` is the length inside. ``lo``/``hi``: the stretch of the
+    edge covered (fractions along its metric line, digitised direction). ``road_graph_inputs`` keeps the
+    ``layer_versions`` rows of the two layers the links were made from (the tables are locked against
+    writes meanwhile), so a later edit to them is known to make the links stale.
 
     Returns
     -------
@@ -191,10 +194,14 @@ def link_features(conn: Connection, settings: GraphSettings | None = None) -> di
     """
     s = settings or GraphSettings()
     roadgraph.bump_version(conn)  # the in-memory graph holds the links: every process reloads it
+    conn.execute(text("LOCK TABLE restricted_structures, water_source_zones IN SHARE MODE"))
     conn.execute(text("DELETE FROM road_edge_links"))
+    ends = ", ".join(f"ST_LineLocatePoint(t.eg, ST_LineInterpolatePoint(t.sg, loc.{f}))" for f in ("slo", "shi"))
     conn.execute(text(f"""
-        INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m)
-        SELECT e.id, 'restricted_structures', st.id, sum((loc.shi - loc.slo) * ST_Length(t.sg))
+        INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m, lo, hi)
+        SELECT e.id, 'restricted_structures', st.id, sum((loc.shi - loc.slo) * ST_Length(t.sg)),
+               -- the stretch of the structure run along, located on the edge (not the buffer's wider ends)
+               min(least({ends})), max(greatest({ends}))
         FROM restricted_structures st
         JOIN road_edges e ON e.geom && ST_Expand(st.geom, :tol / 90000.0)
         CROSS JOIN LATERAL (SELECT ST_Transform(st.geom, {METRIC_EPSG}) AS sg,
@@ -202,10 +209,19 @@ def link_features(conn: Connection, settings: GraphSettings | None = None) -> di
         {along_sql("t.eg", "t.sg")}
         GROUP BY e.id, st.id"""),
         {"tol": float(s.structure_tolerance_m), "share": float(s.structure_share)})
+    conn.execute(text(f"""
+        INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m, lo, hi)
+        SELECT e.id, 'water_source_zones', z.id, ST_Length(i.geom::geography), loc.lo, loc.hi
+        FROM water_source_zones z JOIN road_edges e ON ST_Intersects(e.geom, z.geom)
+        CROSS JOIN LATERAL (SELECT ST_Intersection(e.geom, z.geom) AS geom) i
+        CROSS JOIN LATERAL (SELECT min(f) AS lo, max(f) AS hi FROM ST_DumpPoints(i.geom) d,
+                            LATERAL ST_LineLocatePoint(ST_Transform(e.geom, {METRIC_EPSG}),
+                                                       ST_Transform(d.geom, {METRIC_EPSG})) f) loc"""))
+    conn.execute(text("DELETE FROM road_graph_inputs"))
     conn.execute(text("""
-        INSERT INTO road_edge_links (edge_id, layer, feature_id, covered_m)
-        SELECT e.id, 'water_source_zones', z.id, ST_Length(ST_Intersection(e.geom, z.geom)::geography)
-        FROM water_source_zones z JOIN road_edges e ON ST_Intersects(e.geom, z.geom)"""))
+        INSERT INTO road_graph_inputs (layer, version, x)
+        SELECT l.layer, v.version, v.xmin::text FROM unnest(ARRAY['restricted_structures', 'water_source_zones']) l(layer)
+        LEFT JOIN layer_versions v ON v.layer = l.layer"""))
     row = conn.execute(text("""
         SELECT (SELECT count(DISTINCT feature_id) FROM road_edge_links WHERE layer = 'restricted_structures') AS ls,
                (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM restricted_structures s WHERE NOT EXISTS (

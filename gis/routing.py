@@ -29,7 +29,7 @@ import csv
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -46,6 +46,7 @@ from gis.errors import AnalysisError
 from gis import roadgraph
 from gis.roadnet import GraphSettings
 from layers.crs import METRIC_EPSG
+from layers.db import db_key
 from layers.derived import layer_versions
 
 DATA = Path(__file__).with_name("data")
@@ -414,6 +415,10 @@ class _Targets:
     zone: np.ndarray        # bool: a water-source zone (else a structure)
     tree: STRtree
     buffers: dict           # (index, tolerance) -> metric buffer of a structure
+    index: dict = field(default_factory=dict)  # (target, id) -> position
+
+    def __post_init__(self):
+        self.index = {(p["target"], p["id"]): i for i, p in enumerate(self.info)}
 
 
 def _targets(conn: Connection, versions: dict) -> _Targets:
@@ -454,12 +459,13 @@ def _on_route(route, s, slo: float, shi: float) -> tuple[float, float]:
     return float(ends.min()), float(ends.max())
 
 
-def _parts(conn: Connection, route: dict, s: RouteSettings, road_classes: list[str], versions: dict) -> list[dict]:
-    """Structures, zones and roads of the given classes the route runs along or through.
+def _parts(conn: Connection, route: dict, s: RouteSettings, road_classes: list[str],
+           versions: dict) -> tuple[list[dict], _Route]:
+    """Structures, zones and roads of the given classes the route runs along or through, and the route.
 
-    Each: target, id, name, class, adr, synthetic, lo/hi (fractions along the route), route_m (its
-    metric length) and geometry (GeoJSON of the stretch lo..hi). Computed in memory (shapely/GEOS,
-    pyproj) on the cached structures and zones: one structure gives one part per stretch run along.
+    Each part: target, id, name, class, adr, synthetic, lo/hi (fractions along the route) and route_m
+    (its metric length). Computed in memory (shapely/GEOS, pyproj) on the cached structures and zones:
+    one structure gives one part per stretch run along.
     """
     tg = _targets(conn, versions)
     wgs = shapely.linestrings(route["coordinates"])
@@ -494,22 +500,97 @@ def _parts(conn: Connection, route: dict, s: RouteSettings, road_classes: list[s
                 lo, hi = _on_route(r, line, slo, shi)
                 span = spans.setdefault(int(g.edge_road[e]), [lo, hi])
                 span[0], span[1] = min(span[0], lo), max(span[1], hi)
-        if spans:
+        found += _road_spans(conn, spans)
+    where = _Route(shapely.get_coordinates(r))
+    return where.parts(found), where
+
+
+def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
+    """(info, lo, hi) of each road of ``spans`` (road id -> [lo, hi], fractions along the route)."""
+    if not spans:
+        return []
+    return [({"target": "road", "id": rd["id"], "name": rd["name"], "class": rd["road_class"], "adr": None,
+              "synthetic": rd["synthetic"]}, *spans[rd["id"]])
             for rd in conn.execute(text("SELECT id, coalesce(name, ref) AS name, road_class, synthetic FROM roads "
-                                        "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings():
-                found.append(({"target": "road", "id": rd["id"], "name": rd["name"], "class": rd["road_class"],
-                               "adr": None, "synthetic": rd["synthetic"]}, *spans[rd["id"]]))
-    out = []
-    if found:
-        rxy = shapely.get_coordinates(r)
-        cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(rxy, axis=0).T))])
-    for info, lo, hi in found:
-        xy = _substring(rxy, cum, lo, max(hi, min(lo + 1 / r_len, 1.0)))
+                                        "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings()]
+
+
+class _Route:
+    """A route's metric vertices and the length up to each: where its stretches are."""
+
+    def __init__(self, rxy: np.ndarray):
+        self.rxy = rxy
+        self.cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(rxy, axis=0).T))])
+        self.length = float(self.cum[-1])
+
+    def parts(self, found: list[tuple]) -> list[dict]:
+        """The parts of :func:`_parts` from (info, lo, hi)."""
+        return [{**info, "lo": lo, "hi": hi, "route_m": self.length} for info, lo, hi in found]
+
+    def geometry(self, lo: float, hi: float) -> dict:
+        """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end)."""
+        xy = _substring(self.rxy, self.cum, lo, max(hi, min(lo + 1 / self.length, 1.0)))
         coords = np.round(np.column_stack(_TO_WGS84.transform(xy[:, 0], xy[:, 1])), 7).tolist()
-        point = len(coords) == 1  # (a stretch at the very end of the route)
-        out.append({**info, "lo": lo, "hi": hi, "route_m": r_len,
-                    "geometry": {"type": "Point" if point else "LineString", "coordinates": coords[0] if point else coords}})
-    return out
+        if len(coords) == 1:
+            return {"type": "Point", "coordinates": coords[0]}
+        return {"type": "LineString", "coordinates": coords}
+
+
+_LINK_TARGET = {"restricted_structures": "structure", "water_source_zones": "water_zone"}
+
+
+def _path_parts(conn: Connection, path: RoutePath, road_classes: list[str],
+                versions: dict) -> tuple[list[dict], _Route]:
+    """:func:`_parts` for a route found on the graph, from its edges: the structures and zones tied to
+    them (``road_edge_links``, the ties that close edges to a banned cargo), placed along the route by
+    the stretch of each edge they cover, one part per run of consecutive edges; and the roads of the
+    given classes, edge by edge. Only valid while the links are current (:func:`_links_current`)."""
+    g = roadgraph.get(conn, versions.get("road_graph"))
+    tg = _targets(conn, versions)
+    xy = np.asarray(path.geometry["coordinates"], dtype=float)
+    where = _Route(np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1])))
+    cum, r_len = where.cum, where.length
+    if r_len <= 0:
+        return [], where
+    e = path.edge_idx
+    vertex = np.concatenate([[0], np.cumsum(g.coord_start[e + 1] - g.coord_start[e] - 1)])
+    start, end = cum[vertex[:-1]], cum[vertex[1:]]  # metres along the route where each edge starts and ends
+
+    def place(k: int, lo: float, hi: float) -> tuple[float, float]:  # (fractions along edge k, digitised)
+        if not path.forward[k]:
+            lo, hi = 1.0 - hi, 1.0 - lo
+        return (start[k] + lo * (end[k] - start[k])) / r_len, (start[k] + hi * (end[k] - start[k])) / r_len
+
+    runs: list[list] = []  # [key, lo, hi, last edge position]
+    last: dict[tuple, list] = {}
+    for k in np.flatnonzero(g.link_ptr[e + 1] > g.link_ptr[e]).tolist():
+        for j in range(g.link_ptr[e[k]], g.link_ptr[e[k] + 1]):
+            lo, hi = place(k, g.link_lo[j], g.link_hi[j])
+            run = last.get(g.link_key[j])
+            if run is not None and run[3] == k - 1:
+                run[1], run[2], run[3] = min(run[1], lo), max(run[2], hi), k
+            else:
+                runs.append(run := [g.link_key[j], lo, hi, k])
+                last[g.link_key[j]] = run
+    found = []
+    for (layer, fid), lo, hi, _ in runs:
+        i = tg.index.get((_LINK_TARGET[layer], fid))
+        if i is not None:
+            found.append((tg.info[i], lo, hi))
+    if road_classes:
+        spans: dict[int, list[float]] = {}
+        for k in np.flatnonzero(np.isin(g.edge_class[e], road_classes)).tolist():
+            lo, hi = place(k, 0.0, 1.0)
+            span = spans.setdefault(int(g.edge_road[e[k]]), [lo, hi])
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
+        found += _road_spans(conn, spans)
+    return where.parts(found), where
+
+
+def _links_current(conn: Connection, versions: dict) -> bool:
+    """Whether the graph's links were made from the current structures and zones."""
+    g = roadgraph.get(conn, versions.get("road_graph"))
+    return all(g.inputs.get(layer) == versions.get(layer) for layer in _LINK_TARGET)
 
 
 def _substring(xy: np.ndarray, cum: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -557,7 +638,7 @@ def _verdict(conflicts: list[dict]) -> str:
 
 def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime | None,
                 settings: RouteSettings | None = None, profile: list[tuple[float, float]] | None = None,
-                rules: list[dict] | None = None, versions: dict | None = None) -> dict:
+                rules: list[dict] | None = None, versions: dict | None = None, path: RoutePath | None = None) -> dict:
     """Conflicts of a route with the rules for a cargo and departure time.
 
     Parameters
@@ -571,6 +652,9 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
         Travel-time profile along the route for arrival times; default a constant ``check_speed_kmh``.
     rules : list of dict, optional
         Rules to apply (default: the active rules in ``route_rules``).
+    path : RoutePath, optional
+        The route as found on the graph (``route`` is its geometry): its structures and zones come from
+        its edges' links (:func:`_path_parts`), not from geometry. Only while the links are current.
 
     Returns
     -------
@@ -590,13 +674,22 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     # road-class rules are matched edge by edge: only when one can be in force during the trip
     road_classes = sorted({c for r in applicable if r["target"] == "road" and (
         departure is None or _window_hits(r, departure, end)) for c in (r["road_classes"] or ())})
-    parts = sorted(_parts(conn, route, s, road_classes, versions) if applicable else [], key=lambda p: p["lo"])
+    if not applicable:
+        parts, where = [], None
+    elif path is not None:
+        parts, where = _path_parts(conn, path, road_classes, versions)
+    else:
+        parts, where = _parts(conn, route, s, road_classes, versions)
+    parts.sort(key=lambda p: p["lo"])
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
     for part in parts:
+        matching = [rule for rule in applicable if _matches(rule, part)]
+        if not matching:
+            continue
         dist = part["lo"] * part["route_m"]
         eta = _eta(profile, departure, dist)
-        for rule in applicable:
-            if not _matches(rule, part) or not in_force(rule, eta):
+        for rule in matching:
+            if not in_force(rule, eta):
                 continue
             key = (part["target"], part["id"])
             if key in best and VERDICT_ORDER[best[key]["verdict"]] >= VERDICT_ORDER[rule["verdict"]]:
@@ -608,8 +701,10 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
                 "rule_source": rule["source"], "distance_m": round(dist, 1),
                 "length_m": round((part["hi"] - part["lo"]) * part["route_m"], 1),
                 "eta": eta.isoformat() if eta else None, "verdict": rule["verdict"],
-                "verdict_zh": VERDICT_TEXT[rule["verdict"]][0], "geometry": part["geometry"],
+                "verdict_zh": VERDICT_TEXT[rule["verdict"]][0], "geometry": (part["lo"], part["hi"]),
             }
+    for c in best.values():  # (the stretch's geometry, once per conflict)
+        c["geometry"] = where.geometry(*c["geometry"])
     conflicts = sorted(best.values(), key=lambda c: (c["distance_m"], c["target"], c["target_id"]))
     verdict = _verdict(conflicts)
     return {"verdict": verdict, "verdict_zh": VERDICT_TEXT[verdict][0], "length_m": round(length, 1),
@@ -627,6 +722,8 @@ class RoutePath:
     edges: list[int]
     profile: list[tuple[float, float]]
     geometry: dict
+    edge_idx: np.ndarray    # the edges' indices in the graph, in travel order
+    forward: np.ndarray     # per edge: travelled in digitised direction
 
 
 def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = None) -> RoutePath | None:
@@ -639,7 +736,7 @@ def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = N
     coords = np.round(g.path_line(p), 7).tolist()
     return RoutePath(float(ts[-1]) if len(ts) else 0.0, float(ds[-1]) if len(ds) else 0.0,
                      g.edge_ids[p.edges].tolist(), [(0.0, 0.0)] + list(zip(ds.tolist(), ts.tolist())),
-                     {"type": "LineString", "coordinates": coords})
+                     {"type": "LineString", "coordinates": coords}, p.edges, p.forward)
 
 
 def shortest_path(conn: Connection, source: int, target: int, banned: list[int] | tuple = ()) -> RoutePath | None:
@@ -659,7 +756,7 @@ def _cached(conn: Connection, name: str, version, load):
     """``load()`` once per ``version`` (a layer_versions row: number and writing transaction) and database."""
     if version is None:
         return load()
-    key = (conn.engine.url.render_as_string(hide_password=False), name)
+    key = (db_key(conn.engine), name)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] == version:
         return hit[1]
@@ -696,7 +793,7 @@ def _features_banned(conn: Connection, rules: list[dict], versions: dict) -> dic
     return dict(_cached(conn, f"banned {[r['id'] for r in rules]}", None if None in key else key, match))
 
 
-_LINK_LAYER = {"structure": "restricted_structures", "water_zone": "water_source_zones"}
+_LINK_LAYER = {target: layer for layer, target in _LINK_TARGET.items()}
 
 
 def _banned_edges(g: roadgraph.RoadGraph, features: dict, road_classes: set[str]) -> np.ndarray:
@@ -790,14 +887,21 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
                 "reason": (f"origin and destination are on disconnected parts of the road network (parts of "
                            f"{sizes[co]} and {sizes[cd]} nodes); no route exists even without restrictions")}
     rules = [r for r in _active_rules(conn, versions) if rule_applies(r, cargo)]
-    # routes on the graph are checked with the tolerance that tied structures to its edges
+    # routes on the graph are checked through their edges' links to structures and zones, the ties that
+    # ban edges; when structures or zones changed since the links were made, by geometry, with the
+    # tolerance that tied them
     gs = GraphSettings()
     cs = replace(s, match_tolerance_m=gs.structure_tolerance_m, match_share=gs.structure_share)
+    by_links = _links_current(conn, versions)
+
+    def conflicts_of(p: RoutePath) -> dict:
+        return check_route(conn, p.geometry, cargo, departure, cs, p.profile, rules, versions, p if by_links else None)
+
     free = _route(g, o, d)
     if free is None:
         return {**base, "found": False, "blocked_by": [],
                 "reason": "no route exists even without restrictions (one-way roads)"}
-    free_check = check_route(conn, free.geometry, cargo, departure, cs, free.profile, rules, versions)
+    free_check = conflicts_of(free)
     forbidding = [r for r in rules if r["verdict"] == "forbidden"]
     features = _features_banned(conn, [r for r in forbidding if in_force(r, departure)], versions)
     road_classes = {c for r in forbidding if r["target"] == "road" and in_force(r, departure)
@@ -809,7 +913,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
             path = _route(g, o, d, banned)
             if path is None:
                 break
-            check = check_route(conn, path.geometry, cargo, departure, cs, path.profile, rules, versions)
+            check = conflicts_of(path)
         new = {(c["target"], c["target_id"]): c for c in check["conflicts"] if c["verdict"] == "forbidden"}
         if not new or new.keys() <= features.keys():  # compliant, or nothing left to avoid
             break

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from geoalchemy2 import Geometry
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, Text, Time, func
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, Text, Time, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,6 +55,18 @@ class RoadEdgeLink(Base):
     layer: Mapped[str] = mapped_column(Text, primary_key=True)
     feature_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     covered_m: Mapped[float] = mapped_column(Float, nullable=False)
+    # the stretch of the edge covered: fractions along its metric line, digitised direction
+    lo: Mapped[float | None] = mapped_column(Float)
+    hi: Mapped[float | None] = mapped_column(Float)
+
+
+class RoadGraphInput(Base):
+    """The ``layer_versions`` row of each layer the links were made from (stale links: a newer one)."""
+
+    __tablename__ = "road_graph_inputs"
+    layer: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int | None] = mapped_column(BigInteger)
+    x: Mapped[str | None] = mapped_column(Text)
 
 
 class RouteRule(Base):

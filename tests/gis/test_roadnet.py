@@ -125,7 +125,7 @@ def test_structures_and_zones_tied_to_edges(network):
     assert report["linked_structures"] == 2 and report["unlinked_structures"] == []
     with engine.connect() as conn:
         links = conn.execute(text("""
-            SELECT l.layer, l.feature_id, l.covered_m, r.name, ST_AsText(e.geom) AS wkt
+            SELECT l.layer, l.feature_id, l.covered_m, l.lo, l.hi, r.name, ST_AsText(e.geom) AS wkt
             FROM road_edge_links l JOIN road_edges e ON e.id = l.edge_id JOIN roads r ON r.id = e.road_id
             ORDER BY l.layer, l.feature_id, e.id""")).mappings().all()
         zone = wkt.loads(conn.execute(text("SELECT ST_AsText(geom) FROM water_source_zones")).scalar_one())
@@ -135,6 +135,11 @@ def test_structures_and_zones_tied_to_edges(network):
     tunnel = next(x for x in links if x["feature_id"] == 2 and x["layer"] == "restricted_structures")
     tunnel_m = shapely.transform(wkt.loads("LINESTRING(102.712 25, 102.718 25)"), TO_METRIC, interleaved=False).length
     assert tunnel["covered_m"] == pytest.approx(tunnel_m, rel=1e-3)
+    # where on the edge: the tunnel's own ends (not the tolerance buffer's), as fractions of the metric edge
+    edge_m = shapely.transform(wkt.loads(tunnel["wkt"]), TO_METRIC, interleaved=False)
+    ends = [edge_m.project(shapely.transform(shapely.Point(x, 25), TO_METRIC, interleaved=False), normalized=True)
+            for x in (102.712, 102.718)]
+    assert (tunnel["lo"], tunnel["hi"]) == pytest.approx(sorted(ends), abs=1e-6)
     zone_links = [x for x in links if x["layer"] == "water_source_zones"]
     # zone covers B's northern edge and C's northern part (C, D and E touch it too: check by shapely)
     expected = {}
@@ -143,6 +148,11 @@ def test_structures_and_zones_tied_to_edges(network):
             inside = wkt.loads(e["wkt"]).intersection(zone)
             if not inside.is_empty:
                 expected[e["name"]] = GEOD.geometry_length(inside)
+                line_m = shapely.transform(wkt.loads(e["wkt"]), TO_METRIC, interleaved=False)
+                at = [line_m.project(shapely.transform(shapely.Point(p), TO_METRIC, interleaved=False), normalized=True)
+                      for p in shapely.get_coordinates(inside)]
+                link = next(x for x in zone_links if x["wkt"] == e["wkt"])
+                assert (link["lo"], link["hi"]) == pytest.approx((min(at), max(at)), abs=1e-6)
     assert {x["name"]: pytest.approx(x["covered_m"], rel=1e-3) for x in zone_links} == expected
     assert set(expected) == {"B", "C", "D"}
 

@@ -8,6 +8,7 @@ import random
 from datetime import datetime, time
 
 import networkx as nx
+import numpy as np
 import pytest
 from pyproj import Geod, Transformer
 from sqlalchemy import text
@@ -186,6 +187,42 @@ def test_plan_avoids_the_tunnel(net):
     assert [c["target_name"] for c in out["avoided"]] == ["长隧道"]
 
 
+def test_plan_checks_its_routes_by_edge_links_as_geometry_would(net):
+    """A plan checks the routes it finds through their edges' links to structures and zones; the
+    conflicts are those the geometric check (/routes/check) finds on the same line, at the same places."""
+    diesel, chlorine = routing.resolve_cargo({"hazard_class": "3"}), routing.resolve_cargo({"un_number": "1017"})
+    with net.begin() as conn:
+        assert routing._links_current(conn, routing._versions(conn))
+        # (D -> O runs the edges against their digitised direction)
+        for cargo, a, b in [(chlorine, O, D), (diesel, O, D), (diesel, Q, D), (diesel, D, O)]:
+            free = routing.plan_route(conn, a, b, cargo, None)["unrestricted"]
+            geometric = routing.check_route(conn, free["geometry"], cargo, None)["conflicts"]
+            assert [(c["target"], c["target_name"], c["rule_id"]) for c in free["conflicts"]] == \
+                [(c["target"], c["target_name"], c["rule_id"]) for c in geometric] != []
+            for c, g in zip(free["conflicts"], geometric):
+                assert c["distance_m"] == pytest.approx(g["distance_m"], abs=1.0)
+                assert c["length_m"] == pytest.approx(g["length_m"], abs=1.0)
+                assert np.asarray(c["geometry"]["coordinates"]) == pytest.approx(
+                    np.asarray(g["geometry"]["coordinates"]), abs=1e-5)
+
+
+def test_plan_checks_by_geometry_while_links_are_stale(net):
+    """A structure added after the graph was built is on no edge's links until `riskmap analyze roads`:
+    until then plans check their routes by geometry, so the new tunnel is still seen."""
+    chlorine = routing.resolve_cargo({"un_number": "1017"})
+    with net.begin() as conn:
+        conn.execute(text("INSERT INTO restricted_structures (name, kind, length_m, adr_category, geom) "
+                          "VALUES ('新隧道', 'tunnel', 2000, 'C', ST_GeomFromText(:g, 4326))"),
+                     {"g": line((102.726, 25.02), (102.736, 25.02))})
+        assert not routing._links_current(conn, routing._versions(conn))
+        stale = routing.plan_route(conn, O, D, chlorine, None)
+        roadnet.build_graph(conn)
+        assert routing._links_current(conn, routing._versions(conn))
+        relinked = routing.plan_route(conn, O, D, chlorine, None)
+    for out in (stale, relinked):  # both ways are closed: the motorway's tunnel and the detour's new one
+        assert not out["found"] and [c["target_name"] for c in out["blocked_by"]] == ["长隧道"]
+
+
 def test_no_compliant_route_says_what_blocks(net):
     with net.begin() as conn:
         out = routing.plan_route(conn, O, D, routing.resolve_cargo({"un_number": "1203"}), None)
@@ -332,6 +369,10 @@ def test_graph_cache_follows_rebuilds(clean):
         assert len(roadgraph.get(conn).edge_ids) == 1
 
 
+def g_xy(conn, node: int) -> tuple[float, float]:
+    return tuple(conn.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM road_nodes WHERE id = :i"), {"i": node}).one())
+
+
 def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
     """On the Kunming demo network (graph built in a transaction rolled back at the end): the in-memory
     searches give pgr_dijkstra's and NetworkX's optimum, with chlorine's bans and without, and the
@@ -371,6 +412,34 @@ def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
                         continue
                     assert path.cost_s == pytest.approx(expected, rel=1e-9)
                     assert path.cost_s == pytest.approx(pgr, rel=1e-9)
+            # plans check their routes by the edges' links: the same conflicts as the geometric check
+            # (with the tolerance and share that tied structures to edges) on the same lines
+            versions = routing._versions(conn)
+            assert routing._links_current(conn, versions)
+            tied = routing.replace(routing.RouteSettings(), match_tolerance_m=15.0, match_share=0.5)
+            classes = sorted({c for r in routing.list_rules(conn, active_only=True) if r["target"] == "road"
+                              and routing.rule_applies(r, chlorine) for c in r["road_classes"]})
+            seen = same = 0
+            for _ in range(15):
+                s, t = rnd.sample(nodes, 2)
+                free = routing.plan_route(conn, g_xy(conn, s), g_xy(conn, t), chlorine, None,
+                                          versions=versions)["unrestricted"]
+                ours = {(c["target"], c["target_id"]): c for c in free["conflicts"]}
+                # roads of a time-banned class: those of the route's edges
+                roads = conn.execute(text("SELECT DISTINCT road_id FROM road_edges WHERE id = ANY(:e) AND "
+                                          "road_class = ANY(:c)"),
+                                     {"e": routing.shortest_path(conn, s, t).edges, "c": classes}).scalars().all()
+                assert sorted(i for (k, i) in ours if k == "road") == sorted(roads)
+                # structures and zones: as the geometric check of the same line finds them
+                geometric = [g for g in routing.check_route(conn, free["geometry"], chlorine, None, tied)["conflicts"]
+                             if g["target"] != "road"]
+                assert {k: c["rule_id"] for k, c in ours.items() if k[0] != "road"} == \
+                    {(g["target"], g["target_id"]): g["rule_id"] for g in geometric}
+                for g in geometric:
+                    c = ours[(g["target"], g["target_id"])]
+                    assert (c["distance_m"], c["length_m"]) == pytest.approx((g["distance_m"], g["length_m"]), abs=2.0)
+                seen += len(geometric)
+            assert seen >= 5
             # emergency: the reversed one-to-all search against one pgr_dijkstraCost per resource
             g = roadgraph.get(conn)
             lon, lat = g.node_xy[g.node_index(nodes[len(nodes) // 2])]
