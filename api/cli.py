@@ -59,6 +59,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.httpserver import HttpProtocol
     from api.settings import ApiSettings
 
     settings = ApiSettings()
@@ -83,7 +84,7 @@ def serve(
         where = "embedded cluster " + str(store.cluster_dir) if cluster else "DATABASE_URL"
         typer.echo(f"riskmap: database = {where}; serving http://{host or settings.host}:{port or settings.port}/")
         uvicorn.run(create_app(url, settings, store), host=host or settings.host, port=port or settings.port,
-                    log_level=settings.log_level.lower(), access_log=False)
+                    log_level=settings.log_level.lower(), access_log=False, http=HttpProtocol)
     finally:
         if started:
             typer.echo("riskmap: stopping the embedded cluster")

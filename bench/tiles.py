@@ -110,6 +110,42 @@ def fetch_all(urls: list[str], workers: int, headers: dict | None = None) -> tup
     return lat, wall, sum(size)
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time used so far by every thread of a process (ns, ``/proc/<pid>/task/*/schedstat``)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[0])
+        except (OSError, ValueError):  # (a thread gone meanwhile)
+            pass
+    return total
+
+
+def postgres_pids(cluster) -> list[int]:
+    """The cluster's postmaster and its children (backends, background workers)."""
+    main = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == main:
+                kids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return [main, *kids]
+
+
+def metered(run, groups: dict):
+    """``run()``'s result and the CPU seconds each group of processes (name -> function giving their
+    pids) used meanwhile; a process started meanwhile counts from zero."""
+    before = {k: {pid: cpu_ns(pid) for pid in pids()} for k, pids in groups.items()}
+    out = run()
+    return out, {k: sum(cpu_ns(pid) - before[k].get(pid, 0) for pid in pids()) / 1e9 for k, pids in groups.items()}
+
+
+def wall_of(passes) -> float:
+    return sum(p[1] for p in passes)
+
+
 def raw_sql(conns: list, jobs: list[tuple]) -> tuple[list[float], float, int]:
     """Latencies, wall time and bytes for running each tile's statement, one thread per connection."""
     workers = len(conns)
@@ -151,7 +187,9 @@ def main() -> None:
         ours_port, tipg_port = free_port(), free_port()
         procs.append(serve({**os.environ, "DATABASE_URL": url, "RISKMAP_LOG_LEVEL": "warning"}, ours_port, "--no-demo"))
         procs.append(start_tipg(url, tipg_port))
-        rows, ratios = [], []
+        rows, ratios, cpu_rows = [], [], []
+        cpu_groups = {"riskmap": lambda: [procs[0].pid], "PostgreSQL": lambda: postgres_pids(cluster),
+                      "client": lambda: [os.getpid()]}
         conninfo = libpq_url(url)
         touch = psycopg.connect(conninfo, autocommit=True)
         # the raw SQL's connections are opened once and warmed (PostGIS loaded in each backend), as a
@@ -178,17 +216,25 @@ def main() -> None:
                     touch.execute(f'UPDATE "{spec.table}" SET id = id WHERE false')
                     while httpx.get(probe).headers["etag"] == before:
                         pass
-                    return fetch_all(ours, args.workers)
+                    return metered(lambda: fetch_all(ours, args.workers), cpu_groups)
 
                 probe = f"http://127.0.0.1:{ours_port}/tiles/{lid}/{'/'.join(map(str, PROBE))}.pbf"
-                runs = {"riskmap cold": [cold_pass() for _ in range(reps)],
+                cold_runs = [cold_pass() for _ in range(reps)]
+                raw_runs = [metered(lambda: raw_sql(raw_conns[:n], jobs), cpu_groups) for _ in range(reps)]
+                runs = {"riskmap cold": [r for r, _ in cold_runs],
                         "riskmap warm": [fetch_all(ours, args.workers) for _ in range(reps)],
                         "tipg": [fetch_all(tipg, args.workers) for _ in range(reps)],
-                        "raw ST_AsMVT SQL": [raw_sql(raw_conns[:n], jobs) for _ in range(reps)]}
+                        "raw ST_AsMVT SQL": [r for r, _ in raw_runs]}
+                cpu = {what: {k: sum(c[k] for _, c in passes) / (n * reps) * 1e6 for k in cpu_groups}
+                       for what, passes in (("cold", cold_runs), ("raw", raw_runs))}
+                cpu_rows.append([lid, z, cpu["cold"]["riskmap"], cpu["cold"]["PostgreSQL"], cpu["cold"]["client"],
+                                 cpu["raw"]["PostgreSQL"], cpu["raw"]["client"],
+                                 (wall_of(runs["riskmap cold"]) / (n * reps)) * 1e6,
+                                 (wall_of(runs["raw ST_AsMVT SQL"]) / (n * reps)) * 1e6])
                 wall = {}
                 for name, passes in runs.items():
                     lat = [x for p in passes for x in p[0]]
-                    wall[name] = sum(p[1] for p in passes)
+                    wall[name] = wall_of(passes)
                     q = percentiles(lat)
                     rows.append([lid, z, n * reps, name, len(lat) / wall[name], q["p50"], q["p95"], q["p99"]])
                 cold, warm, tp, raw = (wall[k] for k in runs)
@@ -212,7 +258,16 @@ def main() -> None:
                  "(`properties=`). Accidents are clustered on our server below z13 (tipg sends every point), so "
                  "their low-zoom rows compare different work. Raw SQL = the exact statement our server runs, over "
                  "psycopg with the same concurrency, no HTTP. Ratios divide the wall times of all passes.")
-        body = "## Summary\n\n" + summary + "\n\n## Every server\n\n" + table + "\n\n" + notes
+        cpu_table = markdown_table(["layer", "z", "cold: riskmap", "cold: PostgreSQL", "cold: bench client",
+                                    "raw: PostgreSQL", "raw: bench client", "cold wall per tile", "raw wall per tile"],
+                                   cpu_rows)
+        cpu_notes = ("CPU time per tile in microseconds (every thread of each process, from `/proc/<pid>/task/*/"
+                     "schedstat`) over the cold and the raw SQL passes above, and the wall time per tile (both are "
+                     "per pass: at z10 the 2 tiles of a pass carry the client's per-pass setup). With 2 cores a pass "
+                     "takes at least the sum of its CPU columns / 2, and a cold pass at least the riskmap column: one "
+                     "event-loop thread does nearly all of the server's work.")
+        body = ("## Summary\n\n" + summary + "\n\n## Every server\n\n" + table + "\n\n" + notes
+                + "\n\n## CPU per cold tile\n\n" + cpu_table + "\n\n" + cpu_notes)
         print(body)
         print("wrote", write_result("tiles", "Vector tiles: riskmap vs tipg vs raw SQL", body))
     finally:

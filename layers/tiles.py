@@ -9,9 +9,10 @@ size; each layer has a feature cap, and a capped layer is announced in the tile 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-from psycopg import AsyncConnection
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 
@@ -120,14 +121,25 @@ def render(conn: Connection, specs: list[LayerSpec], role: str, tile: Tile, cap:
         return done.value
 
 
-async def render_async(aconn: AsyncConnection, specs: list[LayerSpec], role: str, tile: Tile,
-                       cap: int) -> tuple[bytes, list[str]]:
-    """``render`` on a psycopg async connection (the API's tile fast path)."""
+async def render_async(conn, specs: list[LayerSpec], role: str, tile: Tile, cap: int) -> tuple[bytes, list[str]]:
+    """``render`` on an asyncpg connection (the API's tile fast path, api/asyncpool.py)."""
     steps = render_steps(specs, role, tile, cap)
     try:
         sql, params = next(steps)
         while True:
-            cur = await aconn.execute(sql, params)
-            sql, params = steps.send(await cur.fetchone())
+            numbered, names = _numbered(sql)
+            sql, params = steps.send(await conn.fetchrow(numbered, *(params[n] for n in names)))
     except StopIteration as done:
         return done.value
+
+
+@lru_cache(maxsize=1024)
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """A statement with ``%(name)s`` parameters in asyncpg's ``$n`` style, and the names in order."""
+    names: list[str] = []
+
+    def number(m: re.Match) -> str:
+        if m[1] not in names:
+            names.append(m[1])
+        return f"${names.index(m[1]) + 1}"
+    return re.sub(r"%\((\w+)\)s", number, sql), tuple(names)
