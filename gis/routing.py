@@ -415,7 +415,7 @@ class _Targets:
     zone: np.ndarray        # bool: a water-source zone (else a structure)
     tree: STRtree
     buffers: dict           # (index, tolerance) -> metric buffer of a structure
-    index: dict = field(default_factory=dict)  # (target, id) -> position
+    index: dict = field(init=False)  # (target, id) -> position in info
 
     def __post_init__(self):
         self.index = {(p["target"], p["id"]): i for i, p in enumerate(self.info)}
@@ -682,6 +682,7 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
         parts, where = _parts(conn, route, s, road_classes, versions)
     parts.sort(key=lambda p: p["lo"])
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
+    stretch: dict[tuple, tuple[float, float]] = {}  # and where that stretch is (its geometry made once)
     for part in parts:
         matching = [rule for rule in applicable if _matches(rule, part)]
         if not matching:
@@ -701,10 +702,11 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
                 "rule_source": rule["source"], "distance_m": round(dist, 1),
                 "length_m": round((part["hi"] - part["lo"]) * part["route_m"], 1),
                 "eta": eta.isoformat() if eta else None, "verdict": rule["verdict"],
-                "verdict_zh": VERDICT_TEXT[rule["verdict"]][0], "geometry": (part["lo"], part["hi"]),
+                "verdict_zh": VERDICT_TEXT[rule["verdict"]][0],
             }
-    for c in best.values():  # (the stretch's geometry, once per conflict)
-        c["geometry"] = where.geometry(*c["geometry"])
+            stretch[key] = (part["lo"], part["hi"])
+    for key, c in best.items():
+        c["geometry"] = where.geometry(*stretch[key])
     conflicts = sorted(best.values(), key=lambda c: (c["distance_m"], c["target"], c["target_id"]))
     verdict = _verdict(conflicts)
     return {"verdict": verdict, "verdict_zh": VERDICT_TEXT[verdict][0], "length_m": round(length, 1),
