@@ -48,12 +48,24 @@ def _property_sql(spec: LayerSpec, role: str) -> list[str]:
     return cols
 
 
+_SQL: dict[tuple, tuple[LayerSpec, str]] = {}
+
+
 def layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
     """SELECT returning one row (mvt bytea, n int, more bool) for one layer of one tile.
 
     Bound parameters (driver style): %(z)s %(x)s %(y)s. Identifiers come only from the registry;
-    numbers are cast here.
+    numbers are cast here. The text depends on the tile's zoom only; it is kept per (spec, role, zoom,
+    cap) (the spec is held with it, so its id is not reused meanwhile).
     """
+    key = (id(spec), role, tile.z, cap)
+    hit = _SQL.get(key)
+    if hit is None or hit[0] is not spec:
+        hit = _SQL[key] = (spec, _layer_sql(spec, role, tile, cap))
+    return hit[1]
+
+
+def _layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
     table, name, cap = _quote(spec.table), spec.id, int(cap)
     env = f"ST_TileEnvelope({_ZXY}, margin => {BUFFER / EXTENT})"
     tile_env = f"ST_TileEnvelope({_ZXY})"
