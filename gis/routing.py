@@ -827,12 +827,15 @@ def _lonlat(point, what: str) -> tuple[float, float]:
     return lon, lat
 
 
-def _snap(g: roadgraph.RoadGraph, point, what: str, s: RouteSettings) -> tuple[int, float]:
-    """Index of the graph node nearest ``point`` and its distance (m); refused beyond ``max_snap_m``."""
-    idx, dist = g.nearest(*_lonlat(point, what))
-    if dist[0] > s.max_snap_m:
-        raise AnalysisError(f"{what} is {dist[0] / 1000:.1f} km from the nearest road node (limit {s.max_snap_m:.0f} m)")
-    return int(idx[0]), float(dist[0])
+def _snap(g: roadgraph.RoadGraph, origin, destination, s: RouteSettings) -> tuple[tuple[int, float], ...]:
+    """(index of the nearest graph node, its distance in m) of origin and destination (one lookup);
+    refused beyond ``max_snap_m``."""
+    (lon0, lat0), (lon1, lat1) = _lonlat(origin, "origin"), _lonlat(destination, "destination")
+    idx, dist = g.nearest([lon0, lon1], [lat0, lat1])
+    for what, m in zip(("origin", "destination"), dist):
+        if m > s.max_snap_m:
+            raise AnalysisError(f"{what} is {m / 1000:.1f} km from the nearest road node (limit {s.max_snap_m:.0f} m)")
+    return (int(idx[0]), float(dist[0])), (int(idx[1]), float(dist[1]))
 
 
 def fastest_route(conn: Connection, origin, destination, settings: RouteSettings | None = None,
@@ -840,7 +843,7 @@ def fastest_route(conn: Connection, origin, destination, settings: RouteSettings
     """GeoJSON LineString of the fastest unrestricted route between two [lon, lat] points."""
     s = settings or RouteSettings()
     g = roadgraph.get(conn) if versions is None else roadgraph.get(conn, versions.get("road_graph"))
-    o, d = _snap(g, origin, "origin", s)[0], _snap(g, destination, "destination", s)[0]
+    (o, _), (d, _) = _snap(g, origin, destination, s)
     path = _route(g, o, d) if o != d else None
     if path is None:
         raise AnalysisError("no road route between origin and destination (disconnected parts of the network, "
@@ -875,8 +878,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     s = settings or RouteSettings()
     versions = versions if versions is not None else _versions(conn)
     g = roadgraph.get(conn, versions.get("road_graph"))
-    o, o_snap = _snap(g, origin, "origin", s)
-    d, d_snap = _snap(g, destination, "destination", s)
+    (o, o_snap), (d, d_snap) = _snap(g, origin, destination, s)
     if o == d:
         raise AnalysisError("origin and destination snap to the same road node: nothing to plan")
     base = {"origin_node": int(g.node_ids[o]), "destination_node": int(g.node_ids[d]), "origin_snap_m": round(o_snap, 1),
