@@ -383,6 +383,11 @@ def get(conn: Connection, version=_UNSET) -> RoadGraph:
         return graph
 
 
+def held(engine, version) -> RoadGraph | None:
+    """The graph of this version (``road_graph`` row of ``layer_versions``) if this process holds it."""
+    return next((g for g in _CACHE.get(db_key(engine), ()) if g.key == version), None)
+
+
 def nearest_node(conn: Connection, lon: float, lat: float) -> tuple[int, float]:
     """The graph node nearest to (lon, lat) and its distance in metres.
 

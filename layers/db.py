@@ -51,20 +51,27 @@ def make_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     )
 
 
+class NeedsDatabase(Exception):
+    """Raised by an offline :class:`LazyConnection` where the code would have asked the database."""
+
+
 class LazyConnection:
     """Stands for a ``Connection`` of ``engine`` and checks one out of the pool on first use.
 
     For code that usually finds what it needs in memory and only sometimes asks the database (route
     plans keyed by versions the API already knows): a checkout and its return cost ~0.1 ms even when
-    no statement runs. ``engine`` is there without a checkout; anything else opens the connection.
+    no statement runs. ``engine`` is there without a checkout; anything else opens the connection, or,
+    ``offline``, raises :class:`NeedsDatabase` (for code run on the event loop, which must not wait).
     """
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, engine: Engine, offline: bool = False):
+        self.engine, self._offline = engine, offline
         self._conn = None
 
     def __getattr__(self, name: str):
         if self._conn is None:
+            if self._offline:
+                raise NeedsDatabase(name)
             self._conn = self.engine.connect()
         return getattr(self._conn, name)
 

@@ -149,3 +149,33 @@ def test_a_rebuilt_graph_reaches_the_next_plan(net, client, rc):  # (the server 
         conn.execute(text("DELETE FROM roads WHERE road_class = 'motorway'"))
         roadnet.build_graph(conn)
     assert eventually(lambda: free() == [list(O), list(Q), list(R), list(D)])
+
+
+def test_plans_run_on_the_event_loop_unless_they_need_the_database(client, net, rc, monkeypatch):
+    """On a city-size graph held in memory the fast path plans on the event loop; a plan that needs the
+    database there (the names of roads under a time-window ban) is computed again in a worker thread,
+    and answers as the route does."""
+    from api.routers.routes import RouteFastPath
+
+    with net.begin() as conn:
+        routing.create_rule(conn, {"name_zh": "高速夜禁", "name_en": "motorway night ban", "source": "test",
+                                   "cargo_classes": ["*"], "target": "road", "road_classes": ["motorway"],
+                                   "ban_start": "00:00", "ban_end": "06:00"})
+    day = {"origin": list(O), "destination": list(D), "cargo": CHLORINE, "departure": "2026-03-02T10:00+08:00"}
+    night = {**day, "departure": "2026-03-02T03:00+08:00"}
+    by_route = [client.post("/routes/plan", json=b, headers=rc).json() for b in (day, night)]  # (token unknown)
+    assert eventually(client.app.state.changes.settled)
+    calls, compute = [], RouteFastPath._compute
+
+    def recording(self, *args, offline=False):
+        try:
+            return compute(self, *args, offline=offline)
+        finally:
+            calls.append(offline)
+    monkeypatch.setattr(RouteFastPath, "_compute", recording)
+    assert client.post("/routes/plan", json=day, headers=rc).json() == by_route[0]
+    assert calls == [True]  # on the event loop, from memory
+    calls.clear()
+    answer = client.post("/routes/plan", json=night, headers=rc).json()
+    assert calls == [True, False] and answer == by_route[1]  # then in a thread, which may ask the database
+    assert [c["target_name"] for c in answer["unrestricted"]["conflicts"] if c["target"] == "road"] == ["M1", "M2"]
