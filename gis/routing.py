@@ -913,7 +913,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     path, check = free, free_check
     for _ in range(s.replans + 1):
         banned = _banned_edges(g, features, road_classes)
-        if path is not free or set(free.edges) & set(g.edge_ids[banned].tolist()):  # else compliant: no new search
+        if path is not free or np.isin(free.edge_idx, banned).any():  # else compliant: no new search
             path = _route(g, o, d, banned)
             if path is None:
                 break
