@@ -29,16 +29,18 @@ import csv
 import json
 import math
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from functools import cache
+from itertools import chain
 from pathlib import Path
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 from shapely import STRtree
 from sqlalchemy import Connection, text
 
@@ -50,7 +52,6 @@ from layers.db import db_key
 from layers.derived import layer_versions
 
 DATA = Path(__file__).with_name("data")
-GEOD = Geod(ellps="WGS84")
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 HAZARD_CLASS = re.compile(r"^(1(\.[1-6][A-L]?)?|2(\.[1-3])?|3|4(\.[1-3])?|5(\.[12])?|6(\.[12])?|7|8|9)$")
 TARGETS = ("structure", "water_zone", "road")
@@ -347,7 +348,13 @@ def _check_positions(coords, max_vertices: int) -> list[list[float]]:
         raise AnalysisError("a route needs at least two positions [lon, lat]")
     if len(coords) > max_vertices:
         raise AnalysisError(f"a route may have at most {max_vertices} positions, got {len(coords)}")
-    out = []
+    try:  # the usual case in one step: numbers, lon/lat in range, two distinct
+        xy = np.asarray(coords, dtype=float)[:, :2]
+        if xy.shape[1] == 2 and ((xy >= (-180, -90)) & (xy <= (180, 90))).all() and (xy != xy[0]).any():
+            return xy.tolist()
+    except (TypeError, ValueError, IndexError):
+        pass
+    out = []  # else position by position, to say which is wrong
     for i, c in enumerate(coords):
         try:
             lon, lat = float(c[0]), float(c[1])
@@ -400,25 +407,32 @@ _TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
 _TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
 
 
-def _reproject(geoms, tr: Transformer):
-    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+def _metric_xy(coords) -> np.ndarray:
+    xy = np.asarray(coords, dtype=float)
+    return np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1]))
 
 
 @dataclass
 class _Targets:
-    """Restricted structures and water-source zones held in memory for route checks (and the classes the
-    rules match), per version of the two layers: WGS84 and metric geometries, an STRtree, buffers."""
+    """Restricted structures and water-source zones held in memory for route checks, per version of the
+    two layers: their metric geometries and, per tolerance, the structures' buffers and an STRtree of
+    every target's bounding box grown by the tolerance."""
 
     info: list[dict]        # target, id, name, class, adr, synthetic
-    wgs: np.ndarray
     metric: np.ndarray
     zone: np.ndarray        # bool: a water-source zone (else a structure)
-    tree: STRtree
-    buffers: dict           # (index, tolerance) -> metric buffer of a structure
     index: dict = field(init=False)  # (target, id) -> position in info
+    _near: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self):
         self.index = {(p["target"], p["id"]): i for i, p in enumerate(self.info)}
+
+    def near(self, tolerance: float) -> tuple[np.ndarray, STRtree]:
+        """(buffers, tree of the grown boxes) for ``tolerance``, made once per tolerance."""
+        if tolerance not in self._near:
+            boxes = shapely.bounds(self.metric) + np.array([-1, -1, 1, 1]) * tolerance
+            self._near[tolerance] = (shapely.buffer(self.metric, tolerance), STRtree(shapely.box(*boxes.T)))
+        return self._near[tolerance]
 
 
 def _targets(conn: Connection, versions: dict) -> _Targets:
@@ -431,78 +445,72 @@ def _targets(conn: Connection, versions: dict) -> _Targets:
             FROM water_source_zones z""")).mappings().all()
         wgs = shapely.from_wkb([r["wkb"] for r in rows]) if rows else np.array([], dtype=object)
         return _Targets([{k: r[k] for k in ("target", "id", "name", "class", "adr", "synthetic")} for r in rows],
-                        wgs, _reproject(wgs, _TO_METRIC), np.array([r["target"] == "water_zone" for r in rows], bool),
-                        STRtree(wgs), {})
+                        shapely.transform(wgs, _metric_xy), np.array([r["target"] == "water_zone" for r in rows], bool))
     key = (versions.get("restricted_structures"), versions.get("water_source_zones"))
     return _cached(conn, "targets", None if None in key else key, load)
 
 
-def _along(a, a_len: float, s, s_len: float, buffer, share: float) -> list[tuple[float, float]]:
-    """(first, last) fraction along metric line ``s`` of each connected piece of metric line ``a`` inside
-    ``buffer`` (``s`` buffered by the tolerance) that runs along ``s`` for at least ``share`` of the shorter
-    of the two lines, measured along ``s`` — the rule of :func:`gis.roadnet.along_sql` (which ties
-    structures to edges when the graph is built), here for one route."""
-    out = []
-    for part in shapely.get_parts(shapely.intersection(a, buffer)):
-        if part.is_empty:
-            continue
-        loc = shapely.line_locate_point(s, shapely.points(shapely.get_coordinates(part)), normalized=True)
-        if (loc.max() - loc.min()) * s_len >= share * min(a_len, s_len):
-            out.append((float(loc.min()), float(loc.max())))
-    return out
+def _runs_along(where: _Route, lines: np.ndarray, buffers: np.ndarray,
+                share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the route runs along each of the metric ``lines`` (``buffers``: the lines buffered by the
+    tolerance): each connected piece of the route inside a buffer that runs along its line for at least
+    ``share`` of the shorter of the two, measured along the line — the rule of
+    :func:`gis.roadnet.along_sql` (which ties structures to edges when the graph is built), here for one
+    route and all lines at once. Returns (position in ``lines``, lo, hi) per piece: lo/hi are fractions
+    along the route, in route order, of the stretch of the line the piece runs along."""
+    runs, run, owner, pieces = where.clip(shapely.bounds(buffers), buffers)
+    if not len(pieces):
+        return np.zeros(0, int), np.zeros(0), np.zeros(0)
+    xy, piece = shapely.get_coordinates(pieces, return_index=True)
+    loc = shapely.line_locate_point(lines[owner[piece]], shapely.points(xy), normalized=True)
+    first = np.flatnonzero(np.concatenate(([True], piece[1:] != piece[:-1])))
+    slo, shi = np.minimum.reduceat(loc, first), np.maximum.reduceat(loc, first)
+    line_len = shapely.length(lines[owner])
+    ok = (shi - slo) * line_len >= share * np.minimum(where.length, line_len)
+    run, owner, slo, shi = run[ok], owner[ok], slo[ok], shi[ok]
+    ends = runs.locate(np.repeat(run, 2), shapely.line_interpolate_point(
+        np.repeat(lines[owner], 2), np.column_stack([slo, shi]).ravel(), normalized=True)).reshape(-1, 2)
+    return owner, ends.min(axis=1), ends.max(axis=1)
 
 
-def _on_route(route, s, slo: float, shi: float) -> tuple[float, float]:
-    """Where the stretch slo..shi of ``s`` starts and ends on ``route`` (fractions, in route order)."""
-    ends = shapely.line_locate_point(route, shapely.line_interpolate_point(s, [slo, shi], normalized=True),
-                                     normalized=True)
-    return float(ends.min()), float(ends.max())
-
-
-def _parts(conn: Connection, route: dict, s: RouteSettings, road_classes: list[str],
-           versions: dict) -> tuple[list[dict], _Route]:
-    """Structures, zones and roads of the given classes the route runs along or through, and the route.
+def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list[str],
+           versions: dict) -> list[dict]:
+    """Structures, zones and roads of the given classes the route runs along or through.
 
     Each part: target, id, name, class, adr, synthetic, lo/hi (fractions along the route) and route_m
-    (its metric length). Computed in memory (shapely/GEOS, pyproj) on the cached structures and zones:
-    one structure gives one part per stretch run along.
+    (its metric length). Computed in memory (shapely/GEOS) on the cached structures and zones, with only
+    the stretches of the route near each: one structure gives one part per stretch run along
+    (:func:`_runs_along`); a zone one part from the route's first point in it to its last.
     """
+    if where.length <= 0:
+        return []
     tg = _targets(conn, versions)
-    wgs = shapely.linestrings(route["coordinates"])
-    r = _reproject(wgs, _TO_METRIC)
-    r_len, tol, share, deg = float(shapely.length(r)), float(s.match_tolerance_m), float(s.match_share), \
-        float(s.match_tolerance_m) / 90000.0
+    tol, share = float(s.match_tolerance_m), float(s.match_share)
+    buffers, tree = tg.near(tol)
+    near = tree.query(shapely.box(*where.bounds))
     found = []  # (info, lo, hi)
-    for i in tg.tree.query(wgs, predicate="dwithin", distance=deg):
-        if tg.zone[i]:
-            continue
-        line = tg.metric[i]
-        buf = tg.buffers.get((i, tol))
-        if buf is None:
-            buf = tg.buffers[(i, tol)] = shapely.buffer(line, tol)
-        for slo, shi in _along(r, r_len, line, float(shapely.length(line)), buf, share):
-            found.append((tg.info[i], *_on_route(r, line, slo, shi)))
-    for i in tg.tree.query(wgs, predicate="intersects"):
-        if not tg.zone[i]:
-            continue
-        pts = shapely.get_coordinates(shapely.intersection(r, tg.metric[i]))
-        if len(pts):
-            loc = shapely.line_locate_point(r, shapely.points(pts), normalized=True)
-            found.append((tg.info[i], float(loc.min()), float(loc.max())))
+    structures = near[~tg.zone[near]]
+    for i, lo, hi in zip(*_runs_along(where, tg.metric[structures], buffers[structures], share)):
+        found.append((tg.info[structures[i]], float(lo), float(hi)))
+    zones = near[tg.zone[near]]
+    runs, run, owner, pieces = where.clip(shapely.bounds(tg.metric[zones]), tg.metric[zones], large=True)
+    if len(pieces):
+        xy, piece = shapely.get_coordinates(pieces, return_index=True)
+        at = runs.locate(run[piece], shapely.points(xy))
+        for j in np.unique(owner):
+            inside = at[owner[piece] == j]
+            found.append((tg.info[zones[j]], float(inside.min()), float(inside.max())))
     if road_classes:  # roads of a restricted class: every edge the route runs along, grouped by road
         g = roadgraph.get(conn, versions.get("road_graph"))
+        edges = g.edge_tree().query(shapely.box(*where.wgs_bounds(tol)))
+        edges = edges[np.isin(g.edge_class[edges], road_classes)]
+        lines = shapely.transform(g.edge_geoms()[edges], _metric_xy)
         spans: dict[int, list[float]] = {}
-        for e in g.edge_tree().query(wgs, predicate="dwithin", distance=deg):
-            if g.edge_class[e] not in road_classes:
-                continue
-            line = _reproject(g.edge_geoms()[e], _TO_METRIC)
-            for slo, shi in _along(r, r_len, line, float(shapely.length(line)), shapely.buffer(line, tol), share):
-                lo, hi = _on_route(r, line, slo, shi)
-                span = spans.setdefault(int(g.edge_road[e]), [lo, hi])
-                span[0], span[1] = min(span[0], lo), max(span[1], hi)
+        for i, lo, hi in zip(*_runs_along(where, lines, shapely.buffer(lines, tol), share)):
+            span = spans.setdefault(int(g.edge_road[edges[i]]), [lo, hi])
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
         found += _road_spans(conn, spans)
-    where = _Route(shapely.get_coordinates(r))
-    return where.parts(found), where
+    return where.parts(found)
 
 
 def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
@@ -515,22 +523,81 @@ def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
                                         "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings()]
 
 
-class _Route:
-    """A route's metric vertices and the length up to each: where its stretches are."""
+@dataclass
+class _Runs:
+    """Stretches of a route (metric lines) and where each starts along it (metres)."""
 
-    def __init__(self, rxy: np.ndarray):
-        self.rxy = rxy
+    route_m: float
+    lines: np.ndarray
+    offset: np.ndarray
+
+    def locate(self, run: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Fractions along the route of points on the given runs."""
+        return (self.offset[run] + shapely.line_locate_point(self.lines[run], points)) / self.route_m
+
+
+class _Route:
+    """A route's vertices (WGS84 and metric) and the metric length up to each: where its stretches are."""
+
+    def __init__(self, coords):
+        self.xy = np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2)
+        self.rxy = rxy = np.column_stack(_TO_METRIC.transform(self.xy[:, 0], self.xy[:, 1]))
         self.cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(rxy, axis=0).T))])
         self.length = float(self.cum[-1])
+        self.bounds = (*rxy.min(axis=0), *rxy.max(axis=0))
+        a, b = rxy[:-1], rxy[1:]
+        self._boxes = np.minimum(a, b), np.maximum(a, b)  # each segment's (min x, min y), (max x, max y)
+        self._cum = self.cum.tolist()
+
+    def wgs_bounds(self, margin_m: float) -> tuple[float, ...]:
+        """The route's WGS84 bounding box grown by at least ``margin_m``."""
+        deg = margin_m / 90000.0  # (a degree is over 90 km here)
+        return (*(self.xy.min(axis=0) - deg), *(self.xy.max(axis=0) + deg))
+
+    def clip(self, bounds: np.ndarray, geoms: np.ndarray,
+             large: bool = False) -> tuple[_Runs, np.ndarray, np.ndarray, np.ndarray]:
+        """The route's intersection with each of ``geoms`` (metric; ``bounds`` their bounding boxes),
+        computed on the runs of consecutive segments whose boxes meet each geometry's box, not on the
+        whole route: a short line per run instead of the whole route per geometry (and with ``large``
+        polygons only their part in the run's box). Returns the runs, and (run, geometry, piece) per
+        non-empty piece."""
+        lo, hi = self._boxes
+        hit = ((lo[None, :, 0] <= bounds[:, None, 2]) & (hi[None, :, 0] >= bounds[:, None, 0])
+               & (lo[None, :, 1] <= bounds[:, None, 3]) & (hi[None, :, 1] >= bounds[:, None, 1]))
+        geom, seg = np.nonzero(hit)  # by geometry, then segment
+        if not len(seg):
+            none = np.zeros(0, int)
+            return _Runs(self.length, np.array([], dtype=object), np.zeros(0)), none, none, np.array([], dtype=object)
+        start = np.flatnonzero(np.concatenate(([True], (geom[1:] != geom[:-1]) | (seg[1:] != seg[:-1] + 1))))
+        first, n = seg[start], np.diff(np.append(start, len(seg))) + 1  # first vertex and vertices per run
+        vertex = np.repeat(first - np.cumsum(n) + n, n) + np.arange(n.sum())
+        lines = shapely.linestrings(self.rxy[vertex], indices=np.repeat(np.arange(len(n)), n))
+        other = geoms[geom[start]]
+        if large:  # (a line lies in its box: the polygon's part in the box meets it as the whole polygon does)
+            other = np.array([shapely.clip_by_rect(p, *box) for p, box in
+                              zip(other, shapely.bounds(lines) + np.array([-1.0, -1.0, 1.0, 1.0]))], dtype=object)
+        pieces, run = shapely.get_parts(shapely.intersection(lines, other), return_index=True)
+        keep = ~shapely.is_empty(pieces)
+        return _Runs(self.length, lines, self.cum[first]), run[keep], geom[start][run[keep]], pieces[keep]
 
     def parts(self, found: list[tuple]) -> list[dict]:
         """The parts of :func:`_parts` from (info, lo, hi)."""
         return [{**info, "lo": lo, "hi": hi, "route_m": self.length} for info, lo, hi in found]
 
+    def _at(self, d: float) -> np.ndarray:
+        """The WGS84 point ``d`` metres along the route (interpolated on its segment)."""
+        cum = self._cum
+        i = min(max(bisect_right(cum, d) - 1, 0), len(cum) - 2)
+        seg = cum[i + 1] - cum[i]
+        f = 0.0 if seg == 0 else min(max((d - cum[i]) / seg, 0.0), 1.0)
+        return self.xy[i] + f * (self.xy[i + 1] - self.xy[i])
+
     def geometry(self, lo: float, hi: float) -> dict:
-        """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end)."""
-        xy = _substring(self.rxy, self.cum, lo, max(hi, min(lo + 1 / self.length, 1.0)))
-        coords = np.round(np.column_stack(_TO_WGS84.transform(xy[:, 0], xy[:, 1])), 7).tolist()
+        """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end), as
+        ST_LineSubstring: the route's vertices in between and its ends interpolated, no repeated point."""
+        a, b = lo * self.length, max(hi, min(lo + 1 / self.length, 1.0)) * self.length
+        xy = np.vstack([self._at(a), self.xy[bisect_right(self._cum, a):bisect_left(self._cum, b)], self._at(b)])
+        coords = np.round(xy[np.concatenate(([True], (xy[1:] != xy[:-1]).any(axis=1)))], 7).tolist()
         if len(coords) == 1:
             return {"type": "Point", "coordinates": coords[0]}
         return {"type": "LineString", "coordinates": coords}
@@ -539,19 +606,18 @@ class _Route:
 _LINK_TARGET = {"restricted_structures": "structure", "water_source_zones": "water_zone"}
 
 
-def _path_parts(conn: Connection, path: RoutePath, road_classes: list[str],
-                versions: dict) -> tuple[list[dict], _Route]:
+def _path_parts(conn: Connection, path: RoutePath, where: _Route, road_classes: list[str],
+                versions: dict) -> list[dict]:
     """:func:`_parts` for a route found on the graph, from its edges: the structures and zones tied to
     them (``road_edge_links``, the ties that close edges to a banned cargo), placed along the route by
     the stretch of each edge they cover, one part per run of consecutive edges; and the roads of the
-    given classes, edge by edge. Only valid while the links are current (:func:`_links_current`)."""
+    given classes, edge by edge (``where``: the path's line). Only valid while the links are current
+    (:func:`_links_current`)."""
     g = roadgraph.get(conn, versions.get("road_graph"))
     tg = _targets(conn, versions)
-    xy = np.asarray(path.geometry["coordinates"], dtype=float)
-    where = _Route(np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1])))
     cum, r_len = where.cum, where.length
     if r_len <= 0:
-        return [], where
+        return []
     e = path.edge_idx
     vertex = np.concatenate([[0], np.cumsum(g.coord_start[e + 1] - g.coord_start[e] - 1)])
     start, end = cum[vertex[:-1]], cum[vertex[1:]]  # metres along the route where each edge starts and ends
@@ -584,29 +650,13 @@ def _path_parts(conn: Connection, path: RoutePath, road_classes: list[str],
             span = spans.setdefault(int(g.edge_road[e[k]]), [lo, hi])
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
         found += _road_spans(conn, spans)
-    return where.parts(found), where
+    return where.parts(found)
 
 
 def _links_current(conn: Connection, versions: dict) -> bool:
     """Whether the graph's links were made from the current structures and zones."""
     g = roadgraph.get(conn, versions.get("road_graph"))
     return all(g.inputs.get(layer) == versions.get(layer) for layer in _LINK_TARGET)
-
-
-def _substring(xy: np.ndarray, cum: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Vertices of the stretch between fractions lo and hi of a line (its vertices ``xy``, ``cum`` the
-    length up to each), as ST_LineSubstring: interpolated ends, the vertices in between, no repeated point."""
-    a, b = lo * cum[-1], hi * cum[-1]
-
-    def at(d):
-        i = min(max(int(np.searchsorted(cum, d, side="right")) - 1, 0), len(xy) - 2)
-        seg = cum[i + 1] - cum[i]
-        f = 0.0 if seg == 0 else min(max((d - cum[i]) / seg, 0.0), 1.0)
-        return xy[i] + f * (xy[i + 1] - xy[i])
-
-    inner = xy[(cum > a) & (cum < b)]
-    out = np.vstack([at(a), inner, at(b)])
-    return out[np.r_[True, (out[1:] != out[:-1]).any(axis=1)]]
 
 
 def _matches(rule: dict, part: dict) -> bool:
@@ -668,18 +718,19 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     versions = versions if versions is not None else _versions(conn)
     applicable = [r for r in (rules if rules is not None else _active_rules(conn, versions))
                   if rule_applies(r, cargo)]
-    length = profile[-1][0] if profile else GEOD.line_length(*zip(*route["coordinates"]))
+    where = _Route(route["coordinates"])
+    length = profile[-1][0] if profile else where.length
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
     end = departure + timedelta(seconds=profile[-1][1]) if departure else None
     # road-class rules are matched edge by edge: only when one can be in force during the trip
     road_classes = sorted({c for r in applicable if r["target"] == "road" and (
         departure is None or _window_hits(r, departure, end)) for c in (r["road_classes"] or ())})
     if not applicable:
-        parts, where = [], None
+        parts = []
     elif path is not None:
-        parts, where = _path_parts(conn, path, road_classes, versions)
+        parts = _path_parts(conn, path, where, road_classes, versions)
     else:
-        parts, where = _parts(conn, route, s, road_classes, versions)
+        parts = _parts(conn, where, s, road_classes, versions)
     parts.sort(key=lambda p: p["lo"])
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
     stretch: dict[tuple, tuple[float, float]] = {}  # and where that stretch is (its geometry made once)
