@@ -32,7 +32,7 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from itertools import chain
 from pathlib import Path
 from xml.etree import ElementTree
@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
+from numba import njit
 from pyproj import Transformer
-from shapely import STRtree
 from sqlalchemy import Connection, text
 
 from gis.errors import AnalysisError
@@ -288,9 +288,14 @@ def delete_rule(conn: Connection, rule_id: int) -> bool:
     return bool(conn.execute(text("DELETE FROM route_rules WHERE id = :i"), {"i": int(rule_id)}).rowcount)
 
 
+@lru_cache(maxsize=4096)
+def _classes_match(rule_classes: tuple[str, ...], cargo_classes: tuple[str, ...]) -> bool:
+    return any(class_matches(rc, c) for rc in rule_classes for c in cargo_classes)
+
+
 def rule_applies(rule: dict, cargo: Cargo) -> bool:
     """Whether ``rule`` concerns ``cargo`` (class or a subsidiary risk; quantity when both are known)."""
-    if not any(class_matches(rc, c) for rc in rule["cargo_classes"] for c in cargo.classes):
+    if not _classes_match(tuple(rule["cargo_classes"]), cargo.classes):
         return False
     return rule["min_quantity_t"] is None or cargo.quantity_t is None or cargo.quantity_t >= rule["min_quantity_t"]
 
@@ -314,15 +319,29 @@ def in_force(rule: dict, when: datetime | None) -> bool:
 
 
 def _window_hits(rule: dict, start: datetime, end: datetime) -> bool:
-    """Whether the rule is in force at some moment in [start, end] (checked every 5 minutes and at the ends)."""
+    """Whether the rule is in force at some moment in [start, end]: its window on each local day of the
+    trip whose weekday it names (as :func:`in_force` reads it: a window past midnight covers both ends of
+    the day) against the trip."""
     if not has_window(rule):
         return True
-    step, t = timedelta(minutes=5), start
-    while t < end:
-        if in_force(rule, t):
-            return True
-        t += step
-    return in_force(rule, end)
+    s, e = start.astimezone(LOCAL_TZ), end.astimezone(LOCAL_TZ)
+    ban_start, ban_end = rule["ban_start"] or time(0), rule["ban_end"]
+    if ban_end is None or ban_end == ban_start:
+        spans = [(ban_start if ban_end is None else time(0), None)]  # (None: to midnight)
+    elif ban_start < ban_end:
+        spans = [(ban_start, ban_end)]
+    else:
+        spans = [(time(0), ban_end), (ban_start, None)]
+    day = s.date()
+    while day <= e.date():
+        if not rule["weekdays"] or day.isoweekday() in rule["weekdays"]:
+            for a, b in spans:
+                lo = datetime.combine(day, a, LOCAL_TZ)
+                hi = datetime.combine(day + timedelta(days=1) if b is None else day, b or time(0), LOCAL_TZ)
+                if lo < hi and lo <= e and hi > s:
+                    return True
+        day += timedelta(days=1)
+    return False
 
 
 def parse_departure(value) -> datetime | None:
@@ -415,24 +434,38 @@ def _metric_xy(coords) -> np.ndarray:
 @dataclass
 class _Targets:
     """Restricted structures and water-source zones held in memory for route checks, per version of the
-    two layers: their metric geometries and, per tolerance, the structures' buffers and an STRtree of
-    every target's bounding box grown by the tolerance."""
+    two layers: their metric geometries, bounding boxes and vertices (target t's are xy[ptr[t]:ptr[t + 1]])."""
 
     info: list[dict]        # target, id, name, class, adr, synthetic
     metric: np.ndarray
     zone: np.ndarray        # bool: a water-source zone (else a structure)
     index: dict = field(init=False)  # (target, id) -> position in info
-    _near: dict = field(init=False, default_factory=dict)
+    boxes: np.ndarray = field(init=False)
+    xy: np.ndarray = field(init=False)
+    ptr: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.index = {(p["target"], p["id"]): i for i, p in enumerate(self.info)}
+        self.boxes = shapely.bounds(self.metric).reshape(-1, 4)
+        self.xy, self.ptr = _vertices(self.metric)
 
-    def near(self, tolerance: float) -> tuple[np.ndarray, STRtree]:
-        """(buffers, tree of the grown boxes) for ``tolerance``, made once per tolerance."""
-        if tolerance not in self._near:
-            boxes = shapely.bounds(self.metric) + np.array([-1, -1, 1, 1]) * tolerance
-            self._near[tolerance] = (shapely.buffer(self.metric, tolerance), STRtree(shapely.box(*boxes.T)))
-        return self._near[tolerance]
+
+def _vertices(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All vertices of the geometries, and where each geometry's start (and the last ends)."""
+    xy, owner = shapely.get_coordinates(geoms, return_index=True)
+    return xy, np.searchsorted(owner, np.arange(len(geoms) + 1))
+
+
+@njit(cache=True, nogil=True)
+def _near(boxes, bounds, margin):
+    """Positions of the boxes within ``margin`` of the box ``bounds``."""
+    out, n = np.empty(len(boxes), np.int64), 0
+    for k in range(len(boxes)):
+        if (boxes[k, 0] - margin <= bounds[2] and boxes[k, 2] + margin >= bounds[0]
+                and boxes[k, 1] - margin <= bounds[3] and boxes[k, 3] + margin >= bounds[1]):
+            out[n] = k
+            n += 1
+    return out[:n]
 
 
 def _targets(conn: Connection, versions: dict) -> _Targets:
@@ -450,27 +483,141 @@ def _targets(conn: Connection, versions: dict) -> _Targets:
     return _cached(conn, "targets", None if None in key else key, load)
 
 
-def _runs_along(where: _Route, lines: np.ndarray, buffers: np.ndarray,
+@njit(cache=True, nogil=True)
+def _band(px, py, dx, dy, ax, ay, bx, by, r):
+    """The t in [0, 1] where p + t·d lies within ``r`` of the segment a–b, as (t0, t1) (t0 > t1: nowhere).
+    The points within r of a segment form a capsule (a band along it and a disc at each end); a capsule is
+    convex, so a segment meets it in one interval: from the lowest t of the three parts it meets to the
+    highest."""
+    ux, uy = bx - ax, by - ay
+    length = math.hypot(ux, uy)
+    ux, uy = (ux / length, uy / length) if length > 0 else (1.0, 0.0)
+    qx, qy = px - ax, py - ay  # in the frame of a–b: x along it from a, y across it
+    x0, y0, vx, vy = qx * ux + qy * uy, qy * ux - qx * uy, dx * ux + dy * uy, dy * ux - dx * uy
+    lo, hi = -math.inf, math.inf  # the band: 0 <= x <= length, |y| <= r
+    for v0, dv, vmin, vmax in ((x0, vx, 0.0, length), (y0, vy, -r, r)):
+        if dv == 0:
+            if v0 < vmin or v0 > vmax:
+                lo, hi = math.inf, -math.inf
+        else:
+            t1, t2 = (vmin - v0) / dv, (vmax - v0) / dv
+            lo, hi = max(lo, min(t1, t2)), min(hi, max(t1, t2))
+    if lo > hi:
+        lo, hi = math.inf, -math.inf
+    aa = vx * vx + vy * vy
+    for cx in (0.0, length):  # the discs: |(x0 - cx, y0) + t·v| <= r
+        wx = x0 - cx
+        bb, cc = 2 * (wx * vx + y0 * vy), wx * wx + y0 * y0 - r * r
+        if aa == 0:
+            if cc <= 0:
+                lo, hi = -math.inf, math.inf
+            continue
+        disc = bb * bb - 4 * aa * cc
+        if disc >= 0:
+            root = math.sqrt(disc)
+            lo, hi = min(lo, (-bb - root) / (2 * aa)), max(hi, (-bb + root) / (2 * aa))
+    return max(lo, 0.0), min(hi, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _locate(px, py, xy, first, last):
+    """Metres along the polyline xy[first..last] to its point nearest p (the first, as GEOS's)."""
+    best, along, walked = math.inf, 0.0, 0.0
+    for k in range(first, last):
+        ax, ay, dx, dy = xy[k, 0], xy[k, 1], xy[k + 1, 0] - xy[k, 0], xy[k + 1, 1] - xy[k, 1]
+        l2 = dx * dx + dy * dy
+        t = 0.0 if l2 == 0 else min(max(((px - ax) * dx + (py - ay) * dy) / l2, 0.0), 1.0)
+        ex, ey = ax + t * dx - px, ay + t * dy - py
+        seg = math.sqrt(l2)
+        if ex * ex + ey * ey < best:
+            best, along = ex * ex + ey * ey, walked + t * seg
+        walked += seg
+    return along
+
+
+@njit(cache=True, nogil=True)
+def _point_at(xy, cum, first, d):
+    """The point ``d`` metres along the polyline from xy[first] (``cum``: metres up to each vertex)."""
+    k = min(max(np.searchsorted(cum, d, "right") - 1, 0), len(cum) - 2)
+    seg = cum[k + 1] - cum[k]
+    t = 0.0 if seg == 0 else min(max((d - cum[k]) / seg, 0.0), 1.0)
+    return (xy[first + k, 0] + t * (xy[first + k + 1, 0] - xy[first + k, 0]),
+            xy[first + k, 1] + t * (xy[first + k + 1, 1] - xy[first + k, 1]))
+
+
+@njit(cache=True, nogil=True)
+def _along_pieces(rxy, cum, lxy, lptr, lines, tol, share):
+    """:func:`_runs_along` on arrays: the route's vertices ``rxy`` and metres up to each ``cum``; the
+    lines' vertices ``lxy``, line l being lxy[lptr[l]:lptr[l + 1]]; ``lines`` the lines to test."""
+    n = len(rxy) - 1
+    length = cum[-1]
+    count = 0
+    line, d0, d1 = np.empty(0, np.int64), np.empty(0), np.empty(0)
+    for fill in (False, True):  # count, then fill: every stretch of the route within tol of a segment
+        if fill:
+            line, d0, d1 = np.empty(count, np.int64), np.empty(count), np.empty(count)
+            count = 0
+        for l in lines:
+            for k in range(lptr[l], lptr[l + 1] - 1):
+                ax, ay, bx, by = lxy[k, 0], lxy[k, 1], lxy[k + 1, 0], lxy[k + 1, 1]
+                x0, x1, y0, y1 = min(ax, bx) - tol, max(ax, bx) + tol, min(ay, by) - tol, max(ay, by) + tol
+                for i in range(n):
+                    px, py, qx, qy = rxy[i, 0], rxy[i, 1], rxy[i + 1, 0], rxy[i + 1, 1]
+                    if max(px, qx) < x0 or min(px, qx) > x1 or max(py, qy) < y0 or min(py, qy) > y1:
+                        continue
+                    t0, t1 = _band(px, py, qx - px, qy - py, ax, ay, bx, by, tol)
+                    if t0 <= t1:
+                        if fill:
+                            seg = cum[i + 1] - cum[i]
+                            line[count], d0[count], d1[count] = l, cum[i] + t0 * seg, cum[i] + t1 * seg
+                        count += 1
+    order = np.argsort(d0, kind="mergesort")
+    order = order[np.argsort(line[order], kind="mergesort")]  # by line, then along the route
+    owner, lo, hi = np.empty(count, np.int64), np.empty(count), np.empty(count)
+    pieces, m = 0, 0
+    while m < count:  # each line's stretches merged into connected pieces of the route
+        l, p0, p1 = line[order[m]], d0[order[m]], d1[order[m]]
+        m += 1
+        while m < count and line[order[m]] == l and d0[order[m]] <= p1 + 1e-3:
+            p1 = max(p1, d1[order[m]])
+            m += 1
+        # the piece's points (its ends and the route's vertices between) located along the line
+        a, b = lptr[l], lptr[l + 1] - 1
+        lcum = np.zeros(b - a + 1)
+        for k in range(a, b):
+            lcum[k - a + 1] = lcum[k - a] + math.hypot(lxy[k + 1, 0] - lxy[k, 0], lxy[k + 1, 1] - lxy[k, 1])
+        llen = lcum[-1]
+        first, last = np.searchsorted(cum, p0, "right"), np.searchsorted(cum, p1, "left")
+        pts = np.empty((max(last - first, 0) + 2, 2))
+        pts[0] = _point_at(rxy, cum, 0, p0)
+        pts[1:-1] = rxy[first:last]
+        pts[-1] = _point_at(rxy, cum, 0, p1)
+        slo, shi = math.inf, -math.inf
+        for k in range(len(pts)):
+            at = _locate(pts[k, 0], pts[k, 1], lxy, a, b) / llen if llen > 0 else 0.0
+            slo, shi = min(slo, at), max(shi, at)
+        if (shi - slo) * llen < share * min(length, llen):
+            continue
+        # where the stretch of the line run along starts and ends on the piece
+        e0x, e0y = _point_at(lxy, lcum, a, slo * llen)
+        e1x, e1y = _point_at(lxy, lcum, a, shi * llen)
+        e0 = p0 + _locate(e0x, e0y, pts, 0, len(pts) - 1)
+        e1 = p0 + _locate(e1x, e1y, pts, 0, len(pts) - 1)
+        owner[pieces], lo[pieces], hi[pieces] = l, min(e0, e1) / length, max(e0, e1) / length
+        pieces += 1
+    return owner[:pieces], lo[:pieces], hi[:pieces]
+
+
+def _runs_along(where: _Route, lines: np.ndarray, tol: float,
                 share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where the route runs along each of the metric ``lines`` (``buffers``: the lines buffered by the
-    tolerance): each connected piece of the route inside a buffer that runs along its line for at least
-    ``share`` of the shorter of the two, measured along the line — the rule of
-    :func:`gis.roadnet.along_sql` (which ties structures to edges when the graph is built), here for one
-    route and all lines at once. Returns (position in ``lines``, lo, hi) per piece: lo/hi are fractions
-    along the route, in route order, of the stretch of the line the piece runs along."""
-    runs, run, owner, pieces = where.clip(shapely.bounds(buffers), buffers)
-    if not len(pieces):
-        return np.zeros(0, int), np.zeros(0), np.zeros(0)
-    xy, piece = shapely.get_coordinates(pieces, return_index=True)
-    loc = shapely.line_locate_point(lines[owner[piece]], shapely.points(xy), normalized=True)
-    first = np.flatnonzero(np.concatenate(([True], piece[1:] != piece[:-1])))
-    slo, shi = np.minimum.reduceat(loc, first), np.maximum.reduceat(loc, first)
-    line_len = shapely.length(lines[owner])
-    ok = (shi - slo) * line_len >= share * np.minimum(where.length, line_len)
-    run, owner, slo, shi = run[ok], owner[ok], slo[ok], shi[ok]
-    ends = runs.locate(np.repeat(run, 2), shapely.line_interpolate_point(
-        np.repeat(lines[owner], 2), np.column_stack([slo, shi]).ravel(), normalized=True)).reshape(-1, 2)
-    return owner, ends.min(axis=1), ends.max(axis=1)
+    """Where the route runs along each of the metric ``lines``: each connected piece of the route within
+    ``tol`` of a line that runs along it for at least ``share`` of the shorter of the two, measured along
+    the line — the rule of :func:`gis.roadnet.along_sql` (which ties structures to edges when the graph
+    is built), here for one route and all lines at once (compiled, :func:`_along_pieces`). The pieces
+    are exact (PostGIS there buffers the lines by polygons, within 0.1 m of the true 20 m band). Returns
+    (position in ``lines``, lo, hi) per piece: lo/hi are fractions along the route, in route order, of
+    the stretch of the line the piece runs along."""
+    return _along_pieces(where.rxy, where.cum, *_vertices(lines), np.arange(len(lines)), float(tol), float(share))
 
 
 def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list[str],
@@ -478,35 +625,29 @@ def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list
     """Structures, zones and roads of the given classes the route runs along or through.
 
     Each part: target, id, name, class, adr, synthetic, lo/hi (fractions along the route) and route_m
-    (its metric length). Computed in memory (shapely/GEOS) on the cached structures and zones, with only
-    the stretches of the route near each: one structure gives one part per stretch run along
-    (:func:`_runs_along`); a zone one part from the route's first point in it to its last.
+    (its metric length). Computed in memory on the cached structures and zones: one structure gives one
+    part per stretch run along (:func:`_runs_along`); a zone one part from the route's first point in it
+    to its last.
     """
     if where.length <= 0:
         return []
     tg = _targets(conn, versions)
     tol, share = float(s.match_tolerance_m), float(s.match_share)
-    buffers, tree = tg.near(tol)
-    near = tree.query(shapely.box(*where.bounds))
+    near = _near(tg.boxes, where.bounds, tol)
     found = []  # (info, lo, hi)
     structures = near[~tg.zone[near]]
-    for i, lo, hi in zip(*_runs_along(where, tg.metric[structures], buffers[structures], share)):
-        found.append((tg.info[structures[i]], float(lo), float(hi)))
+    for i, lo, hi in zip(*_along_pieces(where.rxy, where.cum, tg.xy, tg.ptr, structures, tol, share)):
+        found.append((tg.info[i], float(lo), float(hi)))  # (:func:`_runs_along` for the structures held)
     zones = near[tg.zone[near]]
-    runs, run, owner, pieces = where.clip(shapely.bounds(tg.metric[zones]), tg.metric[zones], large=True)
-    if len(pieces):
-        xy, piece = shapely.get_coordinates(pieces, return_index=True)
-        at = runs.locate(run[piece], shapely.points(xy))
-        for j in np.unique(owner):
-            inside = at[owner[piece] == j]
-            found.append((tg.info[zones[j]], float(inside.min()), float(inside.max())))
+    for i, lo, hi in zip(*where.through(tg.metric[zones])):
+        found.append((tg.info[zones[i]], float(lo), float(hi)))
     if road_classes:  # roads of a restricted class: every edge the route runs along, grouped by road
         g = roadgraph.get(conn, versions.get("road_graph"))
-        edges = g.edge_tree().query(shapely.box(*where.wgs_bounds(tol)))
+        edges = g.edge_tree().query(shapely.box(*where.wgs_bounds(tol)))  # (WGS84: the graph's tree)
         edges = edges[np.isin(g.edge_class[edges], road_classes)]
         lines = shapely.transform(g.edge_geoms()[edges], _metric_xy)
         spans: dict[int, list[float]] = {}
-        for i, lo, hi in zip(*_runs_along(where, lines, shapely.buffer(lines, tol), share)):
+        for i, lo, hi in zip(*_runs_along(where, lines, tol, share)):
             span = spans.setdefault(int(g.edge_road[edges[i]]), [lo, hi])
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
         found += _road_spans(conn, spans)
@@ -523,81 +664,92 @@ def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
                                         "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings()]
 
 
-@dataclass
-class _Runs:
-    """Stretches of a route (metric lines) and where each starts along it (metres)."""
-
-    route_m: float
-    lines: np.ndarray
-    offset: np.ndarray
-
-    def locate(self, run: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Fractions along the route of points on the given runs."""
-        return (self.offset[run] + shapely.line_locate_point(self.lines[run], points)) / self.route_m
+@njit(cache=True, nogil=True)
+def _measure(xy):
+    """Metres along a metric polyline up to each vertex, and its bounds (min x, min y, max x, max y)."""
+    cum, bounds = np.zeros(len(xy)), np.empty(4)
+    bounds[:2], bounds[2:] = xy[0], xy[0]
+    for k in range(1, len(xy)):
+        cum[k] = cum[k - 1] + math.hypot(xy[k, 0] - xy[k - 1, 0], xy[k, 1] - xy[k - 1, 1])
+        bounds[0], bounds[1] = min(bounds[0], xy[k, 0]), min(bounds[1], xy[k, 1])
+        bounds[2], bounds[3] = max(bounds[2], xy[k, 0]), max(bounds[3], xy[k, 1])
+    return cum, bounds
 
 
 class _Route:
     """A route's vertices (WGS84 and metric) and the metric length up to each: where its stretches are."""
 
-    def __init__(self, coords):
+    def __init__(self, coords: list[list[float]]):
+        self.coords = coords
         self.xy = np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2)
-        self.rxy = rxy = np.column_stack(_TO_METRIC.transform(self.xy[:, 0], self.xy[:, 1]))
-        self.cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(rxy, axis=0).T))])
+        self.rxy = np.column_stack(_TO_METRIC.transform(self.xy[:, 0], self.xy[:, 1]))
+        self.cum, self.bounds = _measure(self.rxy)
         self.length = float(self.cum[-1])
-        self.bounds = (*rxy.min(axis=0), *rxy.max(axis=0))
-        a, b = rxy[:-1], rxy[1:]
-        self._boxes = np.minimum(a, b), np.maximum(a, b)  # each segment's (min x, min y), (max x, max y)
-        self._cum = self.cum.tolist()
+        self._cum: list[float] | None = None  # (the same as a list, for geometry())
+
+    @property
+    def boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each segment's (min x, min y) and (max x, max y)."""
+        a, b = self.rxy[:-1], self.rxy[1:]
+        return np.minimum(a, b), np.maximum(a, b)
 
     def wgs_bounds(self, margin_m: float) -> tuple[float, ...]:
         """The route's WGS84 bounding box grown by at least ``margin_m``."""
         deg = margin_m / 90000.0  # (a degree is over 90 km here)
         return (*(self.xy.min(axis=0) - deg), *(self.xy.max(axis=0) + deg))
 
-    def clip(self, bounds: np.ndarray, geoms: np.ndarray,
-             large: bool = False) -> tuple[_Runs, np.ndarray, np.ndarray, np.ndarray]:
-        """The route's intersection with each of ``geoms`` (metric; ``bounds`` their bounding boxes),
-        computed on the runs of consecutive segments whose boxes meet each geometry's box, not on the
-        whole route: a short line per run instead of the whole route per geometry (and with ``large``
-        polygons only their part in the run's box). Returns the runs, and (run, geometry, piece) per
-        non-empty piece."""
-        lo, hi = self._boxes
-        hit = ((lo[None, :, 0] <= bounds[:, None, 2]) & (hi[None, :, 0] >= bounds[:, None, 0])
-               & (lo[None, :, 1] <= bounds[:, None, 3]) & (hi[None, :, 1] >= bounds[:, None, 1]))
-        geom, seg = np.nonzero(hit)  # by geometry, then segment
+    def through(self, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where the route is inside each of the metric ``polygons``: (position, lo, hi) per polygon it
+        enters, lo/hi the fractions along the route of its first and last point inside. Computed on the
+        runs of consecutive segments whose boxes meet each polygon's box, against the polygon's part in the
+        run's box (a run lies in its box: it meets that part as it meets the whole polygon)."""
+        if not len(polygons):
+            return np.zeros(0, int), np.zeros(0), np.zeros(0)
+        bounds = shapely.bounds(polygons)
+        lo, hi = self.boxes
+        geom, seg = np.nonzero((lo[None, :, 0] <= bounds[:, None, 2]) & (hi[None, :, 0] >= bounds[:, None, 0])
+                               & (lo[None, :, 1] <= bounds[:, None, 3]) & (hi[None, :, 1] >= bounds[:, None, 1]))
         if not len(seg):
-            none = np.zeros(0, int)
-            return _Runs(self.length, np.array([], dtype=object), np.zeros(0)), none, none, np.array([], dtype=object)
+            return np.zeros(0, int), np.zeros(0), np.zeros(0)
         start = np.flatnonzero(np.concatenate(([True], (geom[1:] != geom[:-1]) | (seg[1:] != seg[:-1] + 1))))
         first, n = seg[start], np.diff(np.append(start, len(seg))) + 1  # first vertex and vertices per run
         vertex = np.repeat(first - np.cumsum(n) + n, n) + np.arange(n.sum())
-        lines = shapely.linestrings(self.rxy[vertex], indices=np.repeat(np.arange(len(n)), n))
-        other = geoms[geom[start]]
-        if large:  # (a line lies in its box: the polygon's part in the box meets it as the whole polygon does)
-            other = np.array([shapely.clip_by_rect(p, *box) for p, box in
-                              zip(other, shapely.bounds(lines) + np.array([-1.0, -1.0, 1.0, 1.0]))], dtype=object)
-        pieces, run = shapely.get_parts(shapely.intersection(lines, other), return_index=True)
-        keep = ~shapely.is_empty(pieces)
-        return _Runs(self.length, lines, self.cum[first]), run[keep], geom[start][run[keep]], pieces[keep]
+        runs = shapely.linestrings(self.rxy[vertex], indices=np.repeat(np.arange(len(n)), n))
+        owner = geom[start]
+        parts = [shapely.clip_by_rect(polygons[g], *box) for g, box in zip(owner, shapely.bounds(runs) + (-1, -1, 1, 1))]
+        xy, run = shapely.get_coordinates(shapely.intersection(runs, parts), return_index=True)
+        if not len(xy):
+            return np.zeros(0, int), np.zeros(0), np.zeros(0)
+        at = (self.cum[first][run] + shapely.line_locate_point(runs[run], shapely.points(xy))) / self.length
+        out = np.unique(owner[run])
+        return (out, np.array([at[owner[run] == g].min() for g in out]),
+                np.array([at[owner[run] == g].max() for g in out]))
 
     def parts(self, found: list[tuple]) -> list[dict]:
         """The parts of :func:`_parts` from (info, lo, hi)."""
         return [{**info, "lo": lo, "hi": hi, "route_m": self.length} for info, lo, hi in found]
 
-    def _at(self, d: float) -> np.ndarray:
+    def _at(self, d: float) -> tuple[float, float]:
         """The WGS84 point ``d`` metres along the route (interpolated on its segment)."""
+        if self._cum is None:
+            self._cum = self.cum.tolist()
         cum = self._cum
         i = min(max(bisect_right(cum, d) - 1, 0), len(cum) - 2)
         seg = cum[i + 1] - cum[i]
         f = 0.0 if seg == 0 else min(max((d - cum[i]) / seg, 0.0), 1.0)
-        return self.xy[i] + f * (self.xy[i + 1] - self.xy[i])
+        (x0, y0), (x1, y1) = self.coords[i], self.coords[i + 1]
+        return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
 
     def geometry(self, lo: float, hi: float) -> dict:
         """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end), as
         ST_LineSubstring: the route's vertices in between and its ends interpolated, no repeated point."""
         a, b = lo * self.length, max(hi, min(lo + 1 / self.length, 1.0)) * self.length
-        xy = np.vstack([self._at(a), self.xy[bisect_right(self._cum, a):bisect_left(self._cum, b)], self._at(b)])
-        coords = np.round(xy[np.concatenate(([True], (xy[1:] != xy[:-1]).any(axis=1)))], 7).tolist()
+        first, last = self._at(a), self._at(b)
+        coords: list[list[float]] = []
+        for x, y in (first, *self.coords[bisect_right(self._cum, a):bisect_left(self._cum, b)], last):
+            c = [round(x, 7), round(y, 7)]
+            if not coords or c != coords[-1]:
+                coords.append(c)
         if len(coords) == 1:
             return {"type": "Point", "coordinates": coords[0]}
         return {"type": "LineString", "coordinates": coords}
@@ -732,10 +884,17 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     else:
         parts = _parts(conn, where, s, road_classes, versions)
     parts.sort(key=lambda p: p["lo"])
+    by_target: dict[str, list[dict]] = {}
+    for rule in applicable:
+        by_target.setdefault(rule["target"], []).append(rule)
+    matching_rules: dict[tuple, list[dict]] = {}  # per kind of part (target, class, ADR category)
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
     stretch: dict[tuple, tuple[float, float]] = {}  # and where that stretch is (its geometry made once)
     for part in parts:
-        matching = [rule for rule in applicable if _matches(rule, part)]
+        kind = (part["target"], part["class"], part["adr"])
+        if kind not in matching_rules:
+            matching_rules[kind] = [rule for rule in by_target.get(part["target"], ()) if _matches(rule, part)]
+        matching = matching_rules[kind]
         if not matching:
             continue
         dist = part["lo"] * part["route_m"]

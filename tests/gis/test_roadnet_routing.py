@@ -4,12 +4,14 @@ graph's invalidation when the graph is rebuilt."""
 
 from __future__ import annotations
 
+import json
 import random
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 import networkx as nx
 import numpy as np
 import pytest
+import shapely
 from pyproj import Geod, Transformer
 from sqlalchemy import text
 
@@ -123,6 +125,44 @@ def test_rule_matching_and_time_windows():
             routing.validate_rule({"name_zh": "x", "name_en": "x", "cargo_classes": ["*"], "target": "structure",
                                    **bad})
     assert len(routing.default_rules()) == 10  # the shipped defaults are valid
+
+
+def test_time_window_met_during_a_trip_as_minute_by_minute():
+    """A trip meets a rule's window exactly when some minute of it is in force (random windows, weekdays
+    and trips, on whole minutes, where minute-by-minute sampling is exact)."""
+    rnd = random.Random(5)
+    start0 = routing.parse_departure("2026-03-01T00:00")
+    for _ in range(400):
+        rule = {"ban_start": time(rnd.randrange(24), rnd.choice([0, 30])) if rnd.random() < 0.9 else None,
+                "ban_end": time(rnd.randrange(24), rnd.choice([0, 30])) if rnd.random() < 0.9 else None,
+                "weekdays": sorted(rnd.sample(range(1, 8), rnd.randrange(0, 4)))}
+        start = start0 + timedelta(minutes=rnd.randrange(14 * 1440))
+        end = start + timedelta(minutes=rnd.randrange(3 * 1440))
+        minutes = (start + timedelta(minutes=k) for k in range(int((end - start).total_seconds()) // 60 + 1))
+        assert routing._window_hits(rule, start, end) == any(routing.in_force(rule, t) for t in minutes), rule
+
+
+def test_band_of_a_segment_is_exact():
+    """Where one segment lies within r of another (the capsule test of route checks) against GEOS: the
+    segment cut by a finely approximated buffer (256 segments a circle: within 0.004 m of a 20 m band)."""
+    rnd = np.random.default_rng(2)
+    met = 0
+    for _ in range(400):
+        p, q, a, b = (rnd.uniform(0, 100, 2) for _ in range(4))
+        if rnd.random() < 0.2:
+            b = a + rnd.uniform(-1, 1, 2) * 1e-3 * (rnd.random() < 0.5)  # short or point-like a-b
+        t0, t1 = routing._band(*p, *(q - p), *a, *b, 20.0)
+        inside = shapely.intersection(shapely.linestrings([p, q]),
+                                      shapely.buffer(shapely.linestrings([a, b]) if (a != b).any() else
+                                                     shapely.points(a), 20.0, quad_segs=64))
+        length = float(np.hypot(*(q - p)))
+        if inside.is_empty or shapely.length(inside) < 1e-6:
+            assert t0 > t1 or (t1 - t0) * length < 0.01
+            continue
+        ends = shapely.line_locate_point(shapely.linestrings([p, q]), shapely.points(shapely.get_coordinates(inside)))
+        assert (t0 * length, t1 * length) == pytest.approx((ends.min(), ends.max()), abs=0.01)
+        met += 1
+    assert met > 100
 
 
 def test_gpx_parsing():
@@ -454,3 +494,44 @@ def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
                 assert r["network_s"] == pytest.approx(cost or 0.0, abs=0.06)
         finally:
             trans.rollback()
+
+
+def test_geometric_check_matches_geos_buffers_on_demo_routes(demo_engine):
+    """Route checks find the structures a route runs along and the zones it crosses in memory (compiled
+    band tests); on the demo's hazmat routes (which follow the roads) they agree with GEOS: the route cut
+    by each structure's buffer (the pieces that run along it for half the shorter line) and by each zone."""
+    s = routing.RouteSettings()
+    tol, share = s.match_tolerance_m, s.match_share
+    with demo_engine.connect() as conn:
+        versions = routing._versions(conn)
+        targets = routing._targets(conn, versions)
+        rows = conn.execute(text("SELECT ST_AsGeoJSON(geom) AS g FROM hazmat_routes ORDER BY id LIMIT 60")).all()
+        seen = 0
+        for row in rows:
+            where = routing._Route(json.loads(row.g)["coordinates"])
+            route = shapely.linestrings(where.rxy)
+            if not shapely.is_simple(route):  # (GEOS splits pieces where a route crosses itself)
+                continue
+            ours = {(p["target"], p["id"], round(p["lo"] * where.length), round(p["hi"] * where.length))
+                    for p in routing._parts(conn, where, s, [], versions)}
+            expected = set()
+            for k in shapely.STRtree(targets.metric).query(route, predicate="dwithin", distance=tol + 1):
+                info, geom = targets.info[k], targets.metric[k]
+                if targets.zone[k]:
+                    at = shapely.line_locate_point(route, shapely.points(shapely.get_coordinates(
+                        shapely.intersection(route, geom))))
+                    if len(at):
+                        expected.add((info["target"], info["id"], round(at.min()), round(at.max())))
+                    continue
+                line_len = shapely.length(geom)
+                for piece in shapely.get_parts(shapely.intersection(route, shapely.buffer(geom, tol, quad_segs=64))):
+                    loc = shapely.line_locate_point(geom, shapely.points(shapely.get_coordinates(piece)))
+                    if loc.max() - loc.min() >= share * min(where.length, line_len):
+                        ends = shapely.line_locate_point(route, shapely.line_interpolate_point(geom, [loc.min(), loc.max()]))
+                        expected.add((info["target"], info["id"], round(ends.min()), round(ends.max())))
+            # the same parts, to the metre (a rounding may fall either side)
+            assert {k[:2] for k in ours} == {k[:2] for k in expected}
+            for key in ours:
+                assert any(e[:2] == key[:2] and abs(e[2] - key[2]) <= 1 and abs(e[3] - key[3]) <= 1 for e in expected), key
+            seen += len(ours)
+    assert seen >= 20
