@@ -163,6 +163,7 @@ def run_scale(scale: int, n: int, grid: int = 0) -> dict:
                     times["plan_inproc"].append(time.perf_counter() - t)
                     if k == 0:
                         free.append(out["unrestricted"]["geometry"])
+            for _ in range(PASSES):
                 for route in free:
                     t = time.perf_counter()
                     routing.check_route(conn, route, cargo, departure, versions=versions)

@@ -90,7 +90,8 @@ class RoadGraph:
         coords, which = shapely.get_coordinates(geoms, return_index=True)
         self.coords, self._coord_edge = coords, which
         self.coord_start = np.searchsorted(which, np.arange(len(self.edge_ids) + 1))
-        self._geoms = self._tree = self._landmarks = None
+        self._geoms = self._tree = self._landmarks = self._metric = None
+        self._closed: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # banned edges -> (edge, arc) masks
         # (layer, feature id) -> indices of the edges it covers
         self.links: dict[tuple[str, int], np.ndarray] = {}
         # and by edge: the links of edge i are link_key/lo/hi[link_ptr[i]:link_ptr[i + 1]], each (layer,
@@ -166,11 +167,8 @@ class RoadGraph:
         """Fastest path from node index ``o`` to ``t`` avoiding the edge indices ``banned``, or None."""
         if o == t:
             return Path(np.array([o]), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0), 0.0)
-        closed = np.zeros(len(self.edge_ids), dtype=np.bool_)
-        if banned is not None and len(banned):
-            closed[banned] = True
         to_lm, from_lm = self.landmarks()
-        arcs = _astar(self.indptr, self.arc_head, self.arc_cost, self.arc_tail, closed[self.arc_edge],
+        arcs = _astar(self.indptr, self.arc_head, self.arc_cost, self.arc_tail, self.closed(banned)[1],
                       to_lm, from_lm, o, t)
         if arcs is None:
             return None
@@ -178,6 +176,20 @@ class RoadGraph:
         costs = self.arc_cost[arcs]
         cost = float(np.cumsum(costs)[-1])  # summed in travel order, as pgr_dijkstra's agg_cost
         return Path(nodes, self.arc_edge[arcs], self.arc_forward[arcs], costs, cost)
+
+    def closed(self, banned: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of the ``banned`` edge indices over the edges and over the arcs, kept for the sets of bans
+        met last (the bans of a cargo and time repeat from plan to plan)."""
+        banned = np.zeros(0, dtype=np.int64) if banned is None else np.asarray(banned, dtype=np.int64)
+        key = banned.tobytes()
+        masks = self._closed.get(key)
+        if masks is None:
+            edges = np.zeros(len(self.edge_ids), dtype=np.bool_)
+            edges[banned] = True
+            if len(self._closed) >= 64:
+                self._closed.clear()
+            masks = self._closed[key] = (edges, edges[self.arc_edge])
+        return masks
 
     def landmarks(self) -> tuple[np.ndarray, np.ndarray]:
         """Travel times to and from a few landmarks (K x n arrays; inf where there is no path), made on
@@ -213,16 +225,24 @@ class RoadGraph:
             self._tree = shapely.STRtree(self.edge_geoms())
         return self._tree
 
-    def path_line(self, path: Path) -> np.ndarray:
-        """Coordinates of the path (edges oriented in travel order; each shared node once)."""
+    def metric_coords(self, project) -> np.ndarray:
+        """The edges' coordinates projected by ``project`` ((n, 2) lon/lat -> (n, 2) metres), made on first
+        use (the caller gives the same projection every time)."""
+        if self._metric is None:
+            self._metric = project(self.coords) if len(self.coords) else np.zeros((0, 2))
+        return self._metric
+
+    def path_vertices(self, path: Path) -> np.ndarray:
+        """Positions in :attr:`coords` (and :meth:`metric_coords`) of the path's vertices: its edges
+        oriented in travel order, each shared node once."""
         if not len(path.edges):
-            return np.zeros((0, 2))
+            return np.zeros(0, dtype=np.int64)
         first, n = self.coord_start[path.edges], np.diff(self.coord_start)[path.edges]
         k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)  # each coordinate's place in its edge
         idx = np.repeat(first, n) + np.where(np.repeat(path.forward, n), k, np.repeat(n - 1, n) - k)
         keep = k > 0  # an edge's first coordinate is the previous one's last ...
         keep[0] = True  # ... but for the first edge
-        return self.coords[idx[keep]]
+        return idx[keep]
 
 
 def _pick_landmarks(xy: np.ndarray, component: np.ndarray, k: int) -> np.ndarray:

@@ -29,6 +29,7 @@ import csv
 import json
 import math
 import re
+import weakref
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
@@ -679,10 +680,12 @@ def _measure(xy):
 class _Route:
     """A route's vertices (WGS84 and metric) and the metric length up to each: where its stretches are."""
 
-    def __init__(self, coords: list[list[float]]):
-        self.coords = coords
-        self.xy = np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2)
-        self.rxy = np.column_stack(_TO_METRIC.transform(self.xy[:, 0], self.xy[:, 1]))
+    def __init__(self, coords: list[list[float]], rxy: np.ndarray | None = None):
+        self.coords = coords  # (and ``rxy`` the same in the metric CRS, projected here if not given)
+        if rxy is None:
+            xy = np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2)
+            rxy = np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1]))
+        self.rxy = rxy
         self.cum, self.bounds = _measure(self.rxy)
         self.length = float(self.cum[-1])
         self._cum: list[float] | None = None  # (the same as a list, for geometry())
@@ -696,7 +699,8 @@ class _Route:
     def wgs_bounds(self, margin_m: float) -> tuple[float, ...]:
         """The route's WGS84 bounding box grown by at least ``margin_m``."""
         deg = margin_m / 90000.0  # (a degree is over 90 km here)
-        return (*(self.xy.min(axis=0) - deg), *(self.xy.max(axis=0) + deg))
+        xy = np.asarray(self.coords, dtype=float)
+        return (*(xy.min(axis=0) - deg), *(xy.max(axis=0) + deg))
 
     def through(self, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where the route is inside each of the metric ``polygons``: (position, lo, hi) per polygon it
@@ -870,7 +874,7 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     versions = versions if versions is not None else _versions(conn)
     applicable = [r for r in (rules if rules is not None else _active_rules(conn, versions))
                   if rule_applies(r, cargo)]
-    where = _Route(route["coordinates"])
+    where = _Route(route["coordinates"], None if path is None else path.metric)
     length = profile[-1][0] if profile else where.length
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
     end = departure + timedelta(seconds=profile[-1][1]) if departure else None
@@ -936,6 +940,7 @@ class RoutePath:
     geometry: dict
     edge_idx: np.ndarray    # the edges' indices in the graph, in travel order
     forward: np.ndarray     # per edge: travelled in digitised direction
+    metric: np.ndarray      # the geometry's vertices in the metric CRS
 
 
 def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = None) -> RoutePath | None:
@@ -945,10 +950,11 @@ def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = N
     if p is None:
         return None
     ds, ts = np.cumsum(g.edge_length[p.edges]), np.cumsum(p.costs)
-    coords = np.round(g.path_line(p), 7).tolist()
+    vertices = g.path_vertices(p)
     return RoutePath(float(ts[-1]) if len(ts) else 0.0, float(ds[-1]) if len(ds) else 0.0,
                      g.edge_ids[p.edges].tolist(), [(0.0, 0.0)] + list(zip(ds.tolist(), ts.tolist())),
-                     {"type": "LineString", "coordinates": coords}, p.edges, p.forward)
+                     {"type": "LineString", "coordinates": np.round(g.coords[vertices], 7).tolist()}, p.edges,
+                     p.forward, g.metric_coords(_metric_xy)[vertices])
 
 
 def shortest_path(conn: Connection, source: int, target: int, banned: list[int] | tuple = ()) -> RoutePath | None:
@@ -1008,13 +1014,24 @@ def _features_banned(conn: Connection, rules: list[dict], versions: dict) -> dic
 _LINK_LAYER = {target: layer for layer, target in _LINK_TARGET.items()}
 
 
+_BANNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # graph -> {bans: edge indices}
+
+
 def _banned_edges(g: roadgraph.RoadGraph, features: dict, road_classes: set[str]) -> np.ndarray:
-    """Indices of the edges the banned structures/zones cover, and of the banned roads and road classes."""
-    out = [g.edges_of((_LINK_LAYER[t], i) for (t, i) in features if t in _LINK_LAYER)]
-    rids = [i for (t, i) in features if t == "road"]
-    if road_classes or rids:
-        out.append(np.flatnonzero(np.isin(g.edge_class, sorted(road_classes)) | np.isin(g.edge_road, rids)))
-    return np.unique(np.concatenate(out))
+    """Indices of the edges the banned structures/zones cover, and of the banned roads and road classes
+    (sorted; kept per graph for the sets of bans met last: those of a cargo and time repeat)."""
+    key = (frozenset(features), frozenset(road_classes))
+    memo = _BANNED.setdefault(g, {})
+    edges = memo.get(key)
+    if edges is None:
+        out = [g.edges_of((_LINK_LAYER[t], i) for (t, i) in features if t in _LINK_LAYER)]
+        rids = [i for (t, i) in features if t == "road"]
+        if road_classes or rids:
+            out.append(np.flatnonzero(np.isin(g.edge_class, sorted(road_classes)) | np.isin(g.edge_road, rids)))
+        if len(memo) >= 64:
+            memo.clear()
+        edges = memo[key] = np.unique(np.concatenate(out))
+    return edges
 
 
 def banned_edges_for(conn: Connection, cargo: Cargo, departure: datetime | None) -> list[int]:
@@ -1123,7 +1140,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     path, check = free, free_check
     for _ in range(s.replans + 1):
         banned = _banned_edges(g, features, road_classes)
-        if path is not free or np.isin(free.edge_idx, banned).any():  # else compliant: no new search
+        if path is not free or g.closed(banned)[0][free.edge_idx].any():  # else compliant: no new search
             path = _route(g, o, d, banned)
             if path is None:
                 break

@@ -138,8 +138,9 @@ class RouteFastPath:
     # On a graph up to this size (a city: the x10 demo has 9 312 edges) and a body up to this size (a
     # route of ~500 points) a plan or check takes about a millisecond of CPU, most of it holding the
     # GIL: it runs on the event loop, which saves the ~0.09 ms hop to a worker thread and back, and goes
-    # to the thread only if it needs the database (NeedsDatabase). Larger work goes to the thread: the
-    # search releases the GIL, so other requests are served meanwhile.
+    # to the thread only if it needs the database (NeedsDatabase: e.g. a graph not loaded yet, which a
+    # check of a drawn route does not need). Larger work goes to the thread: the search releases the
+    # GIL, so other requests are served meanwhile.
     INLINE_EDGES = 20_000
     INLINE_BODY = 16 * 1024
 
@@ -170,8 +171,8 @@ class RouteFastPath:
             try:
                 model_class, compute = found
                 model = model_class.model_validate_json(body)
-                graph = roadgraph.held(self.state.engine, versions.get("road_graph"))
-                if graph is not None and len(graph.edge_ids) <= self.INLINE_EDGES and size <= self.INLINE_BODY:
+                graph = roadgraph.held(self.state.engine, versions.get("road_graph"))  # (None: not loaded yet)
+                if (graph is None or len(graph.edge_ids) <= self.INLINE_EDGES) and size <= self.INLINE_BODY:
                     try:
                         result = self._compute(compute, model, versions, offline=True)
                     except NeedsDatabase:

@@ -44,7 +44,7 @@ def test_draw_check_and_plan(site, token):
         page.evaluate(f"onemap.state.token = {rc!r}")
         # map layers off: this test is about the panel, and tiles would queue ahead of its requests
         page.evaluate("Object.keys(onemap.layers).forEach(id => onemap.setLayerVisible(id, false))")
-        page.evaluate("onemap.map.setView([25.01, 102.72], 14)")
+        page.evaluate("onemap.map.setView([25.01, 102.72], 14, {animate: false})")  # (tiles requested now)
         page.click(".rt-toggle")
         page.fill("#rt-un", "1017")
         page.fill("#rt-dep", "2026-03-02T10:00")

@@ -33,7 +33,7 @@ def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, tok
     with browser_page() as (page, errors):
         page.goto(base + "/")
         page.evaluate("onemap.ready")
-        page.evaluate("onemap.map.setView([25.04, 102.71], 13)")
+        page.evaluate("onemap.map.setView([25.04, 102.71], 13, {animate: false})")  # (tiles requested now)
         page.evaluate("onemap.whenTilesLoaded(15000)")
         assert page.evaluate("onemap.renderedFeatures('chemical_parks').length") > 0
         assert "enterprises" not in page.evaluate("Object.keys(onemap.layers)")
