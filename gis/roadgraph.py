@@ -375,6 +375,19 @@ def _load(conn: Connection, key) -> RoadGraph:
     return RoadGraph(key, nodes, edges, links, inputs)
 
 
+def warm_up() -> None:
+    """Run the compiled searches once on a three-node graph, so that numba compiles them (seconds on a
+    fresh install) or loads them from its cache before the first request needs them."""
+    wkb = [shapely.to_wkb(shapely.linestrings([[0.0, 0.0], [0.001, 0.0]]))] * 2
+    g = RoadGraph(None, {"id": [1, 2, 3], "component": [1, 1, 1], "x": [0.0, 0.001, 0.002], "y": [0.0] * 3},
+                  {"id": [1, 2], "road_id": [1, 1], "source": [1, 2], "target": [2, 3], "cost_s": [9.0, 9.0],
+                   "reverse_cost_s": [9.0, -1.0], "length_m": [100.0, 100.0], "road_class": ["urban"] * 2,
+                   "wkb": wkb},
+                  {"edge_id": [], "layer": [], "feature_id": [], "lo": [], "hi": []})
+    g.shortest_path(0, 2)
+    g.times_to(2, np.array([0, 1]))
+
+
 _UNSET = object()
 
 

@@ -759,6 +759,13 @@ class _Route:
         return {"type": "LineString", "coordinates": coords}
 
 
+def warm_up() -> None:
+    """Run the compiled parts of a route check once (as :func:`gis.roadgraph.warm_up`)."""
+    where = _Route([[102.7, 25.0], [102.701, 25.0]])
+    _near(np.zeros((1, 4)), where.bounds, 20.0)
+    _runs_along(where, np.array([shapely.linestrings(where.rxy)]), 20.0, 0.5)
+
+
 _LINK_TARGET = {"restricted_structures": "structure", "water_source_zones": "water_zone"}
 
 

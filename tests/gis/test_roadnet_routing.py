@@ -535,3 +535,11 @@ def test_geometric_check_matches_geos_buffers_on_demo_routes(demo_engine):
                 assert any(e[:2] == key[:2] and abs(e[2] - key[2]) <= 1 and abs(e[3] - key[3]) <= 1 for e in expected), key
             seen += len(ours)
     assert seen >= 20
+
+
+def test_warm_up_runs_the_compiled_kernels():
+    """`riskmap serve` warms the compiled searches and checks up in the background (gis.*.warm_up)."""
+    from gis import roadgraph
+
+    roadgraph.warm_up()
+    routing.warm_up()
