@@ -666,6 +666,31 @@ def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
 
 
 @njit(cache=True, nogil=True)
+def _box_runs(xy, boxes):
+    """The runs of consecutive segments of the polyline ``xy`` whose boxes meet each of the ``boxes``:
+    (box, first vertex, vertices) per run, by box, then along the line."""
+    out = np.empty((0, 3), np.int64)
+    for fill in (False, True):  # count, then fill
+        count = 0
+        for g in range(len(boxes)):
+            run = -1  # first segment of the current run
+            for k in range(len(xy)):  # (k = len(xy) - 1: past the last segment, ends a run)
+                meets = k < len(xy) - 1 and not (
+                    max(xy[k, 0], xy[k + 1, 0]) < boxes[g, 0] or min(xy[k, 0], xy[k + 1, 0]) > boxes[g, 2]
+                    or max(xy[k, 1], xy[k + 1, 1]) < boxes[g, 1] or min(xy[k, 1], xy[k + 1, 1]) > boxes[g, 3])
+                if meets and run < 0:
+                    run = k
+                elif not meets and run >= 0:
+                    if fill:
+                        out[count, 0], out[count, 1], out[count, 2] = g, run, k - run + 1
+                    count += 1
+                    run = -1
+        if not fill:
+            out = np.empty((count, 3), np.int64)
+    return out[:, 0], out[:, 1], out[:, 2]
+
+
+@njit(cache=True, nogil=True)
 def _measure(xy):
     """Metres along a metric polyline up to each vertex, and its bounds (min x, min y, max x, max y)."""
     cum, bounds = np.zeros(len(xy)), np.empty(4)
@@ -690,12 +715,6 @@ class _Route:
         self.length = float(self.cum[-1])
         self._cum: list[float] | None = None  # (the same as a list, for geometry())
 
-    @property
-    def boxes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each segment's (min x, min y) and (max x, max y)."""
-        a, b = self.rxy[:-1], self.rxy[1:]
-        return np.minimum(a, b), np.maximum(a, b)
-
     def wgs_bounds(self, margin_m: float) -> tuple[float, ...]:
         """The route's WGS84 bounding box grown by at least ``margin_m``."""
         deg = margin_m / 90000.0  # (a degree is over 90 km here)
@@ -707,23 +726,18 @@ class _Route:
         enters, lo/hi the fractions along the route of its first and last point inside. Computed on the
         runs of consecutive segments whose boxes meet each polygon's box, against the polygon's part in the
         run's box (a run lies in its box: it meets that part as it meets the whole polygon)."""
+        none = np.zeros(0, int), np.zeros(0), np.zeros(0)
         if not len(polygons):
-            return np.zeros(0, int), np.zeros(0), np.zeros(0)
-        bounds = shapely.bounds(polygons)
-        lo, hi = self.boxes
-        geom, seg = np.nonzero((lo[None, :, 0] <= bounds[:, None, 2]) & (hi[None, :, 0] >= bounds[:, None, 0])
-                               & (lo[None, :, 1] <= bounds[:, None, 3]) & (hi[None, :, 1] >= bounds[:, None, 1]))
-        if not len(seg):
-            return np.zeros(0, int), np.zeros(0), np.zeros(0)
-        start = np.flatnonzero(np.concatenate(([True], (geom[1:] != geom[:-1]) | (seg[1:] != seg[:-1] + 1))))
-        first, n = seg[start], np.diff(np.append(start, len(seg))) + 1  # first vertex and vertices per run
-        vertex = np.repeat(first - np.cumsum(n) + n, n) + np.arange(n.sum())
+            return none
+        owner, first, n = _box_runs(self.rxy, shapely.bounds(polygons).reshape(-1, 4))
+        if not len(owner):
+            return none
+        vertex = np.repeat(first - np.cumsum(n) + n, n) + np.arange(n.sum())  # each run's vertices
         runs = shapely.linestrings(self.rxy[vertex], indices=np.repeat(np.arange(len(n)), n))
-        owner = geom[start]
         parts = [shapely.clip_by_rect(polygons[g], *box) for g, box in zip(owner, shapely.bounds(runs) + (-1, -1, 1, 1))]
         xy, run = shapely.get_coordinates(shapely.intersection(runs, parts), return_index=True)
         if not len(xy):
-            return np.zeros(0, int), np.zeros(0), np.zeros(0)
+            return none
         at = (self.cum[first][run] + shapely.line_locate_point(runs[run], shapely.points(xy))) / self.length
         out = np.unique(owner[run])
         return (out, np.array([at[owner[run] == g].min() for g in out]),
@@ -763,6 +777,7 @@ def warm_up() -> None:
     """Run the compiled parts of a route check once (as :func:`gis.roadgraph.warm_up`)."""
     where = _Route([[102.7, 25.0], [102.701, 25.0]])
     _near(np.zeros((1, 4)), where.bounds, 20.0)
+    where.through(np.array([shapely.buffer(shapely.points(where.rxy[0]), 5.0)]))
     _runs_along(where, np.array([shapely.linestrings(where.rxy)]), 20.0, 0.5)
 
 

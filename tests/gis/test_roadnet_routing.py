@@ -506,7 +506,7 @@ def test_geometric_check_matches_geos_buffers_on_demo_routes(demo_engine):
         versions = routing._versions(conn)
         targets = routing._targets(conn, versions)
         rows = conn.execute(text("SELECT ST_AsGeoJSON(geom) AS g FROM hazmat_routes ORDER BY id LIMIT 60")).all()
-        seen = 0
+        seen, zones = 0, 0
         for row in rows:
             where = routing._Route(json.loads(row.g)["coordinates"])
             route = shapely.linestrings(where.rxy)
@@ -534,7 +534,8 @@ def test_geometric_check_matches_geos_buffers_on_demo_routes(demo_engine):
             for key in ours:
                 assert any(e[:2] == key[:2] and abs(e[2] - key[2]) <= 1 and abs(e[3] - key[3]) <= 1 for e in expected), key
             seen += len(ours)
-    assert seen >= 20
+            zones += sum(1 for k in ours if k[0] == "water_zone")
+    assert seen >= 20 and zones >= 1, (seen, zones)
 
 
 def test_warm_up_runs_the_compiled_kernels():
