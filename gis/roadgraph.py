@@ -186,9 +186,11 @@ class RoadGraph:
         if masks is None:
             edges = np.zeros(len(self.edge_ids), dtype=np.bool_)
             edges[banned] = True
+            arcs = edges[self.arc_edge]
+            edges.flags.writeable = arcs.flags.writeable = False  # (shared by every search with these bans)
             if len(self._closed) >= 64:
                 self._closed.clear()
-            masks = self._closed[key] = (edges, edges[self.arc_edge])
+            masks = self._closed[key] = (edges, arcs)
         return masks
 
     def landmarks(self) -> tuple[np.ndarray, np.ndarray]:

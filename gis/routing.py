@@ -424,10 +424,10 @@ def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000) -> dict:
 
 
 _TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
-_TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
 
 
 def _metric_xy(coords) -> np.ndarray:
+    """(n, 2) lon/lat -> (n, 2) metres in the metric CRS."""
     xy = np.asarray(coords, dtype=float)
     return np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1]))
 
@@ -708,8 +708,7 @@ class _Route:
     def __init__(self, coords: list[list[float]], rxy: np.ndarray | None = None):
         self.coords = coords  # (and ``rxy`` the same in the metric CRS, projected here if not given)
         if rxy is None:
-            xy = np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2)
-            rxy = np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1]))
+            rxy = _metric_xy(np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2))
         self.rxy = rxy
         self.cum, self.bounds = _measure(self.rxy)
         self.length = float(self.cum[-1])

@@ -1507,7 +1507,9 @@
     return out;
   }
 
-  // Resolves when every visible layer has finished loading its current tiles.
+  // Resolves when every visible layer has finished loading its current tiles (false after timeoutMs).
+  // A view's tiles are requested when its move ends: after an animated setView/flyTo wait for 'moveend'
+  // first, or set the view with {animate: false}.
   function whenTilesLoaded(timeoutMs) {
     var visible = state.layerOrder.map(function (id) { return state.layers[id].grid; })
       .filter(function (g) { return map.hasLayer(g); });
