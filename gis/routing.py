@@ -30,11 +30,11 @@ import json
 import math
 import re
 import weakref
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from functools import cache, lru_cache
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
@@ -42,13 +42,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import shapely
 from numba import njit
-from pyproj import Transformer
 from sqlalchemy import Connection, text
 
 from gis.errors import AnalysisError
 from gis import roadgraph
 from gis.roadnet import GraphSettings
-from layers.crs import METRIC_EPSG
+from gis.tmerc import project
 from layers.db import db_key
 from layers.derived import layer_versions
 
@@ -423,15 +422,6 @@ def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000) -> dict:
 # ---------------------------------------------------------------- check
 
 
-_TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
-
-
-def _metric_xy(coords) -> np.ndarray:
-    """(n, 2) lon/lat -> (n, 2) metres in the metric CRS."""
-    xy = np.asarray(coords, dtype=float)
-    return np.column_stack(_TO_METRIC.transform(xy[:, 0], xy[:, 1]))
-
-
 @dataclass
 class _Targets:
     """Restricted structures and water-source zones held in memory for route checks, per version of the
@@ -444,9 +434,12 @@ class _Targets:
     boxes: np.ndarray = field(init=False)
     xy: np.ndarray = field(init=False)
     ptr: np.ndarray = field(init=False)
+    structures: np.ndarray = field(init=False)  # positions of the structures
+    zones: np.ndarray = field(init=False)       # and of the zones
 
     def __post_init__(self):
         self.index = {(p["target"], p["id"]): i for i, p in enumerate(self.info)}
+        self.structures, self.zones = np.flatnonzero(~self.zone), np.flatnonzero(self.zone)
         self.boxes = shapely.bounds(self.metric).reshape(-1, 4)
         self.xy, self.ptr = _vertices(self.metric)
 
@@ -479,7 +472,7 @@ def _targets(conn: Connection, versions: dict) -> _Targets:
             FROM water_source_zones z""")).mappings().all()
         wgs = shapely.from_wkb([r["wkb"] for r in rows]) if rows else np.array([], dtype=object)
         return _Targets([{k: r[k] for k in ("target", "id", "name", "class", "adr", "synthetic")} for r in rows],
-                        shapely.transform(wgs, _metric_xy), np.array([r["target"] == "water_zone" for r in rows], bool))
+                        shapely.transform(wgs, project), np.array([r["target"] == "water_zone" for r in rows], bool))
     key = (versions.get("restricted_structures"), versions.get("water_source_zones"))
     return _cached(conn, "targets", None if None in key else key, load)
 
@@ -537,6 +530,30 @@ def _locate(px, py, xy, first, last):
 
 
 @njit(cache=True, nogil=True)
+def _stretch(xy, cum, a, b):
+    """The points of the polyline ``xy`` from ``a`` to ``b`` metres along it (``cum``: metres up to each
+    vertex): its ends interpolated and the vertices in between, as ST_LineSubstring."""
+    first, last = np.searchsorted(cum, a, "right"), np.searchsorted(cum, b, "left")
+    pts = np.empty((max(last - first, 0) + 2, 2))
+    pts[0] = _point_at(xy, cum, 0, a)
+    pts[1:-1] = xy[first:last]
+    pts[-1] = _point_at(xy, cum, 0, b)
+    return pts
+
+
+@njit(cache=True, nogil=True)
+def _substring(xy, cum, a, b):
+    """:func:`_stretch` to 7 decimals (as ST_AsGeoJSON), no point repeated."""
+    pts = np.round(_stretch(xy, cum, a, b), 7)
+    keep = 1
+    for k in range(1, len(pts)):
+        if pts[k, 0] != pts[keep - 1, 0] or pts[k, 1] != pts[keep - 1, 1]:
+            pts[keep] = pts[k]
+            keep += 1
+    return pts[:keep]
+
+
+@njit(cache=True, nogil=True)
 def _point_at(xy, cum, first, d):
     """The point ``d`` metres along the polyline from xy[first] (``cum``: metres up to each vertex)."""
     k = min(max(np.searchsorted(cum, d, "right") - 1, 0), len(cum) - 2)
@@ -546,32 +563,49 @@ def _point_at(xy, cum, first, d):
             xy[first + k, 1] + t * (xy[first + k + 1, 1] - xy[first + k, 1]))
 
 
+_CHUNK = 16  # route segments per box of the scan in :func:`_along_pieces`
+
+
 @njit(cache=True, nogil=True)
-def _along_pieces(rxy, cum, lxy, lptr, lines, tol, share):
+def _along_pieces(rxy, cum, lxy, lptr, lines, boxes, tol, share):
     """:func:`_runs_along` on arrays: the route's vertices ``rxy`` and metres up to each ``cum``; the
-    lines' vertices ``lxy``, line l being lxy[lptr[l]:lptr[l + 1]]; ``lines`` the lines to test."""
+    lines' vertices ``lxy``, line l being lxy[lptr[l]:lptr[l + 1]], its box boxes[l]; ``lines`` the
+    lines to test. The route's segments are scanned by boxes of :data:`_CHUNK` segments."""
     n = len(rxy) - 1
     length = cum[-1]
-    count = 0
-    line, d0, d1 = np.empty(0, np.int64), np.empty(0), np.empty(0)
-    for fill in (False, True):  # count, then fill: every stretch of the route within tol of a segment
-        if fill:
-            line, d0, d1 = np.empty(count, np.int64), np.empty(count), np.empty(count)
-            count = 0
-        for l in lines:
-            for k in range(lptr[l], lptr[l + 1] - 1):
-                ax, ay, bx, by = lxy[k, 0], lxy[k, 1], lxy[k + 1, 0], lxy[k + 1, 1]
-                x0, x1, y0, y1 = min(ax, bx) - tol, max(ax, bx) + tol, min(ay, by) - tol, max(ay, by) + tol
-                for i in range(n):
+    chunks = (n + _CHUNK - 1) // _CHUNK
+    cbox = np.empty((chunks, 4))  # min x, min y, max x, max y of each chunk of segments
+    for c in range(chunks):
+        cbox[c, 0], cbox[c, 1] = rxy[c * _CHUNK, 0], rxy[c * _CHUNK, 1]
+        cbox[c, 2], cbox[c, 3] = cbox[c, 0], cbox[c, 1]
+        for k in range(c * _CHUNK + 1, min((c + 1) * _CHUNK, n) + 1):
+            cbox[c, 0], cbox[c, 1] = min(cbox[c, 0], rxy[k, 0]), min(cbox[c, 1], rxy[k, 1])
+            cbox[c, 2], cbox[c, 3] = max(cbox[c, 2], rxy[k, 0]), max(cbox[c, 3], rxy[k, 1])
+    count = 0  # every stretch of the route within tol of a segment: (line, metres from, metres to)
+    line, d0, d1 = np.empty(16, np.int64), np.empty(16), np.empty(16)
+    rx0, ry0, rx1, ry1 = cbox[:, 0].min(), cbox[:, 1].min(), cbox[:, 2].max(), cbox[:, 3].max()
+    for l in lines:
+        if boxes[l, 0] - tol > rx1 or boxes[l, 2] + tol < rx0 or boxes[l, 1] - tol > ry1 or boxes[l, 3] + tol < ry0:
+            continue
+        for k in range(lptr[l], lptr[l + 1] - 1):
+            ax, ay, bx, by = lxy[k, 0], lxy[k, 1], lxy[k + 1, 0], lxy[k + 1, 1]
+            x0, x1, y0, y1 = min(ax, bx) - tol, max(ax, bx) + tol, min(ay, by) - tol, max(ay, by) + tol
+            for c in range(chunks):
+                if cbox[c, 2] < x0 or cbox[c, 0] > x1 or cbox[c, 3] < y0 or cbox[c, 1] > y1:
+                    continue
+                for i in range(c * _CHUNK, min((c + 1) * _CHUNK, n)):
                     px, py, qx, qy = rxy[i, 0], rxy[i, 1], rxy[i + 1, 0], rxy[i + 1, 1]
                     if max(px, qx) < x0 or min(px, qx) > x1 or max(py, qy) < y0 or min(py, qy) > y1:
                         continue
                     t0, t1 = _band(px, py, qx - px, qy - py, ax, ay, bx, by, tol)
                     if t0 <= t1:
-                        if fill:
-                            seg = cum[i + 1] - cum[i]
-                            line[count], d0[count], d1[count] = l, cum[i] + t0 * seg, cum[i] + t1 * seg
+                        if count == len(line):  # (grown by doubling)
+                            line, d0, d1 = (np.concatenate((line, line)), np.concatenate((d0, d0)),
+                                            np.concatenate((d1, d1)))
+                        seg = cum[i + 1] - cum[i]
+                        line[count], d0[count], d1[count] = l, cum[i] + t0 * seg, cum[i] + t1 * seg
                         count += 1
+    line, d0, d1 = line[:count], d0[:count], d1[:count]
     order = np.argsort(d0, kind="mergesort")
     order = order[np.argsort(line[order], kind="mergesort")]  # by line, then along the route
     owner, lo, hi = np.empty(count, np.int64), np.empty(count), np.empty(count)
@@ -588,11 +622,7 @@ def _along_pieces(rxy, cum, lxy, lptr, lines, tol, share):
         for k in range(a, b):
             lcum[k - a + 1] = lcum[k - a] + math.hypot(lxy[k + 1, 0] - lxy[k, 0], lxy[k + 1, 1] - lxy[k, 1])
         llen = lcum[-1]
-        first, last = np.searchsorted(cum, p0, "right"), np.searchsorted(cum, p1, "left")
-        pts = np.empty((max(last - first, 0) + 2, 2))
-        pts[0] = _point_at(rxy, cum, 0, p0)
-        pts[1:-1] = rxy[first:last]
-        pts[-1] = _point_at(rxy, cum, 0, p1)
+        pts = _stretch(rxy, cum, p0, p1)
         slo, shi = math.inf, -math.inf
         for k in range(len(pts)):
             at = _locate(pts[k, 0], pts[k, 1], lxy, a, b) / llen if llen > 0 else 0.0
@@ -618,15 +648,16 @@ def _runs_along(where: _Route, lines: np.ndarray, tol: float,
     are exact (PostGIS there buffers the lines by polygons, within 0.1 m of the true 20 m band). Returns
     (position in ``lines``, lo, hi) per piece: lo/hi are fractions along the route, in route order, of
     the stretch of the line the piece runs along."""
-    return _along_pieces(where.rxy, where.cum, *_vertices(lines), np.arange(len(lines)), float(tol), float(share))
+    return _along_pieces(where.rxy, where.cum, *_vertices(lines), np.arange(len(lines)),
+                         shapely.bounds(lines).reshape(-1, 4), float(tol), float(share))
 
 
 def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list[str],
-           versions: dict) -> list[dict]:
+           versions: dict) -> list[tuple]:
     """Structures, zones and roads of the given classes the route runs along or through.
 
-    Each part: target, id, name, class, adr, synthetic, lo/hi (fractions along the route) and route_m
-    (its metric length). Computed in memory on the cached structures and zones: one structure gives one
+    Each part: (info, lo, hi), info the target, id, name, class, adr and synthetic, lo/hi fractions along
+    the route. Computed in memory on the cached structures and zones: one structure gives one
     part per stretch run along (:func:`_runs_along`); a zone one part from the route's first point in it
     to its last.
     """
@@ -634,25 +665,23 @@ def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list
         return []
     tg = _targets(conn, versions)
     tol, share = float(s.match_tolerance_m), float(s.match_share)
-    near = _near(tg.boxes, where.bounds, tol)
-    found = []  # (info, lo, hi)
-    structures = near[~tg.zone[near]]
-    for i, lo, hi in zip(*_along_pieces(where.rxy, where.cum, tg.xy, tg.ptr, structures, tol, share)):
-        found.append((tg.info[i], float(lo), float(hi)))  # (:func:`_runs_along` for the structures held)
-    zones = near[tg.zone[near]]
-    for i, lo, hi in zip(*where.through(tg.metric[zones])):
-        found.append((tg.info[zones[i]], float(lo), float(hi)))
+    found = [(tg.info[i], lo, hi) for i, lo, hi in zip(  # (:func:`_runs_along` for the structures held)
+        *(a.tolist() for a in _along_pieces(where.rxy, where.cum, tg.xy, tg.ptr, tg.structures, tg.boxes, tol, share)))]
+    zones = tg.zones[_near(tg.boxes[tg.zones], where.bounds, tol)]
+    if len(zones):
+        for i, lo, hi in zip(*where.through(tg.metric[zones])):
+            found.append((tg.info[zones[i]], float(lo), float(hi)))
     if road_classes:  # roads of a restricted class: every edge the route runs along, grouped by road
         g = roadgraph.get(conn, versions.get("road_graph"))
         edges = g.edge_tree().query(shapely.box(*where.wgs_bounds(tol)))  # (WGS84: the graph's tree)
         edges = edges[np.isin(g.edge_class[edges], road_classes)]
-        lines = shapely.transform(g.edge_geoms()[edges], _metric_xy)
+        lines = shapely.transform(g.edge_geoms()[edges], project)
         spans: dict[int, list[float]] = {}
         for i, lo, hi in zip(*_runs_along(where, lines, tol, share)):
             span = spans.setdefault(int(g.edge_road[edges[i]]), [lo, hi])
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
         found += _road_spans(conn, spans)
-    return where.parts(found)
+    return found
 
 
 def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
@@ -707,18 +736,25 @@ class _Route:
 
     def __init__(self, coords: list[list[float]], rxy: np.ndarray | None = None):
         self.coords = coords  # (and ``rxy`` the same in the metric CRS, projected here if not given)
+        self._wgs = None
         if rxy is None:
-            rxy = _metric_xy(np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2))
+            self._wgs = np.fromiter(chain.from_iterable(coords), float, 2 * len(coords)).reshape(-1, 2)
+            rxy = project(self._wgs)
         self.rxy = rxy
         self.cum, self.bounds = _measure(self.rxy)
         self.length = float(self.cum[-1])
-        self._cum: list[float] | None = None  # (the same as a list, for geometry())
+
+    @property
+    def wgs(self) -> np.ndarray:
+        """The WGS84 vertices as an (n, 2) array."""
+        if self._wgs is None:
+            self._wgs = np.array(self.coords, dtype=float)
+        return self._wgs
 
     def wgs_bounds(self, margin_m: float) -> tuple[float, ...]:
         """The route's WGS84 bounding box grown by at least ``margin_m``."""
         deg = margin_m / 90000.0  # (a degree is over 90 km here)
-        xy = np.asarray(self.coords, dtype=float)
-        return (*(xy.min(axis=0) - deg), *(xy.max(axis=0) + deg))
+        return (*(self.wgs.min(axis=0) - deg), *(self.wgs.max(axis=0) + deg))
 
     def through(self, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where the route is inside each of the metric ``polygons``: (position, lo, hi) per polygon it
@@ -742,31 +778,11 @@ class _Route:
         return (out, np.array([at[owner[run] == g].min() for g in out]),
                 np.array([at[owner[run] == g].max() for g in out]))
 
-    def parts(self, found: list[tuple]) -> list[dict]:
-        """The parts of :func:`_parts` from (info, lo, hi)."""
-        return [{**info, "lo": lo, "hi": hi, "route_m": self.length} for info, lo, hi in found]
-
-    def _at(self, d: float) -> tuple[float, float]:
-        """The WGS84 point ``d`` metres along the route (interpolated on its segment)."""
-        if self._cum is None:
-            self._cum = self.cum.tolist()
-        cum = self._cum
-        i = min(max(bisect_right(cum, d) - 1, 0), len(cum) - 2)
-        seg = cum[i + 1] - cum[i]
-        f = 0.0 if seg == 0 else min(max((d - cum[i]) / seg, 0.0), 1.0)
-        (x0, y0), (x1, y1) = self.coords[i], self.coords[i + 1]
-        return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
-
     def geometry(self, lo: float, hi: float) -> dict:
         """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end), as
         ST_LineSubstring: the route's vertices in between and its ends interpolated, no repeated point."""
         a, b = lo * self.length, max(hi, min(lo + 1 / self.length, 1.0)) * self.length
-        first, last = self._at(a), self._at(b)
-        coords: list[list[float]] = []
-        for x, y in (first, *self.coords[bisect_right(self._cum, a):bisect_left(self._cum, b)], last):
-            c = [round(x, 7), round(y, 7)]
-            if not coords or c != coords[-1]:
-                coords.append(c)
+        coords = _substring(self.wgs, self.cum, a, b).tolist()
         if len(coords) == 1:
             return {"type": "Point", "coordinates": coords[0]}
         return {"type": "LineString", "coordinates": coords}
@@ -778,13 +794,14 @@ def warm_up() -> None:
     _near(np.zeros((1, 4)), where.bounds, 20.0)
     where.through(np.array([shapely.buffer(shapely.points(where.rxy[0]), 5.0)]))
     _runs_along(where, np.array([shapely.linestrings(where.rxy)]), 20.0, 0.5)
+    where.geometry(0.0, 0.5)
 
 
 _LINK_TARGET = {"restricted_structures": "structure", "water_source_zones": "water_zone"}
 
 
 def _path_parts(conn: Connection, path: RoutePath, where: _Route, road_classes: list[str],
-                versions: dict) -> list[dict]:
+                versions: dict) -> list[tuple]:
     """:func:`_parts` for a route found on the graph, from its edges: the structures and zones tied to
     them (``road_edge_links``, the ties that close edges to a banned cargo), placed along the route by
     the stretch of each edge they cover, one part per run of consecutive edges; and the roads of the
@@ -827,7 +844,7 @@ def _path_parts(conn: Connection, path: RoutePath, where: _Route, road_classes: 
             span = spans.setdefault(int(g.edge_road[e[k]]), [lo, hi])
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
         found += _road_spans(conn, spans)
-    return where.parts(found)
+    return found
 
 
 def _links_current(conn: Connection, versions: dict) -> bool:
@@ -908,38 +925,39 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
         parts = _path_parts(conn, path, where, road_classes, versions)
     else:
         parts = _parts(conn, where, s, road_classes, versions)
-    parts.sort(key=lambda p: p["lo"])
+    parts.sort(key=itemgetter(1))
     by_target: dict[str, list[dict]] = {}
     for rule in applicable:
         by_target.setdefault(rule["target"], []).append(rule)
     matching_rules: dict[tuple, list[dict]] = {}  # per kind of part (target, class, ADR category)
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
     stretch: dict[tuple, tuple[float, float]] = {}  # and where that stretch is (its geometry made once)
-    for part in parts:
-        kind = (part["target"], part["class"], part["adr"])
-        if kind not in matching_rules:
-            matching_rules[kind] = [rule for rule in by_target.get(part["target"], ()) if _matches(rule, part)]
-        matching = matching_rules[kind]
+    for info, lo, hi in parts:
+        kind = (info["target"], info["class"], info["adr"])
+        matching = matching_rules.get(kind)
+        if matching is None:
+            matching = matching_rules[kind] = [rule for rule in by_target.get(info["target"], ())
+                                               if _matches(rule, info)]
         if not matching:
             continue
-        dist = part["lo"] * part["route_m"]
+        dist = lo * where.length
         eta = _eta(profile, departure, dist)
         for rule in matching:
             if not in_force(rule, eta):
                 continue
-            key = (part["target"], part["id"])
+            key = (info["target"], info["id"])
             if key in best and VERDICT_ORDER[best[key]["verdict"]] >= VERDICT_ORDER[rule["verdict"]]:
                 continue
             best[key] = {
-                "target": part["target"], "target_id": part["id"], "target_name": part["name"],
-                "target_class": part["class"], "adr_category": part["adr"], "synthetic": part["synthetic"],
+                "target": info["target"], "target_id": info["id"], "target_name": info["name"],
+                "target_class": info["class"], "adr_category": info["adr"], "synthetic": info["synthetic"],
                 "rule_id": rule["id"], "rule": {"zh": rule["name_zh"], "en": rule["name_en"]},
                 "rule_source": rule["source"], "distance_m": round(dist, 1),
-                "length_m": round((part["hi"] - part["lo"]) * part["route_m"], 1),
+                "length_m": round((hi - lo) * where.length, 1),
                 "eta": eta.isoformat() if eta else None, "verdict": rule["verdict"],
                 "verdict_zh": VERDICT_TEXT[rule["verdict"]][0],
             }
-            stretch[key] = (part["lo"], part["hi"])
+            stretch[key] = (lo, hi)
     for key, c in best.items():
         c["geometry"] = where.geometry(*stretch[key])
     conflicts = sorted(best.values(), key=lambda c: (c["distance_m"], c["target"], c["target_id"]))
@@ -975,7 +993,7 @@ def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = N
     return RoutePath(float(ts[-1]) if len(ts) else 0.0, float(ds[-1]) if len(ds) else 0.0,
                      g.edge_ids[p.edges].tolist(), [(0.0, 0.0)] + list(zip(ds.tolist(), ts.tolist())),
                      {"type": "LineString", "coordinates": np.round(g.coords[vertices], 7).tolist()}, p.edges,
-                     p.forward, g.metric_coords(_metric_xy)[vertices])
+                     p.forward, g.metric_coords(project)[vertices])
 
 
 def shortest_path(conn: Connection, source: int, target: int, banned: list[int] | tuple = ()) -> RoutePath | None:

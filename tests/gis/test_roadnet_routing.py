@@ -512,8 +512,8 @@ def test_geometric_check_matches_geos_buffers_on_demo_routes(demo_engine):
             route = shapely.linestrings(where.rxy)
             if not shapely.is_simple(route):  # (GEOS splits pieces where a route crosses itself)
                 continue
-            ours = {(p["target"], p["id"], round(p["lo"] * where.length), round(p["hi"] * where.length))
-                    for p in routing._parts(conn, where, s, [], versions)}
+            ours = {(info["target"], info["id"], round(lo * where.length), round(hi * where.length))
+                    for info, lo, hi in routing._parts(conn, where, s, [], versions)}
             expected = set()
             for k in shapely.STRtree(targets.metric).query(route, predicate="dwithin", distance=tol + 1):
                 info, geom = targets.info[k], targets.metric[k]
