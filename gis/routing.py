@@ -436,30 +436,42 @@ class _Targets:
     ptr: np.ndarray = field(init=False)
     structures: np.ndarray = field(init=False)  # positions of the structures
     zones: np.ndarray = field(init=False)       # and of the zones
+    edges: tuple = field(init=False)            # the zones' rings for _zone_spans: vertices, chunks, boxes, firsts
 
     def __post_init__(self):
         self.index = {(p["target"], p["id"]): i for i, p in enumerate(self.info)}
         self.structures, self.zones = np.flatnonzero(~self.zone), np.flatnonzero(self.zone)
         self.boxes = shapely.bounds(self.metric).reshape(-1, 4)
         self.xy, self.ptr = _vertices(self.metric)
+        parts, zone = shapely.get_parts(self.metric[self.zones], return_index=True)
+        rings, part = shapely.get_rings(parts, return_index=True)  # (exterior and holes)
+        rxy, ptr = _vertices(rings)
+        self.edges = (rxy, *_edge_chunks(rxy, ptr, self.zones[zone[part]], len(self.info)))
+
+
+@njit(cache=True, nogil=True)
+def _edge_chunks(xy, ptr, owner, targets):
+    """The edges of rings (ring r: xy[ptr[r]:ptr[r + 1]], closed, of target owner[r], rings by target) in
+    chunks of up to :data:`_CHUNK`: (first vertex, edges) and box of each chunk, and each target's first
+    chunk (target t's are first[t]:first[t + 1])."""
+    count = 0
+    for r in range(len(ptr) - 1):
+        count += (ptr[r + 1] - ptr[r] - 1 + _CHUNK - 1) // _CHUNK
+    chunks, boxes, chunk_owner, c = np.empty((count, 2), np.int64), np.empty((count, 4)), np.empty(count, np.int64), 0
+    for r in range(len(ptr) - 1):
+        for s in range(ptr[r], ptr[r + 1] - 1, _CHUNK):
+            e = min(s + _CHUNK, ptr[r + 1] - 1)  # edges s..e-1, vertices s..e
+            chunks[c, 0], chunks[c, 1], chunk_owner[c] = s, e - s, owner[r]
+            boxes[c, 0], boxes[c, 1] = xy[s:e + 1, 0].min(), xy[s:e + 1, 1].min()
+            boxes[c, 2], boxes[c, 3] = xy[s:e + 1, 0].max(), xy[s:e + 1, 1].max()
+            c += 1
+    return chunks, boxes, np.searchsorted(chunk_owner, np.arange(targets + 1))
 
 
 def _vertices(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All vertices of the geometries, and where each geometry's start (and the last ends)."""
     xy, owner = shapely.get_coordinates(geoms, return_index=True)
     return xy, np.searchsorted(owner, np.arange(len(geoms) + 1))
-
-
-@njit(cache=True, nogil=True)
-def _near(boxes, bounds, margin):
-    """Positions of the boxes within ``margin`` of the box ``bounds``."""
-    out, n = np.empty(len(boxes), np.int64), 0
-    for k in range(len(boxes)):
-        if (boxes[k, 0] - margin <= bounds[2] and boxes[k, 2] + margin >= bounds[0]
-                and boxes[k, 1] - margin <= bounds[3] and boxes[k, 3] + margin >= bounds[1]):
-            out[n] = k
-            n += 1
-    return out[:n]
 
 
 def _targets(conn: Connection, versions: dict) -> _Targets:
@@ -652,9 +664,84 @@ def _runs_along(where: _Route, lines: np.ndarray, tol: float,
                          shapely.bounds(lines).reshape(-1, 4), float(tol), float(share))
 
 
+_ON_EDGE = 1e-6  # metres: a route this near a zone's boundary meets it (for rounding, not a tolerance)
+
+
+@njit(cache=True, nogil=True)
+def _inside(px, py, xy, chunks, boxes, c0, c1):
+    """Whether p is inside the rings of chunks c0..c1 (even-odd rule: holes and parts count)."""
+    inside = False
+    for c in range(c0, c1):
+        if boxes[c, 2] < px or boxes[c, 1] > py or boxes[c, 3] < py:
+            continue
+        for k in range(chunks[c, 0], chunks[c, 0] + chunks[c, 1]):
+            ax, ay, bx, by = xy[k, 0], xy[k, 1], xy[k + 1, 0], xy[k + 1, 1]
+            if (ay > py) != (by > py) and px < ax + (py - ay) * (bx - ax) / (by - ay):
+                inside = not inside
+    return inside
+
+
+@njit(cache=True, nogil=True)
+def _meets(rxy, i, xy, chunks, boxes, c0, c1):
+    """(t0, t1): the first and last t where the route's segment i meets the edges of chunks c0..c1 (t0 > t1:
+    nowhere)."""
+    px, py, qx, qy = rxy[i, 0], rxy[i, 1], rxy[i + 1, 0], rxy[i + 1, 1]
+    x0, x1 = min(px, qx) - _ON_EDGE, max(px, qx) + _ON_EDGE
+    y0, y1 = min(py, qy) - _ON_EDGE, max(py, qy) + _ON_EDGE
+    lo, hi = math.inf, -math.inf
+    for c in range(c0, c1):
+        if boxes[c, 0] > x1 or boxes[c, 2] < x0 or boxes[c, 1] > y1 or boxes[c, 3] < y0:
+            continue
+        for k in range(chunks[c, 0], chunks[c, 0] + chunks[c, 1]):
+            ax, ay, bx, by = xy[k, 0], xy[k, 1], xy[k + 1, 0], xy[k + 1, 1]
+            if max(ax, bx) < x0 or min(ax, bx) > x1 or max(ay, by) < y0 or min(ay, by) > y1:
+                continue
+            t0, t1 = _band(px, py, qx - px, qy - py, ax, ay, bx, by, _ON_EDGE)
+            if t0 <= t1:
+                lo, hi = min(lo, t0), max(hi, t1)
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _zone_spans(rxy, cum, bounds, zones, boxes, xy, chunks, cboxes, first):
+    """Where the route (vertices ``rxy``, metres up to each ``cum``, box ``bounds``) is inside each of the
+    ``zones`` (positions; their boxes ``boxes``, their rings' edges in chunks, :func:`_edge_chunks`):
+    (zone, lo, hi) per zone it meets, lo/hi the fractions along the route of its first and last point in
+    the zone (boundary included). The route enters a zone only across its boundary, so the first point is
+    its start if inside, else its first point on an edge, scanning segments from the start (only those
+    whose boxes meet the zone's); the last, the same from the end."""
+    n, length = len(rxy) - 1, cum[-1]
+    owner, lo, hi = np.empty(len(zones), np.int64), np.empty(len(zones)), np.empty(len(zones))
+    m = 0
+    for z in zones:
+        zb = boxes[z]
+        if zb[0] > bounds[2] or zb[2] < bounds[0] or zb[1] > bounds[3] or zb[3] < bounds[1]:
+            continue
+        c0, c1 = first[z], first[z + 1]
+        ends = np.empty(2)
+        for side in range(2):  # 0: from the start, 1: from the end
+            v = 0 if side == 0 else n
+            ends[side] = cum[v] if _inside(rxy[v, 0], rxy[v, 1], xy, chunks, cboxes, c0, c1) else -1.0
+            i = 0 if side == 0 else n - 1
+            while ends[side] < 0 and 0 <= i < n:
+                if not (max(rxy[i, 0], rxy[i + 1, 0]) < zb[0] or min(rxy[i, 0], rxy[i + 1, 0]) > zb[2]
+                        or max(rxy[i, 1], rxy[i + 1, 1]) < zb[1] or min(rxy[i, 1], rxy[i + 1, 1]) > zb[3]):
+                    t0, t1 = _meets(rxy, i, xy, chunks, cboxes, c0, c1)
+                    if t0 <= t1:
+                        ends[side] = cum[i] + (t0 if side == 0 else t1) * (cum[i + 1] - cum[i])
+                i += 1 if side == 0 else -1
+            if ends[side] < 0:  # (never in the zone)
+                break
+        if ends[0] >= 0 and ends[1] >= 0:
+            owner[m], lo[m], hi[m] = z, ends[0] / length, ends[1] / length
+            m += 1
+    return owner[:m], lo[:m], hi[:m]
+
+
 def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list[str],
-           versions: dict) -> list[tuple]:
-    """Structures, zones and roads of the given classes the route runs along or through.
+           versions: dict, rules: _RuleSet | None = None) -> list[tuple]:
+    """Structures, zones and roads of the given classes the route runs along or through (only the
+    structures and zones some of ``rules`` concern, if given).
 
     Each part: (info, lo, hi), info the target, id, name, class, adr and synthetic, lo/hi fractions along
     the route. Computed in memory on the cached structures and zones: one structure gives one
@@ -664,13 +751,12 @@ def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list
     if where.length <= 0:
         return []
     tg = _targets(conn, versions)
+    structures, zones = (tg.structures, tg.zones) if rules is None else rules.concerned(tg)
     tol, share = float(s.match_tolerance_m), float(s.match_share)
     found = [(tg.info[i], lo, hi) for i, lo, hi in zip(  # (:func:`_runs_along` for the structures held)
-        *(a.tolist() for a in _along_pieces(where.rxy, where.cum, tg.xy, tg.ptr, tg.structures, tg.boxes, tol, share)))]
-    zones = tg.zones[_near(tg.boxes[tg.zones], where.bounds, tol)]
-    if len(zones):
-        for i, lo, hi in zip(*where.through(tg.metric[zones])):
-            found.append((tg.info[zones[i]], float(lo), float(hi)))
+        *(a.tolist() for a in _along_pieces(where.rxy, where.cum, tg.xy, tg.ptr, structures, tg.boxes, tol, share)))]
+    found += [(tg.info[i], lo, hi) for i, lo, hi in zip(
+        *(a.tolist() for a in _zone_spans(where.rxy, where.cum, where.bounds, zones, tg.boxes, *tg.edges)))]
     if road_classes:  # roads of a restricted class: every edge the route runs along, grouped by road
         g = roadgraph.get(conn, versions.get("road_graph"))
         edges = g.edge_tree().query(shapely.box(*where.wgs_bounds(tol)))  # (WGS84: the graph's tree)
@@ -692,31 +778,6 @@ def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
               "synthetic": rd["synthetic"]}, *spans[rd["id"]])
             for rd in conn.execute(text("SELECT id, coalesce(name, ref) AS name, road_class, synthetic FROM roads "
                                         "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings()]
-
-
-@njit(cache=True, nogil=True)
-def _box_runs(xy, boxes):
-    """The runs of consecutive segments of the polyline ``xy`` whose boxes meet each of the ``boxes``:
-    (box, first vertex, vertices) per run, by box, then along the line."""
-    out = np.empty((0, 3), np.int64)
-    for fill in (False, True):  # count, then fill
-        count = 0
-        for g in range(len(boxes)):
-            run = -1  # first segment of the current run
-            for k in range(len(xy)):  # (k = len(xy) - 1: past the last segment, ends a run)
-                meets = k < len(xy) - 1 and not (
-                    max(xy[k, 0], xy[k + 1, 0]) < boxes[g, 0] or min(xy[k, 0], xy[k + 1, 0]) > boxes[g, 2]
-                    or max(xy[k, 1], xy[k + 1, 1]) < boxes[g, 1] or min(xy[k, 1], xy[k + 1, 1]) > boxes[g, 3])
-                if meets and run < 0:
-                    run = k
-                elif not meets and run >= 0:
-                    if fill:
-                        out[count, 0], out[count, 1], out[count, 2] = g, run, k - run + 1
-                    count += 1
-                    run = -1
-        if not fill:
-            out = np.empty((count, 3), np.int64)
-    return out[:, 0], out[:, 1], out[:, 2]
 
 
 @njit(cache=True, nogil=True)
@@ -756,28 +817,6 @@ class _Route:
         deg = margin_m / 90000.0  # (a degree is over 90 km here)
         return (*(self.wgs.min(axis=0) - deg), *(self.wgs.max(axis=0) + deg))
 
-    def through(self, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Where the route is inside each of the metric ``polygons``: (position, lo, hi) per polygon it
-        enters, lo/hi the fractions along the route of its first and last point inside. Computed on the
-        runs of consecutive segments whose boxes meet each polygon's box, against the polygon's part in the
-        run's box (a run lies in its box: it meets that part as it meets the whole polygon)."""
-        none = np.zeros(0, int), np.zeros(0), np.zeros(0)
-        if not len(polygons):
-            return none
-        owner, first, n = _box_runs(self.rxy, shapely.bounds(polygons).reshape(-1, 4))
-        if not len(owner):
-            return none
-        vertex = np.repeat(first - np.cumsum(n) + n, n) + np.arange(n.sum())  # each run's vertices
-        runs = shapely.linestrings(self.rxy[vertex], indices=np.repeat(np.arange(len(n)), n))
-        parts = [shapely.clip_by_rect(polygons[g], *box) for g, box in zip(owner, shapely.bounds(runs) + (-1, -1, 1, 1))]
-        xy, run = shapely.get_coordinates(shapely.intersection(runs, parts), return_index=True)
-        if not len(xy):
-            return none
-        at = (self.cum[first][run] + shapely.line_locate_point(runs[run], shapely.points(xy))) / self.length
-        out = np.unique(owner[run])
-        return (out, np.array([at[owner[run] == g].min() for g in out]),
-                np.array([at[owner[run] == g].max() for g in out]))
-
     def geometry(self, lo: float, hi: float) -> dict:
         """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end), as
         ST_LineSubstring: the route's vertices in between and its ends interpolated, no repeated point."""
@@ -791,8 +830,8 @@ class _Route:
 def warm_up() -> None:
     """Run the compiled parts of a route check once (as :func:`gis.roadgraph.warm_up`)."""
     where = _Route([[102.7, 25.0], [102.701, 25.0]])
-    _near(np.zeros((1, 4)), where.bounds, 20.0)
-    where.through(np.array([shapely.buffer(shapely.points(where.rxy[0]), 5.0)]))
+    zone = _Targets([{"target": "water_zone", "id": 0}], np.array([shapely.buffer(shapely.points(where.rxy[0]), 5.0)]), np.array([True]))
+    _zone_spans(where.rxy, where.cum, where.bounds, zone.zones, zone.boxes, *zone.edges)
     _runs_along(where, np.array([shapely.linestrings(where.rxy)]), 20.0, 0.5)
     where.geometry(0.0, 0.5)
 
@@ -853,6 +892,50 @@ def _links_current(conn: Connection, versions: dict) -> bool:
     return all(g.inputs.get(layer) == versions.get(layer) for layer in _LINK_TARGET)
 
 
+class _RuleSet:
+    """The rules that concern a cargo, arranged for checks (:func:`_rule_set`)."""
+
+    def __init__(self, rules: list[dict], cargo: Cargo):
+        self.rules = [r for r in rules if rule_applies(r, cargo)]
+        self.by_target: dict[str, list[dict]] = {}
+        for rule in self.rules:
+            self.by_target.setdefault(rule["target"], []).append(rule)
+        self._matching: dict[tuple, list[dict]] = {}
+        self._concerned: tuple | None = None
+
+    def matching(self, info: dict) -> list[dict]:
+        """The rules that concern a structure, zone or road (by its target, class and ADR category)."""
+        kind = (info["target"], info["class"], info["adr"])
+        found = self._matching.get(kind)
+        if found is None:
+            found = self._matching[kind] = [r for r in self.by_target.get(info["target"], ()) if _matches(r, info)]
+        return found
+
+    def concerned(self, tg: _Targets) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the structures and of the zones held in ``tg`` that some of the rules concern. Only
+        those can be in conflict, so only those are tested against a route (for chlorine, 71 of the 258
+        on the demo: large bridges and ADR category B tunnels are not restricted for it)."""
+        if self._concerned is None or self._concerned[0] is not tg:
+            concerned = np.array([bool(self.matching(info)) for info in tg.info], bool)
+            self._concerned = (tg, tg.structures[concerned[tg.structures]], tg.zones[concerned[tg.zones]])
+        return self._concerned[1], self._concerned[2]
+
+
+_RULE_SETS: dict[tuple, tuple] = {}
+
+
+def _rule_set(rules: list[dict], cargo: Cargo) -> _RuleSet:
+    """:class:`_RuleSet` of ``rules`` for ``cargo``, kept per list of rules and cargo (the entry holds the
+    list, so its id stays its own; the lists are those cached per version of ``route_rules``)."""
+    key = (id(rules), cargo)
+    hit = _RULE_SETS.get(key)
+    if hit is None:
+        if len(_RULE_SETS) >= 256:
+            _RULE_SETS.clear()
+        hit = _RULE_SETS[key] = (rules, _RuleSet(rules, cargo))
+    return hit[1]
+
+
 def _matches(rule: dict, part: dict) -> bool:
     if rule["target"] != part["target"]:
         return False
@@ -895,7 +978,8 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     profile : list of (metres, seconds), optional
         Travel-time profile along the route for arrival times; default a constant ``check_speed_kmh``.
     rules : list of dict, optional
-        Rules to apply (default: the active rules in ``route_rules``).
+        Rules to apply (default: the active rules in ``route_rules``). Those that concern the cargo are
+        kept per list and cargo (:func:`_rule_set`): a list passed here must not change afterwards.
     path : RoutePath, optional
         The route as found on the graph (``route`` is its geometry): its structures and zones come from
         its edges' links (:func:`_path_parts`), not from geometry. Only while the links are current.
@@ -910,8 +994,8 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     """
     s = settings or RouteSettings()
     versions = versions if versions is not None else _versions(conn)
-    applicable = [r for r in (rules if rules is not None else _active_rules(conn, versions))
-                  if rule_applies(r, cargo)]
+    rule_set = _rule_set(rules if rules is not None else _active_rules(conn, versions), cargo)
+    applicable = rule_set.rules
     where = _Route(route["coordinates"], None if path is None else path.metric)
     length = profile[-1][0] if profile else where.length
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
@@ -924,20 +1008,12 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     elif path is not None:
         parts = _path_parts(conn, path, where, road_classes, versions)
     else:
-        parts = _parts(conn, where, s, road_classes, versions)
+        parts = _parts(conn, where, s, road_classes, versions, rule_set)
     parts.sort(key=itemgetter(1))
-    by_target: dict[str, list[dict]] = {}
-    for rule in applicable:
-        by_target.setdefault(rule["target"], []).append(rule)
-    matching_rules: dict[tuple, list[dict]] = {}  # per kind of part (target, class, ADR category)
     best: dict[tuple, dict] = {}  # per structure/zone/road: the most severe rule, at its first stretch
     stretch: dict[tuple, tuple[float, float]] = {}  # and where that stretch is (its geometry made once)
     for info, lo, hi in parts:
-        kind = (info["target"], info["class"], info["adr"])
-        matching = matching_rules.get(kind)
-        if matching is None:
-            matching = matching_rules[kind] = [rule for rule in by_target.get(info["target"], ())
-                                               if _matches(rule, info)]
+        matching = rule_set.matching(info)
         if not matching:
             continue
         dist = lo * where.length
@@ -1156,7 +1232,8 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
         return {**base, "found": False, "blocked_by": [],
                 "reason": (f"origin and destination are on disconnected parts of the road network (parts of "
                            f"{sizes[co]} and {sizes[cd]} nodes); no route exists even without restrictions")}
-    rules = [r for r in _active_rules(conn, versions) if rule_applies(r, cargo)]
+    active = _active_rules(conn, versions)
+    rules = _rule_set(active, cargo).rules
     # routes on the graph are checked through their edges' links to structures and zones, the ties that
     # ban edges; when structures or zones changed since the links were made, by geometry, with the
     # tolerance that tied them
@@ -1165,7 +1242,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     by_links = _links_current(conn, versions)
 
     def conflicts_of(p: RoutePath) -> dict:
-        return check_route(conn, p.geometry, cargo, departure, cs, p.profile, rules, versions, p if by_links else None)
+        return check_route(conn, p.geometry, cargo, departure, cs, p.profile, active, versions, p if by_links else None)
 
     free = _route(g, o, d)
     if free is None:

@@ -165,6 +165,40 @@ def test_band_of_a_segment_is_exact():
     assert met > 100
 
 
+def test_zone_spans_are_geos_intersections():
+    """Where a route is inside a zone (its first and last point in it) against GEOS's intersection, on
+    random zones with holes and several parts and random walks that start or end inside, cross in and
+    out, graze the boundary, pass exactly through the zones' vertices or stay outside."""
+    rnd = np.random.default_rng(5)
+    met = outside = 0
+    for _ in range(150):
+        blobs = shapely.union_all(shapely.buffer(shapely.points(rnd.uniform(0, 1000, (3, 2))), rnd.uniform(80, 250, 3)))
+        zone = shapely.difference(blobs, shapely.buffer(shapely.points(rnd.uniform(0, 1000, 2)), rnd.uniform(20, 120)))
+        xy = np.cumsum(rnd.normal(0, 120, (rnd.integers(2, 40), 2)), axis=0) + rnd.uniform(0, 1000, 2)
+        if rnd.random() < 0.3:  # through some of the zone's own vertices
+            ring = shapely.get_coordinates(zone)
+            xy = np.vstack([xy, ring[rnd.integers(0, len(ring), 3)]])
+        route = shapely.linestrings(xy)
+        where = routing._Route(xy.tolist(), xy)
+        targets = routing._Targets([{"target": "water_zone", "id": 1}], np.array([zone]), np.array([True]))
+        owner, lo, hi = routing._zone_spans(xy, where.cum, where.bounds, targets.zones, targets.boxes, *targets.edges)
+        inside = shapely.intersection(route, zone)
+        if inside.is_empty:
+            assert not len(owner)
+            outside += 1
+            continue
+        at = where.cum[-1] * np.array([lo[0], hi[0]])
+        if shapely.is_simple(route):  # (GEOS locates a point of a self-crossing line at its first pass)
+            ends = shapely.line_locate_point(route, shapely.points(shapely.get_coordinates(inside)))
+            assert at == pytest.approx([ends.min(), ends.max()], abs=1e-3)  # (the 1 µm edge, at a grazing angle)
+        for d in at:  # the ends lie on the zone's boundary, or are the route's own ends inside it
+            point = shapely.line_interpolate_point(route, d)
+            assert shapely.distance(point, shapely.boundary(zone)) < 1e-3 or (
+                shapely.contains(zone, point) and d in (0.0, where.cum[-1]))
+        met += 1
+    assert met > 50 and outside > 10
+
+
 def test_gpx_parsing():
     gpx = """<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1"><trk>
       <trkseg><trkpt lat="25.0" lon="102.70"/><trkpt lat="25.0" lon="102.72"/></trkseg>
