@@ -30,6 +30,7 @@ import json
 import math
 import re
 import weakref
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from functools import cache, lru_cache
@@ -422,6 +423,9 @@ def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000) -> dict:
 # ---------------------------------------------------------------- check
 
 
+_CHUNK = 16  # segments per box: of a route in :func:`_along_pieces`, of a zone's rings in :func:`_edge_chunks`
+
+
 @dataclass
 class _Targets:
     """Restricted structures and water-source zones held in memory for route checks, per version of the
@@ -573,9 +577,6 @@ def _point_at(xy, cum, first, d):
     t = 0.0 if seg == 0 else min(max((d - cum[k]) / seg, 0.0), 1.0)
     return (xy[first + k, 0] + t * (xy[first + k + 1, 0] - xy[first + k, 0]),
             xy[first + k, 1] + t * (xy[first + k + 1, 1] - xy[first + k, 1]))
-
-
-_CHUNK = 16  # route segments per box of the scan in :func:`_along_pieces`
 
 
 @njit(cache=True, nogil=True)
@@ -951,11 +952,12 @@ def _eta(profile: list[tuple[float, float]], departure: datetime | None, dist: f
     """Arrival time at ``dist`` metres by linear interpolation in a (distance, seconds) profile."""
     if departure is None:
         return None
-    for (d0, t0), (d1, t1) in zip(profile, profile[1:]):
-        if dist <= d1 or (d1, t1) == profile[-1]:
-            f = 0.0 if d1 == d0 else min(max((dist - d0) / (d1 - d0), 0.0), 1.0)
-            return departure + timedelta(seconds=t0 + f * (t1 - t0))
-    return departure
+    if len(profile) < 2:
+        return departure
+    k = min(max(bisect_left(profile, (dist,)), 1), len(profile) - 1)  # the first point at or past dist
+    (d0, t0), (d1, t1) = profile[k - 1], profile[k]
+    f = 0.0 if d1 == d0 else min(max((dist - d0) / (d1 - d0), 0.0), 1.0)
+    return departure + timedelta(seconds=t0 + f * (t1 - t0))
 
 
 def _verdict(conflicts: list[dict]) -> str:
