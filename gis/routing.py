@@ -82,6 +82,9 @@ class RouteSettings:
     replans: int = 4                  # re-plans for time-window bans met on the way
 
 
+DEFAULT_SETTINGS = RouteSettings()
+
+
 # ---------------------------------------------------------------- cargo
 
 
@@ -901,6 +904,7 @@ class _RuleSet:
         self.by_target: dict[str, list[dict]] = {}
         for rule in self.rules:
             self.by_target.setdefault(rule["target"], []).append(rule)
+        self.roads = self.by_target.get("road", [])
         self._matching: dict[tuple, list[dict]] = {}
         self._concerned: tuple | None = None
 
@@ -961,8 +965,10 @@ def _eta(profile: list[tuple[float, float]], departure: datetime | None, dist: f
 
 
 def _verdict(conflicts: list[dict]) -> str:
-    worst = max((VERDICT_ORDER[c["verdict"]] for c in conflicts), default=0)
-    return {2: "forbidden", 1: "warning", 0: "allowed"}[worst]
+    worst = 0
+    for c in conflicts:
+        worst = max(worst, VERDICT_ORDER[c["verdict"]])
+    return ("allowed", "warning", "forbidden")[worst]
 
 
 def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime | None,
@@ -994,7 +1000,7 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
         target_name, target_class, rule_id, rule (zh/en), rule_source, distance_m (from the start),
         length_m, eta, verdict and geometry (the conflicting stretch of the route).
     """
-    s = settings or RouteSettings()
+    s = settings or DEFAULT_SETTINGS
     versions = versions if versions is not None else _versions(conn)
     rule_set = _rule_set(rules if rules is not None else _active_rules(conn, versions), cargo)
     applicable = rule_set.rules
@@ -1003,8 +1009,8 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
     end = departure + timedelta(seconds=profile[-1][1]) if departure else None
     # road-class rules are matched edge by edge: only when one can be in force during the trip
-    road_classes = sorted({c for r in applicable if r["target"] == "road" and (
-        departure is None or _window_hits(r, departure, end)) for c in (r["road_classes"] or ())})
+    road_classes = sorted({c for r in rule_set.roads if departure is None or _window_hits(r, departure, end)
+                           for c in (r["road_classes"] or ())})
     if not applicable:
         parts = []
     elif path is not None:
@@ -1185,7 +1191,7 @@ def _snap(g: roadgraph.RoadGraph, origin, destination, s: RouteSettings) -> tupl
 def fastest_route(conn: Connection, origin, destination, settings: RouteSettings | None = None,
                   versions: dict | None = None) -> dict:
     """GeoJSON LineString of the fastest unrestricted route between two [lon, lat] points."""
-    s = settings or RouteSettings()
+    s = settings or DEFAULT_SETTINGS
     g = roadgraph.get(conn) if versions is None else roadgraph.get(conn, versions.get("road_graph"))
     (o, _), (d, _) = _snap(g, origin, destination, s)
     path = _route(g, o, d) if o != d else None
@@ -1219,7 +1225,7 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     ``versions``: the ``layer_versions`` rows of :data:`VERSIONED` as :func:`_versions` reads them, when
     the caller knows them already (the API's change feed); else they are read here.
     """
-    s = settings or RouteSettings()
+    s = settings or DEFAULT_SETTINGS
     versions = versions if versions is not None else _versions(conn)
     g = roadgraph.get(conn, versions.get("road_graph"))
     (o, o_snap), (d, d_snap) = _snap(g, origin, destination, s)
@@ -1311,7 +1317,7 @@ def check_stored_routes(conn: Connection, run_id: int, settings: RouteSettings |
     HH:MM in ``schedule`` on ``day`` (default today, local time); without one every time-window ban
     counts. Routes whose cargo cannot be resolved are reported in ``unchecked_routes``.
     """
-    s = settings or RouteSettings()
+    s = settings or DEFAULT_SETTINGS
     day = day or datetime.now(LOCAL_TZ)
     rules = list_rules(conn, active_only=True)
     conn.execute(text("DELETE FROM route_conflicts"))

@@ -67,7 +67,7 @@ def _xi_eta(phi, lam, e, alpha):
     x2 = x * x
     sigma = x * (1.0 + x2 / 6.0 * (1.0 + x2 / 20.0 * (1.0 + x2 / 42.0)))
     g = sigma * sigma  # √(1 + σ²) by its series too (σ⁸ < 1e-17); τ' the tan of the conformal latitude:
-    taup = (sp * (1.0 + g * (0.5 - g * (0.125 - g / 16.0))) - sigma) / math.sqrt(1.0 - sp * sp)
+    taup = (sp * (1.0 + g * (0.5 - g * (0.125 - g / 16.0))) - sigma) / math.cos(phi)  # (cos 90° > 0 in floats)
     cl, sl = math.cos(lam), math.sin(lam)
     r = math.sqrt(taup * taup + cl * cl)
     xip, etap = math.atan2(taup, cl), math.asinh(sl / r)

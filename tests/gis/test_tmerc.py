@@ -24,6 +24,15 @@ def test_agrees_with_proj(lon, lat):
     assert np.abs(tmerc.project(ll) - expected).max() < 1e-6  # metres
 
 
+def test_poles_and_far_meridians():
+    # (no division by zero at the poles, or 90° from the central meridian on the equator)
+    ll = np.array([[102.0, 90.0], [102.0, -90.0], [100.0, 89.9999999], [12.0, 0.0], [-150.0, 10.0]])
+    expected = np.column_stack(PROJ.transform(ll[:, 0], ll[:, 1]))
+    got = tmerc.project(ll)
+    assert np.abs(got[:3] - expected[:3]).max() < 1e-6
+    assert np.isfinite(got).all()
+
+
 def test_origin_and_doctest():
     # the natural origin (102°E on the equator) is the false easting, 0 northing; the scale there is 1,
     # so a short step east along the equator is its length on the ellipsoid (a·Δλ)
