@@ -469,10 +469,18 @@ def _edge_chunks(xy, ptr, owner, targets):
         for s in range(ptr[r], ptr[r + 1] - 1, _CHUNK):
             e = min(s + _CHUNK, ptr[r + 1] - 1)  # edges s..e-1, vertices s..e
             chunks[c, 0], chunks[c, 1], chunk_owner[c] = s, e - s, owner[r]
-            boxes[c, 0], boxes[c, 1] = xy[s:e + 1, 0].min(), xy[s:e + 1, 1].min()
-            boxes[c, 2], boxes[c, 3] = xy[s:e + 1, 0].max(), xy[s:e + 1, 1].max()
+            _box(xy, s, e, boxes[c])
             c += 1
     return chunks, boxes, np.searchsorted(chunk_owner, np.arange(targets + 1))
+
+
+@njit(cache=True, nogil=True)
+def _box(xy, s, e, out):
+    """The box (min x, min y, max x, max y) of the vertices xy[s..e] into ``out``."""
+    out[0], out[1], out[2], out[3] = xy[s, 0], xy[s, 1], xy[s, 0], xy[s, 1]
+    for k in range(s + 1, e + 1):
+        out[0], out[1] = min(out[0], xy[k, 0]), min(out[1], xy[k, 1])
+        out[2], out[3] = max(out[2], xy[k, 0]), max(out[3], xy[k, 1])
 
 
 def _vertices(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -590,13 +598,9 @@ def _along_pieces(rxy, cum, lxy, lptr, lines, boxes, tol, share):
     n = len(rxy) - 1
     length = cum[-1]
     chunks = (n + _CHUNK - 1) // _CHUNK
-    cbox = np.empty((chunks, 4))  # min x, min y, max x, max y of each chunk of segments
+    cbox = np.empty((chunks, 4))  # the box of each chunk of segments
     for c in range(chunks):
-        cbox[c, 0], cbox[c, 1] = rxy[c * _CHUNK, 0], rxy[c * _CHUNK, 1]
-        cbox[c, 2], cbox[c, 3] = cbox[c, 0], cbox[c, 1]
-        for k in range(c * _CHUNK + 1, min((c + 1) * _CHUNK, n) + 1):
-            cbox[c, 0], cbox[c, 1] = min(cbox[c, 0], rxy[k, 0]), min(cbox[c, 1], rxy[k, 1])
-            cbox[c, 2], cbox[c, 3] = max(cbox[c, 2], rxy[k, 0]), max(cbox[c, 3], rxy[k, 1])
+        _box(rxy, c * _CHUNK, min((c + 1) * _CHUNK, n), cbox[c])
     count = 0  # every stretch of the route within tol of a segment: (line, metres from, metres to)
     line, d0, d1 = np.empty(16, np.int64), np.empty(16), np.empty(16)
     rx0, ry0, rx1, ry1 = cbox[:, 0].min(), cbox[:, 1].min(), cbox[:, 2].max(), cbox[:, 3].max()
