@@ -746,6 +746,15 @@ def _zone_spans(rxy, cum, bounds, zones, boxes, xy, chunks, cboxes, first):
     return owner[:m], lo[:m], hi[:m]
 
 
+@njit(cache=True, nogil=True)
+def _target_spans(rxy, cum, bounds, xy, ptr, boxes, structures, zones, exy, chunks, cboxes, first, tol, share):
+    """:func:`_along_pieces` for the ``structures`` and :func:`_zone_spans` for the ``zones`` (positions
+    in the targets held, :class:`_Targets`) in one call: (target, lo, hi) per part."""
+    s = _along_pieces(rxy, cum, xy, ptr, structures, boxes, tol, share)
+    z = _zone_spans(rxy, cum, bounds, zones, boxes, exy, chunks, cboxes, first)
+    return np.concatenate((s[0], z[0])), np.concatenate((s[1], z[1])), np.concatenate((s[2], z[2]))
+
+
 def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list[str],
            versions: dict, rules: _RuleSet | None = None) -> list[tuple]:
     """Structures, zones and roads of the given classes the route runs along or through (only the
@@ -761,10 +770,8 @@ def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list
     tg = _targets(conn, versions)
     structures, zones = (tg.structures, tg.zones) if rules is None else rules.concerned(tg)
     tol, share = float(s.match_tolerance_m), float(s.match_share)
-    found = [(tg.info[i], lo, hi) for i, lo, hi in zip(  # (:func:`_runs_along` for the structures held)
-        *(a.tolist() for a in _along_pieces(where.rxy, where.cum, tg.xy, tg.ptr, structures, tg.boxes, tol, share)))]
-    found += [(tg.info[i], lo, hi) for i, lo, hi in zip(
-        *(a.tolist() for a in _zone_spans(where.rxy, where.cum, where.bounds, zones, tg.boxes, *tg.edges)))]
+    found = [(tg.info[i], lo, hi) for i, lo, hi in zip(*(a.tolist() for a in _target_spans(
+        where.rxy, where.cum, where.bounds, tg.xy, tg.ptr, tg.boxes, structures, zones, *tg.edges, tol, share)))]
     if road_classes:  # roads of a restricted class: every edge the route runs along, grouped by road
         g = roadgraph.get(conn, versions.get("road_graph"))
         edges = g.edge_tree().query(shapely.box(*where.wgs_bounds(tol)))  # (WGS84: the graph's tree)
@@ -838,8 +845,11 @@ class _Route:
 def warm_up() -> None:
     """Run the compiled parts of a route check once (as :func:`gis.roadgraph.warm_up`)."""
     where = _Route([[102.7, 25.0], [102.701, 25.0]])
-    zone = _Targets([{"target": "water_zone", "id": 0}], np.array([shapely.buffer(shapely.points(where.rxy[0]), 5.0)]), np.array([True]))
-    _zone_spans(where.rxy, where.cum, where.bounds, zone.zones, zone.boxes, *zone.edges)
+    tg = _Targets([{"target": "water_zone", "id": 0}, {"target": "structure", "id": 0}],
+                  np.array([shapely.buffer(shapely.points(where.rxy[0]), 5.0), shapely.linestrings(where.rxy)]),
+                  np.array([True, False]))
+    _target_spans(where.rxy, where.cum, where.bounds, tg.xy, tg.ptr, tg.boxes, tg.structures, tg.zones, *tg.edges,
+                  20.0, 0.5)
     _runs_along(where, np.array([shapely.linestrings(where.rxy)]), 20.0, 0.5)
     where.geometry(0.0, 0.5)
 
