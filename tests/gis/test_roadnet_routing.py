@@ -572,6 +572,26 @@ def test_geometric_check_matches_geos_buffers_on_demo_routes(demo_engine):
     assert seen >= 20 and zones >= 1, (seen, zones)
 
 
+def test_checks_test_only_what_the_cargo_rules_concern(demo_engine):
+    """A check tests only the structures and zones some rule for the cargo concerns: on demo routes, for
+    cargos the default rules treat differently, exactly the parts of all of them that those rules concern."""
+    s = routing.RouteSettings()
+    with demo_engine.connect() as conn:
+        versions = routing._versions(conn)
+        active = routing._active_rules(conn, versions)
+        rows = conn.execute(text("SELECT ST_AsGeoJSON(geom) AS g FROM hazmat_routes ORDER BY id LIMIT 30")).all()
+        kept = skipped = 0
+        for cargo in ({"un_number": "1017"}, {"hazard_class": "3"}, {"hazard_class": "1.1"}):
+            rule_set = routing._rule_set(active, routing.resolve_cargo(cargo))
+            for row in rows:
+                where = routing._Route(json.loads(row.g)["coordinates"])
+                every = routing._parts(conn, where, s, [], versions)
+                concerned = [p for p in every if rule_set.matching(p[0])]
+                assert routing._parts(conn, where, s, [], versions, rule_set) == concerned
+                kept, skipped = kept + len(concerned), skipped + len(every) - len(concerned)
+    assert kept > 0 and skipped > 0, (kept, skipped)
+
+
 def test_warm_up_runs_the_compiled_kernels():
     """`riskmap serve` warms the compiled searches and checks up in the background (gis.*.warm_up)."""
     from gis import roadgraph
