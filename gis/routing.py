@@ -711,38 +711,44 @@ def _meets(rxy, i, xy, chunks, boxes, c0, c1):
 
 
 @njit(cache=True, nogil=True)
+def _zone_end(rxy, cum, zb, xy, chunks, cboxes, c0, c1, backward):
+    """Metres along the route to its first point in the zone (the last, ``backward``), or -1: the route's
+    start (end) if inside, else its first (last) point on a ring edge, scanning the segments whose boxes
+    meet the zone's box ``zb`` (the zone's ring edges: chunks c0..c1, :func:`_edge_chunks`)."""
+    n = len(rxy) - 1
+    v = n if backward else 0
+    if _inside(rxy[v, 0], rxy[v, 1], xy, chunks, cboxes, c0, c1):
+        return cum[v]
+    for k in range(n):
+        i = n - 1 - k if backward else k
+        if (max(rxy[i, 0], rxy[i + 1, 0]) < zb[0] or min(rxy[i, 0], rxy[i + 1, 0]) > zb[2]
+                or max(rxy[i, 1], rxy[i + 1, 1]) < zb[1] or min(rxy[i, 1], rxy[i + 1, 1]) > zb[3]):
+            continue
+        t0, t1 = _meets(rxy, i, xy, chunks, cboxes, c0, c1)
+        if t0 <= t1:
+            return cum[i] + (t1 if backward else t0) * (cum[i + 1] - cum[i])
+    return -1.0
+
+
+@njit(cache=True, nogil=True)
 def _zone_spans(rxy, cum, bounds, zones, boxes, xy, chunks, cboxes, first):
     """Where the route (vertices ``rxy``, metres up to each ``cum``, box ``bounds``) is inside each of the
     ``zones`` (positions; their boxes ``boxes``, their rings' edges in chunks, :func:`_edge_chunks`):
     (zone, lo, hi) per zone it meets, lo/hi the fractions along the route of its first and last point in
-    the zone (boundary included). The route enters a zone only across its boundary, so the first point is
-    its start if inside, else its first point on an edge, scanning segments from the start (only those
-    whose boxes meet the zone's); the last, the same from the end."""
-    n, length = len(rxy) - 1, cum[-1]
+    the zone (boundary included). The route enters a zone only across its boundary, so those are found
+    from each end (:func:`_zone_end`)."""
     owner, lo, hi = np.empty(len(zones), np.int64), np.empty(len(zones)), np.empty(len(zones))
     m = 0
     for z in zones:
         zb = boxes[z]
         if zb[0] > bounds[2] or zb[2] < bounds[0] or zb[1] > bounds[3] or zb[3] < bounds[1]:
             continue
-        c0, c1 = first[z], first[z + 1]
-        ends = np.empty(2)
-        for side in range(2):  # 0: from the start, 1: from the end
-            v = 0 if side == 0 else n
-            ends[side] = cum[v] if _inside(rxy[v, 0], rxy[v, 1], xy, chunks, cboxes, c0, c1) else -1.0
-            i = 0 if side == 0 else n - 1
-            while ends[side] < 0 and 0 <= i < n:
-                if not (max(rxy[i, 0], rxy[i + 1, 0]) < zb[0] or min(rxy[i, 0], rxy[i + 1, 0]) > zb[2]
-                        or max(rxy[i, 1], rxy[i + 1, 1]) < zb[1] or min(rxy[i, 1], rxy[i + 1, 1]) > zb[3]):
-                    t0, t1 = _meets(rxy, i, xy, chunks, cboxes, c0, c1)
-                    if t0 <= t1:
-                        ends[side] = cum[i] + (t0 if side == 0 else t1) * (cum[i + 1] - cum[i])
-                i += 1 if side == 0 else -1
-            if ends[side] < 0:  # (never in the zone)
-                break
-        if ends[0] >= 0 and ends[1] >= 0:
-            owner[m], lo[m], hi[m] = z, ends[0] / length, ends[1] / length
-            m += 1
+        start = _zone_end(rxy, cum, zb, xy, chunks, cboxes, first[z], first[z + 1], False)
+        if start < 0:  # (never in the zone)
+            continue
+        end = _zone_end(rxy, cum, zb, xy, chunks, cboxes, first[z], first[z + 1], True)
+        owner[m], lo[m], hi[m] = z, start / cum[-1], end / cum[-1]
+        m += 1
     return owner[:m], lo[:m], hi[:m]
 
 
@@ -932,8 +938,7 @@ class _RuleSet:
 
     def concerned(self, tg: _Targets) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the structures and of the zones held in ``tg`` that some of the rules concern. Only
-        those can be in conflict, so only those are tested against a route (for chlorine, 71 of the 258
-        on the demo: large bridges and ADR category B tunnels are not restricted for it)."""
+        those can be in conflict, so only those are tested against a route (docs/road-safety.md)."""
         if self._concerned is None or self._concerned[0] is not tg:
             concerned = np.array([bool(self.matching(info)) for info in tg.info], bool)
             self._concerned = (tg, tg.structures[concerned[tg.structures]], tg.zones[concerned[tg.zones]])
