@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
@@ -105,6 +107,7 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
         title="riskmap: 危险化学品安全风险一张图 / hazardous-chemicals risk one-map",
         version="0.1.0", lifespan=lifespan,
         description="OGC API Features and vector tiles, analyses and emergency tools.",
+        docs_url=None, redoc_url=None,  # (FastAPI's pages load from a CDN: /docs is served below from our copy)
     )
     app.state.api_settings = api_settings
     app.state.store_settings = store_settings
@@ -126,4 +129,12 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
     static = Path(app.state.web_dir / "static")
     static.mkdir(parents=True, exist_ok=True)
     app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """The API's interactive docs: Swagger UI from web/static/vendor (offline: no CDN, no validator)."""
+        ui = "/static/vendor/swagger-ui/"
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=app.title,
+                                   swagger_js_url=ui + "swagger-ui-bundle.js", swagger_css_url=ui + "swagger-ui.css",
+                                   swagger_favicon_url=ui + "favicon-32x32.png", swagger_ui_parameters={"validatorUrl": None})
     return app

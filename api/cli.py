@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from layers import registry
 from layers.db import make_engine, migrate, resolve_url
 from layers.embedded import EmbeddedClusterError
-from layers.errors import DataError, ImportRejected
+from layers.errors import ConfigError, DataError, ImportRejected
 from layers.settings import StoreSettings
 
 app = typer.Typer(help="riskmap: 危险化学品安全风险一张图 / hazardous-chemicals safety risk one-map server.",
@@ -43,7 +43,10 @@ def database(store: StoreSettings | None = None) -> Iterator[tuple[str, Engine]]
         fail(str(exc))
     engine = make_engine(url, pool_size=2)
     try:
-        migrate(url)
+        try:
+            migrate(url)
+        except ConfigError as exc:
+            fail(str(exc))
         yield url, engine
     finally:
         engine.dispose()
@@ -88,7 +91,10 @@ def serve(
     except EmbeddedClusterError as exc:
         fail(str(exc))
     try:
-        migrate(url)
+        try:
+            migrate(url)
+        except ConfigError as exc:
+            fail(str(exc))
         if demo:
             from gis.analyses import ANALYSES
             from layers.demo import load_demo_if_empty
@@ -197,6 +203,7 @@ def report_cmd(
     out: Path = typer.Option(..., "--out", help="output HTML file (opens offline)"),
 ) -> None:
     """Render a static folium report map with a summary table (no external assets)."""
+    from api.errors import NotFound
     from api.reports import REPORTS
 
     if kind not in REPORTS:
@@ -207,7 +214,7 @@ def report_cmd(
         with engine.connect() as conn:
             try:
                 page = REPORTS[kind](conn, ident if kind == "district" else int(ident))
-            except DataError as exc:
+            except (DataError, NotFound) as exc:
                 fail(str(exc))
     out.write_text(page, encoding="utf-8")
     typer.echo(f"wrote {out}")
@@ -275,7 +282,7 @@ def db_start() -> None:
     try:
         cluster.ensure_started()
         migrate(cluster.url())
-    except EmbeddedClusterError as exc:
+    except (EmbeddedClusterError, ConfigError) as exc:
         fail(str(exc))
     typer.echo(f"embedded cluster running on 127.0.0.1:{cluster.port} ({cluster.root})")
 

@@ -7,16 +7,11 @@ from typing import Annotated, Iterator
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import Connection
-from sqlalchemy.engine import Engine
 
 from api.errors import Forbidden, NotFound, Unauthorized
 from layers import registry
 from layers.registry import LayerSpec
 from layers.users import hash_token, user_for_token
-
-
-def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
 
 
 def get_conn(request: Request) -> Iterator[Connection]:

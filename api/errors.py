@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 
 from gis.errors import AnalysisError
@@ -37,8 +38,8 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 
-def _json(status: int, code: str, message: str, **extra) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _json(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer", **(headers or {})} if status == 401 else headers
     return JSONResponse({"code": code, "description": message, **extra}, status_code=status, headers=headers)
 
 
@@ -51,10 +52,20 @@ def install(app: FastAPI) -> None:
             return _json(status, type(exc).__name__, str(exc), **extra)
         app.add_exception_handler(exc_class, handler)
 
+    @app.exception_handler(StarletteHTTPException)
+    def http(request: Request, exc: StarletteHTTPException):  # unknown paths and methods: the same shape
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        message = {404: f"no such path {request.url.path}; see /docs",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        return _json(exc.status_code, code, message, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     def validation(request: Request, exc: RequestValidationError):
         msgs = []
         for e in exc.errors():
+            if tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
+                msgs.append("the request body must be a JSON object (Content-Type: application/json)")
+                continue
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
             msgs.append(f"{where}: {e.get('msg')}" if where else e.get("msg"))
         return _json(400, "InvalidParameter", "; ".join(msgs))
@@ -70,12 +81,12 @@ def install(app: FastAPI) -> None:
     def dbapi(request: Request, exc: DBAPIError):
         if is_connection_error(exc):
             return db_down(request, exc)
-        log.exception("database error on %s", request.url.path)
+        log.error("database error on %s", request.url.path, exc_info=exc)  # (handlers run outside the except)
         return _json(500, "InternalError", "internal error (logged)")
 
     app.add_exception_handler(PoolTimeout, db_down)
 
     @app.exception_handler(Exception)
     def anything(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
         return _json(500, "InternalError", "internal error (logged)")

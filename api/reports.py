@@ -71,10 +71,11 @@ def render(m: folium.Map, title: str, panel_html: str, synthetic: bool) -> str:
     return out
 
 
-def _one(conn: Connection, sql: str, **params) -> dict:
+def _one(conn: Connection, what: str, sql: str, **params) -> dict:
+    """The one row of ``sql``, else DataError "``what`` not found"."""
     row = conn.execute(text(sql), params).mappings().first()
     if row is None:
-        raise DataError(f"not found: {params}")
+        raise DataError(f"{what} not found")
     return dict(row)
 
 
@@ -82,23 +83,35 @@ def _points(conn: Connection, table_sql: str, **params) -> list[dict]:
     return [dict(r) for r in conn.execute(text(table_sql), params).mappings()]
 
 
-RECEPTORS_NEAR = """
-    SELECT r.name, r.kind, r.protection_class, r.people, ST_X(r.geom) lon, ST_Y(r.geom) lat,
-           round(ST_Distance(r.geom::geography, g.geom::geography))::int AS distance_m
-    FROM receptors r, (SELECT {geom} AS geom) g
-    WHERE ST_DWithin(r.geom::geography, g.geom::geography, :radius) ORDER BY distance_m LIMIT 200"""
+RECEPTORS_LISTED = 200  # a report lists the nearest receptors, and counts them all
+
+
+def _receptors_near(conn: Connection, geom_sql: str, radius_m: float, **params) -> tuple[list[dict], int, str]:
+    """The receptors within ``radius_m`` of the geometry ``geom_sql`` (a fixed subquery), nearest first and at
+    most :data:`RECEPTORS_LISTED`; how many there are in all; and a heading for their table."""
+    rows = _points(conn, f"""
+        SELECT r.name, r.kind, r.protection_class, r.people, ST_X(r.geom) lon, ST_Y(r.geom) lat,
+               round(ST_Distance(r.geom::geography, g.geom::geography))::int AS distance_m, count(*) OVER () AS total
+        FROM receptors r, (SELECT {geom_sql} AS geom) g
+        WHERE ST_DWithin(r.geom::geography, g.geom::geography, :radius) ORDER BY distance_m LIMIT {RECEPTORS_LISTED}""",
+                   radius=radius_m, **params)
+    total = rows[0]["total"] if rows else 0
+    heading = f"{int(radius_m)} m 内防护目标 Receptors within {int(radius_m)} m"
+    if total > len(rows):
+        heading += f"（最近 {len(rows)} 个，共 {total} 个 / nearest {len(rows)} of {total}）"
+    return rows, total, heading
 
 
 def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
-    park = _one(conn, "SELECT id, name, park_level, status, risk_grade, synthetic, ST_AsGeoJSON(geom) gj, "
+    park = _one(conn, f"chemical park {park_id}", "SELECT id, name, park_level, status, risk_grade, synthetic, ST_AsGeoJSON(geom) gj, "
                       "ST_XMin(Box2D(geom)) x0, ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
                       "FROM chemical_parks WHERE id = :id", id=park_id)
     ents = _points(conn, "SELECT e.id, e.name, e.kind, e.risk_grade, ST_AsGeoJSON(e.geom) gj FROM enterprises e "
                          "WHERE e.park_id = :id ORDER BY e.id", id=park_id)
     inst = _points(conn, "SELECT h.id, h.name, h.unit_type, h.level, ST_AsGeoJSON(h.geom) gj FROM hazard_installations h "
                          "JOIN enterprises e ON e.id = h.enterprise_id WHERE e.park_id = :id ORDER BY h.id", id=park_id)
-    recs = _points(conn, RECEPTORS_NEAR.format(geom="(SELECT geom FROM chemical_parks WHERE id = :id)"),
-                   id=park_id, radius=radius_m)
+    recs, n_recs, recs_heading = _receptors_near(conn, "(SELECT geom FROM chemical_parks WHERE id = :id)", radius_m,
+                                                 id=park_id)
     bounds = [park["x0"] - 0.012, park["y0"] - 0.012, park["x1"] + 0.012, park["y1"] + 0.012]
     title = f"化工园区报告 Chemical park report: {park['name']}"
     m = new_map(bounds, title)
@@ -112,22 +125,23 @@ def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
     summary = [{"k": "园区级别 Level", "v": park["park_level"]}, {"k": "风险等级 Risk grade", "v": park["risk_grade"]},
                {"k": "企业数 Enterprises", "v": len(ents)},
                {"k": "重大危险源 Installations (一/二/三/四级)", "v": "/".join(str(levels[i]) for i in (1, 2, 3, 4))},
-               {"k": f"{int(radius_m)} m 内防护目标 Receptors within {int(radius_m)} m", "v": len(recs)}]
+               {"k": f"{int(radius_m)} m 内防护目标 Receptors within {int(radius_m)} m", "v": n_recs}]
     panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>企业 Enterprises</h4>"
              + table(ents, [("id", "ID"), ("name", "名称 Name"), ("kind", "类型 Type"), ("risk_grade", "风险 Risk")])
-             + "<h4>防护目标 Receptors</h4>"
+             + f"<h4>{recs_heading}</h4>"
              + table(recs, [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
     return render(m, title, panel, park["synthetic"])
 
 
 def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) -> str:
-    inst = _one(conn, "SELECT h.id, h.name, h.unit_type, h.level, h.synthetic, e.name AS enterprise, ST_AsGeoJSON(h.geom) gj, "
-                      "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy FROM hazard_installations h "
-                      "LEFT JOIN enterprises e ON e.id = h.enterprise_id WHERE h.id = :id", id=inst_id)
+    inst = _one(conn, f"hazard installation {inst_id}",
+                "SELECT h.id, h.name, h.unit_type, h.level, h.synthetic, e.name AS enterprise, ST_AsGeoJSON(h.geom) gj, "
+                "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy FROM hazard_installations h "
+                "LEFT JOIN enterprises e ON e.id = h.enterprise_id WHERE h.id = :id", id=inst_id)
     chems = _points(conn, "SELECT name, cas, un_number, quantity_t FROM installation_chemicals "
                           "WHERE installation_id = :id ORDER BY id", id=inst_id)
-    recs = _points(conn, RECEPTORS_NEAR.format(geom="(SELECT geom FROM hazard_installations WHERE id = :id)"),
-                   id=inst_id, radius=radius_m)
+    recs, _, recs_heading = _receptors_near(conn, "(SELECT geom FROM hazard_installations WHERE id = :id)", radius_m,
+                                            id=inst_id)
     d = radius_m / 111000 * 1.3
     title = f"重大危险源报告 Major hazard installation report: {inst['name']}"
     m = new_map([inst["cx"] - d, inst["cy"] - d, inst["cx"] + d, inst["cy"] + d], title)
@@ -139,7 +153,7 @@ def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) 
                {"k": "等级 Level (GB 18218)", "v": f"{level[0]} {level[1]}" if level else "未分级 not graded"}]
     panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>危险化学品 Inventory</h4>"
              + table(chems, [("name", "名称 Name"), ("cas", "CAS"), ("un_number", "UN"), ("quantity_t", "设计最大量 q (t)")])
-             + f"<h4>{int(radius_m)} m 内防护目标 Receptors</h4>"
+             + f"<h4>{recs_heading}</h4>"
              + table(recs, [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
     return render(m, title, panel, inst["synthetic"])
 
@@ -147,9 +161,10 @@ def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) 
 def district_report(conn: Connection, adcode: str, role: str = "admin") -> str:
     from gis.overview import district_overview
 
-    area = _one(conn, "SELECT adcode, name, population, synthetic, ST_AsGeoJSON(geom) gj, ST_XMin(Box2D(geom)) x0, "
-                      "ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
-                      "FROM admin_areas WHERE adcode = :a", a=adcode)
+    area = _one(conn, f"district {adcode} (an adcode such as 530102)",
+                "SELECT adcode, name, population, synthetic, ST_AsGeoJSON(geom) gj, ST_XMin(Box2D(geom)) x0, "
+                "ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
+                "FROM admin_areas WHERE adcode = :a", a=adcode)
     row = next(r for r in district_overview(conn, role) if r["adcode"] == adcode)
     parks = _points(conn, "SELECT p.name, p.risk_grade, ST_AsGeoJSON(p.geom) gj FROM chemical_parks p, admin_areas a "
                           "WHERE a.adcode = :a AND ST_Contains(a.geom, ST_PointOnSurface(p.geom))", a=adcode)

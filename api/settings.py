@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,8 +20,3 @@ class ApiSettings(BaseSettings):
     title_en: str = "Hazardous-chemicals safety risk one-map"
     center: tuple[float, float] = (102.71, 25.04)
     zoom: int = 10
-
-
-@lru_cache
-def get_api_settings() -> ApiSettings:
-    return ApiSettings()

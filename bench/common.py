@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from conftest import free_port, serve, stop, throwaway_cluster  # noqa: E402  (test helpers, reused as is)
 
-__all__ = ["free_port", "serve", "stop", "throwaway_cluster", "percentiles", "markdown_table", "write_result", "timer"]
+__all__ = ["free_port", "serve", "stop", "throwaway_cluster", "percentiles", "markdown_table", "write_result"]
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -40,11 +40,3 @@ def write_result(name: str, title: str, body: str) -> Path:
                     encoding="utf-8")
     return path
 
-
-class timer:
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.t0

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from bench.common import markdown_table, throwaway_cluster, write_result
 from gis import emergency as em
-from gis.raster import population_in
+from gis.raster import zonal_sum
 from gis.roadnet import build_graph
 from layers.db import make_engine, migrate
 from layers.settings import StoreSettings
@@ -130,7 +130,8 @@ def run_scale(scale: int, n: int) -> dict:
                 d = em.erg_distances(em.find_material(inp.chemical), inp.spill, inp.time)
                 zones = em.zone_geometries(inp.lon, inp.lat, d, inp.wind_from_deg)
                 for name, fn in (("contents", lambda: em.zone_contents(conn, zones)),
-                                 ("population", lambda: population_in(conn, [z["geom"] for z in zones.values()])),
+                                 ("population", lambda: zonal_sum(em.prepare(conn).population,
+                                                                  [z["geom"] for z in zones.values()])),
                                  ("resources", lambda: em.rank_resources(conn, inp.lon, inp.lat, zones=zones))):
                     t = time.perf_counter()
                     fn()

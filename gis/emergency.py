@@ -11,7 +11,7 @@ every answer:
                        container and wind) rows.
 ``erg_guides.csv``     Orange-guide distances for materials not in Table 1 (flammable liquids and gases).
 
-Zones (built in EPSG:4543, returned in WGS84):
+Zones (built in the metric CRS ``layers.crs.METRIC_EPSG``, EPSG:4543 for Kunming; returned in WGS84):
 
 * Initial isolation zone: a circle of the isolation distance around the spill.
 * Protective action zone: with the wind given, ERG's square downwind — side = the protective action
@@ -36,15 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry import Point, Polygon, mapping
-from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
 from gis import roadgraph
 from gis.errors import AnalysisError, UnknownSubstanceError
-from gis.raster import registered_path, zonal_sum
-from layers.crs import METRIC_EPSG
+from gis.raster import Registered, registered_path, zonal_sum
+from layers.crs import from_metric, to_metric
 
 _DATA = Path(__file__).with_name("data")
 EDITION = "ERG2024"
@@ -65,8 +63,6 @@ MAX_SNAP_M = 1000.0       # farther than this from any road node: not reachable 
 SEARCH_RADIUS_M = 60000.0  # resources considered around the incident (straight line)
 CANDIDATES_PER_KIND = 20   # nearest by straight line, per kind, then ranked by travel time
 EMPTY_WKB = shapely.from_wkt("POLYGON EMPTY").wkb
-_TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
-_TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
 
 
 # --------------------------------------------------------------------------- ERG data
@@ -281,18 +277,6 @@ def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, conta
 
 # --------------------------------------------------------------------------- zones
 
-def _reproject(geom: BaseGeometry, tr: Transformer) -> BaseGeometry:
-    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-
-
-def _metric(geom: BaseGeometry) -> BaseGeometry:
-    return _reproject(geom, _TO_METRIC)
-
-
-def _wgs84(geom: BaseGeometry) -> BaseGeometry:
-    return _reproject(geom, _TO_WGS84)
-
-
 def downwind_square(x: float, y: float, side: float, wind_from_deg: float) -> Polygon:
     """ERG's protective action square in metric coordinates: upwind edge centred on (x, y).
 
@@ -309,15 +293,15 @@ def downwind_square(x: float, y: float, side: float, wind_from_deg: float) -> Po
 
 def zone_geometries(lon: float, lat: float, d: Distances, wind_from_deg: float | None) -> dict:
     """WGS84 zone polygons: ``isolation`` and (when there is a distance) ``protective`` with shape names."""
-    c = _metric(Point(lon, lat))
+    c = to_metric(Point(lon, lat))
     iso = c.buffer(d.isolation_m, quad_segs=32)
-    out = {"isolation": {"geom": _wgs84(iso), "distance_m": d.isolation_m, "shape": "circle"}}
+    out = {"isolation": {"geom": from_metric(iso), "distance_m": d.isolation_m, "shape": "circle"}}
     if d.protective_m:
         if wind_from_deg is None:
             outer, shape = c.buffer(d.protective_m, quad_segs=32), "circle (no wind given)"
         else:
             outer, shape = downwind_square(c.x, c.y, d.protective_m, wind_from_deg), "downwind square (ERG)"
-        out["protective"] = {"geom": _wgs84(outer.difference(iso)), "distance_m": d.protective_m,
+        out["protective"] = {"geom": from_metric(outer.difference(iso)), "distance_m": d.protective_m,
                              "shape": shape + ", isolation circle excluded"}
     return out
 
@@ -342,13 +326,14 @@ ORDER BY 1, 2, 5, 3"""
 class Session:
     """What the incident queries need first, from one round trip (:func:`prepare`)."""
 
-    population: Path | None     # the registered population raster
+    population: Registered | None  # the registered population raster (path-like, with its synthetic flag)
     graph_key: tuple | None     # the road graph's version row, for :func:`gis.roadgraph.get`
 
 
 _PREPARE = text("""
 SELECT set_config('jit', 'off', true) AS jit,
        (SELECT path FROM rasters WHERE name = 'population') AS population,
+       (SELECT synthetic FROM rasters WHERE name = 'population') AS population_synthetic,
        (SELECT version FROM layer_versions WHERE layer = 'road_graph') AS graph_version,
        (SELECT xmin::text FROM layer_versions WHERE layer = 'road_graph') AS graph_x""")
 
@@ -360,7 +345,8 @@ def prepare(conn: Connection) -> Session:
     took ~5 ms for a ~2 ms query (ranked resources at x10, bench/emergency.py).
     """
     row = conn.execute(_PREPARE).one()
-    return Session(None if row.population is None else registered_path(row.population),
+    return Session(None if row.population is None else Registered("population", registered_path(row.population),
+                                                                  bool(row.population_synthetic)),
                    None if row.graph_version is None else (row.graph_version, row.graph_x))
 
 
@@ -575,7 +561,7 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
     zone_out = {}
     for (name, z), n in zip(zones.items(), people or [None] * len(zones)):
         zone_out[name] = {"distance_m": z["distance_m"], "shape": z["shape"],
-                          "area_km2": round(_metric(z["geom"]).area / 1e6, 4),
+                          "area_km2": round(to_metric(z["geom"]).area / 1e6, 4),
                           "population": None if n is None else round(n, 1),
                           "geometry": mapping(z["geom"]), **contents["zones"][name]}
     if isinstance(subject, Material):
@@ -584,7 +570,9 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
                 "index_source": subject.source}
     else:
         chem = {"un_number": None, "name_zh": subject.title_zh, "name_en": subject.title_en, "guide": subject.guide}
-    synthetic = contents["synthetic"] or any(i["synthetic"] for i in ranked)
+    features_synthetic = contents["synthetic"] or any(i["synthetic"] for i in ranked)
+    grid_synthetic = people is not None and path.synthetic
+    synthetic = features_synthetic or grid_synthetic
     warnings = list(d.notes)
     if not d.verified:
         warnings.insert(0, "UNVERIFIED ERG data: at least one row used could not be verified against the ERG text")
@@ -592,7 +580,9 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
         warnings.append("no population grid registered: population not counted")
     if d.at_least:
         warnings.append("ERG marks this distance '+': it can be larger in certain atmospheric conditions")
-    if synthetic:
+    if grid_synthetic:
+        warnings.append(path.note)
+    if features_synthetic:
         warnings.append("some features counted are synthetic demo data")
     return {
         "decision_support": "辅助决策，不替代现场指挥判断 / Decision support only: it does not replace the "

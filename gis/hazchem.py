@@ -3,8 +3,9 @@ population exposure rings and the 红橙黄蓝 risk grade of enterprises and che
 
 :func:`run` recomputes all of it in one transaction (``riskmap analyze hazchem``). Distances are
 measured in the project's metric CRS (``layers.crs.METRIC_EPSG``, CGCS2000 3-degree Gauss-Krüger);
-populations are area-weighted sums of the registered ``population`` raster (``gis.raster``).
-docs/hazchem-analyses.md gives the rules, the defaults and their sources.
+populations are area-weighted sums of the registered ``population`` raster (``gis.raster``). A
+result is flagged ``synthetic`` when its subject, the receptors or accidents it counts, or that
+raster are generated. docs/hazchem-analyses.md gives the rules, the defaults and their sources.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from gis import gb18218
 from gis.errors import AnalysisError, UnknownSubstanceError
-from gis.raster import raster_path, zonal_sum
+from gis.raster import Registered, registered, zonal_sum
 from layers.crs import METRIC_EPSG
 from layers.derived import finish_run, layer_versions, start_run
 from layers.spec import RISK_GRADES
@@ -135,18 +136,19 @@ def load_config(data_dir: Path | None = None) -> Config:
     return config
 
 
-def population_raster(conn: Connection) -> Path:
-    """Path of the registered ``population`` raster (people per cell); AnalysisError if missing."""
-    path = raster_path(conn, POPULATION_RASTER)
-    if path is None:
+def population_raster(conn: Connection) -> Registered:
+    """The registered ``population`` raster (people per cell; path-like, with its ``synthetic``
+    flag); AnalysisError if missing."""
+    raster = registered(conn, POPULATION_RASTER)
+    if raster is None:
         raise AnalysisError(f"no {POPULATION_RASTER!r} raster is registered (table rasters): load the demo data "
                             "or register a population grid")
-    if not path.exists():
-        raise AnalysisError(f"the {POPULATION_RASTER!r} raster is registered at {path}, but the file is missing")
-    return path
+    if not raster.path.exists():
+        raise AnalysisError(f"the {POPULATION_RASTER!r} raster is registered at {raster.path}, but the file is missing")
+    return raster
 
 
-def people_in(raster: Path, geometries) -> np.ndarray:
+def people_in(raster: Registered | Path, geometries) -> np.ndarray:
     """Area-weighted people of the raster inside each polygon (metric CRS) as an array."""
     return np.asarray(zonal_sum(raster, list(geometries), crs=f"EPSG:{METRIC_EPSG}"), dtype=float)
 
@@ -239,30 +241,32 @@ def exposed_people(grid: float, resident_receptors: int, visitor_receptors: int,
 
 _SITES_SQL = f"""
 WITH sites AS (
-    SELECT 'enterprise' AS boundary, e.id, ST_Transform(e.geom, {M}) AS g FROM enterprises e
+    SELECT 'enterprise' AS boundary, e.id, e.synthetic, ST_Transform(e.geom, {M}) AS g FROM enterprises e
     WHERE EXISTS (SELECT 1 FROM hazard_installations h WHERE h.enterprise_id = e.id)
     UNION ALL
-    SELECT 'installation', h.id, h.geom_m FROM hazard_installations h WHERE h.enterprise_id IS NULL
+    SELECT 'installation', h.id, false, h.geom_m FROM hazard_installations h WHERE h.enterprise_id IS NULL
 )
 SELECT s.boundary, s.id, ST_AsBinary(ST_Difference(ST_Buffer(s.g, :buf, 'quad_segs={QUAD_SEGS}'), s.g)) AS zone,
-       rc.residents, rc.visitors, rc.n
+       rc.residents, rc.visitors, rc.n, s.synthetic OR rc.synthetic AS synthetic
 FROM sites s CROSS JOIN LATERAL (
     SELECT coalesce(sum(r.people) FILTER (WHERE r.kind = ANY(:resident)), 0)::int AS residents,
            coalesce(sum(r.people) FILTER (WHERE r.kind IS NULL OR r.kind <> ALL(:resident)), 0)::int AS visitors,
-           count(*)::int AS n
+           count(*)::int AS n, coalesce(bool_or(r.synthetic), false) AS synthetic
     FROM receptors r
     WHERE ST_DWithin(r.geom_m, s.g, :buf) AND NOT ST_Intersects(r.geom_m, s.g)
 ) rc
 """
 
 
-def grade_installations(conn: Connection, run_id: int, raster: Path, config: Config) -> dict:
+def grade_installations(conn: Connection, run_id: int, raster: Registered, config: Config) -> dict:
     """Grade every installation (GB 18218-2018 4.2-4.3), store the breakdown, write levels back.
 
     α counts the people within ``alpha.buffer_m`` (500 m) outside the plant boundary: the
     enterprise's site polygon, or the installation's own polygon when it has no enterprise (see
     :func:`exposed_people`). An installation whose inventory cannot be graded (a substance with
     neither a Table 1 entry nor a class) gets a row with ``error`` and keeps its stored level.
+    A grading is synthetic when the installation, its enterprise, a receptor counted for α or the
+    population raster is; ``population.notes`` then says the grid is synthetic.
     """
     sites = {}
     for row in conn.execute(text(_SITES_SQL), {"buf": config.alpha_buffer_m, "resident": list(config.resident_kinds)}):
@@ -286,13 +290,15 @@ def grade_installations(conn: Connection, run_id: int, raster: Path, config: Con
             "resident_receptor_people": site.residents, "visitor_receptor_people": site.visitors,
             "residents": round(residents, 2), "count_visitors": config.count_visitors,
             "boundary": key[0], "boundary_id": key[1], "buffer_m": config.alpha_buffer_m, "raster": POPULATION_RASTER,
+            "raster_synthetic": raster.synthetic, "notes": [raster.note] if raster.synthetic else [],
             "method": (f"people within {config.alpha_buffer_m:g} m outside the {key[0]} boundary: residents = "
                        "max(area-weighted population grid, people at residential receptors)"
                        + (" + people at other receptors" if config.count_visitors else "")
                        + ", rounded half up"),
         }
         row = {"run_id": run_id, "installation_id": inst.id, "enterprise_id": inst.enterprise_id,
-               "synthetic": inst.synthetic, "kinds": installation_kinds(substances), "exposed_people": n,
+               "synthetic": inst.synthetic or site.synthetic or raster.synthetic,
+               "kinds": installation_kinds(substances), "exposed_people": n,
                "population": population, "substances": [], "s": None, "r": None, "alpha": None, "level": None,
                "is_major": None, "error": None}
         try:
@@ -528,14 +534,15 @@ _SUBJECTS_SQL = f"""
     SELECT 'chemical_parks', p.id, p.name, p.synthetic, ST_Transform(p.geom, {M}) FROM chemical_parks p"""
 
 
-def exposure_rings(conn: Connection, run_id: int, raster: Path, config: Config) -> int:
+def exposure_rings(conn: Connection, run_id: int, raster: Registered, config: Config) -> int:
     """Rings around every installation and park with their people and receptors by class.
 
     Ring k covers the points within ``rings_m[k]`` of the subject's polygon but not within
     ``rings_m[k-1]`` (the first ring includes the polygon itself). ``people`` is the area-weighted
     population of the ring, ``people_within`` that of everything within its outer distance;
     receptors are counted by GB 36894 class on their exact distance (their people are reported
-    apart, never added to the grid's).
+    apart, never added to the grid's). A ring is synthetic when its subject, the population raster
+    or a receptor counted in it is.
     """
     outer = list(config.rings_m)
     inner = [0.0] + outer[:-1]
@@ -544,11 +551,12 @@ def exposure_rings(conn: Connection, run_id: int, raster: Path, config: Config) 
             f"ELSE ST_Difference({buf.format('d.outer_m')}, {buf.format('d.inner_m')}) END")
     rows = conn.execute(text(f"""
         INSERT INTO exposure_rings (run_id, synthetic, name, subject_layer, subject_id, inner_m, outer_m, geom)
-        SELECT :run, s.synthetic, coalesce(s.name, '') || ' ' || d.inner_m || '–' || d.outer_m || ' m',
+        SELECT :run, s.synthetic OR :raster_synthetic,
+               coalesce(s.name, '') || ' ' || d.inner_m || '–' || d.outer_m || ' m',
                s.layer, s.id, d.inner_m, d.outer_m, ST_Multi(ST_Transform({ring}, 4326))
         FROM ({_SUBJECTS_SQL}) s CROSS JOIN unnest(CAST(:inner AS float8[]), CAST(:outer AS float8[])) AS d(inner_m, outer_m)
         RETURNING id, subject_layer, subject_id, outer_m, ST_AsBinary(ST_Transform(geom, {M})) AS wkb"""),
-        {"run": run_id, "inner": inner, "outer": outer}).all()
+        {"run": run_id, "inner": inner, "outer": outer, "raster_synthetic": raster.synthetic}).all()
     if not rows:
         return 0
     rows.sort(key=lambda r: (r.subject_layer, r.subject_id, r.outer_m))
@@ -567,27 +575,33 @@ def exposure_rings(conn: Connection, run_id: int, raster: Path, config: Config) 
     classes = list(PROTECTION_CLASSES)
     subjects = conn.execute(text(f"SELECT layer, id, ST_AsBinary(g) FROM ({_SUBJECTS_SQL}) s")).all()
     slot = {(layer, sid): i for i, (layer, sid, _) in enumerate(subjects)}
-    pts, pclass, rpeople = _metric_points(conn, f"SELECT ST_X(g), ST_Y(g), pclass, coalesce(people, 0) "
-                                                f"FROM ({RECEPTORS_SQL}) r", config.class_params(), 2)
+    pts, pclass, rpeople, rsynthetic = _metric_points(
+        conn, f"SELECT ST_X(g), ST_Y(g), pclass, coalesce(people, 0), synthetic FROM ({RECEPTORS_SQL}) r",
+        config.class_params(), 3)
     n_r, n_c = len(outer), len(classes)
     counts = np.zeros(len(subjects) * n_r * n_c, dtype=np.int64)
     heads = np.zeros(len(subjects) * n_r * n_c)
+    synthetic = np.zeros(len(subjects) * n_r, dtype=bool)  # a synthetic receptor counted in the ring
     if len(pts):
         cls = np.array([classes.index(c) for c in pclass])
-        rpeople = rpeople.astype(float)
+        rpeople, rsynthetic = rpeople.astype(float), rsynthetic.astype(bool)
         for si, pi, d in points_within(shapely.from_wkb([w for _, _, w in subjects]), pts, outer[-1]):
-            key = (si * n_r + np.searchsorted(outer, d, side="left")) * n_c + cls[pi]
+            ring_key = si * n_r + np.searchsorted(outer, d, side="left")
+            key = ring_key * n_c + cls[pi]
             counts += np.bincount(key, minlength=counts.size)
             heads += np.bincount(key, weights=rpeople[pi], minlength=heads.size)
+            synthetic[ring_key[rsynthetic[pi]]] = True
     counts, heads = counts.reshape(-1, n_r, n_c), heads.reshape(-1, n_r, n_c).sum(axis=2)
     ring_of = {o: k for k, o in enumerate(outer)}
     idx = [(slot[(r.subject_layer, r.subject_id)], ring_of[r.outer_m]) for r in rows]
     sets = ", ".join(f"receptors_{c} = v.{c}" for c in classes)
     arrays = ", ".join(f"CAST(:{c} AS int[])" for c in classes)
     conn.execute(text(
-        f"UPDATE exposure_rings e SET {sets}, receptor_people = v.people FROM unnest(CAST(:ids AS int[]), {arrays}, "
-        f"CAST(:people AS int[])) AS v(id, {', '.join(classes)}, people) WHERE e.id = v.id"),
+        f"UPDATE exposure_rings e SET {sets}, receptor_people = v.people, synthetic = e.synthetic OR v.syn "
+        f"FROM unnest(CAST(:ids AS int[]), {arrays}, CAST(:people AS int[]), CAST(:syn AS bool[])) "
+        f"AS v(id, {', '.join(classes)}, people, syn) WHERE e.id = v.id"),
         {"ids": [r.id for r in rows], "people": [int(round(heads[i, k])) for i, k in idx],
+         "syn": [bool(synthetic[i * n_r + k]) for i, k in idx],
          **{c: [int(counts[i, k, j]) for i, k in idx] for j, c in enumerate(classes)}})
     return len(rows)
 
@@ -643,48 +657,60 @@ _MEMBERS = {
 def _indicators(conn: Connection, layer: str, config: Config, accidents: tuple) -> dict[int, dict]:
     sc = config.scoring
     members = _MEMBERS[layer]
+    # "synthetic": the subject, or a grading, violation, ring or accident behind a points indicator
+    # is synthetic (popped into the row's own column by risk_grades)
     out = {sid: {"max_level": None, "violations": {}, "exposed_people": 0.0, "accidents": 0, "accident_deaths": 0,
-                 "major_installations": 0}
-           for (sid,) in conn.execute(text(f"SELECT id FROM {layer}"))}
-    for r in conn.execute(text(f"""SELECT m.sid, min(g.level) AS lvl, count(*) FILTER (WHERE g.is_major) AS n
+                 "major_installations": 0, "synthetic": synthetic}
+           for sid, synthetic in conn.execute(text(f"SELECT id, synthetic FROM {layer}"))}
+    for r in conn.execute(text(f"""SELECT m.sid, min(g.level) AS lvl, count(*) FILTER (WHERE g.is_major) AS n,
+            bool_or(g.synthetic) AS syn
             FROM ({members}) m JOIN installation_gradings g ON g.installation_id = m.iid GROUP BY m.sid""")):
         out[r.sid].update(max_level=r.lvl, major_installations=r.n)
-    for r in conn.execute(text(f"""SELECT m.sid, v.protection_class AS c, count(*) AS n
+        out[r.sid]["synthetic"] |= r.syn
+    for r in conn.execute(text(f"""SELECT m.sid, v.protection_class AS c, count(*) AS n, bool_or(v.synthetic) AS syn
             FROM ({members}) m JOIN safety_violations v ON v.installation_id = m.iid GROUP BY 1, 2""")):
         out[r.sid]["violations"][r.c] = r.n
+        out[r.sid]["synthetic"] |= r.syn
     own = "" if layer == "enterprises" else (
-        "UNION ALL SELECT x.subject_id, x.people_within FROM exposure_rings x "
+        "UNION ALL SELECT x.subject_id, x.people_within, x.synthetic FROM exposure_rings x "
         "WHERE x.subject_layer = 'chemical_parks' AND x.outer_m = :ring")
-    for r in conn.execute(text(f"""SELECT sid, max(p) AS p FROM (
-            SELECT m.sid, x.people_within AS p FROM ({members}) m JOIN exposure_rings x
+    for r in conn.execute(text(f"""SELECT sid, max(p) AS p, bool_or(syn) AS syn FROM (
+            SELECT m.sid, x.people_within AS p, x.synthetic AS syn FROM ({members}) m JOIN exposure_rings x
               ON x.subject_layer = 'hazard_installations' AND x.subject_id = m.iid AND x.outer_m = :ring
             {own}) t GROUP BY sid"""), {"ring": sc["population_ring_m"]}):
         out[r.sid]["exposed_people"] = round(float(r.p or 0), 1)
+        out[r.sid]["synthetic"] |= r.syn
     ids, wkb = zip(*conn.execute(text(f"SELECT id, ST_AsBinary(ST_Transform(geom, {M})) FROM {layer} ORDER BY id"))
                    ) if out else ((), ())
     n, deaths = np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids))
+    synthetic = np.zeros(len(ids), dtype=bool)
     for si, pi, _ in points_within(shapely.from_wkb(list(wkb)), accidents[0], sc["accident_radius_m"]):
         n += np.bincount(si, minlength=len(ids))
         deaths += np.bincount(si, weights=accidents[1][pi], minlength=len(ids))
-    for sid, k, dead in zip(ids, n, deaths):
+        synthetic[si[accidents[2][pi]]] = True
+    for sid, k, dead, syn in zip(ids, n, deaths, synthetic):
         out[sid].update(accidents=int(k), accident_deaths=int(dead))
+        out[sid]["synthetic"] |= bool(syn)
     return out
 
 
 def risk_grades(conn: Connection, run_id: int, config: Config) -> dict:
     """Score every enterprise and park, store the breakdown in ``risk_scores`` and write
-    ``risk_grade`` back to ``enterprises`` and ``chemical_parks``."""
+    ``risk_grade`` back to ``enterprises`` and ``chemical_parks``. A score is synthetic when the
+    subject or anything behind its points (gradings, violations, rings, accidents) is."""
     stats = {}
-    accidents = _metric_points(conn, f"SELECT ST_X(g), ST_Y(g), deaths FROM (SELECT ST_Transform(geom, {M}) AS g, "
-                               "deaths FROM accidents WHERE occurred_at >= now() - make_interval(years => :years)) a",
-                               {"years": config.scoring["accident_years"]}, 1)
-    accidents = (accidents[0], accidents[1].astype(float))
+    accidents = _metric_points(conn, f"SELECT ST_X(g), ST_Y(g), deaths, synthetic FROM (SELECT ST_Transform(geom, {M}) "
+                               "AS g, deaths, synthetic FROM accidents "
+                               "WHERE occurred_at >= now() - make_interval(years => :years)) a",
+                               {"years": config.scoring["accident_years"]}, 2)
+    accidents = (accidents[0], accidents[1].astype(float), accidents[2].astype(bool))
     for layer in ("enterprises", "chemical_parks"):
         rows = []
         for sid, ind in sorted(_indicators(conn, layer, config, accidents).items()):
+            synthetic = bool(ind.pop("synthetic"))
             total, grade, points = score(ind, config)
             rows.append({"run_id": run_id, "subject_layer": layer, "subject_id": sid, "score": total,
-                         "risk_grade": grade, "indicators": {**ind, "points": points}})
+                         "risk_grade": grade, "synthetic": synthetic, "indicators": {**ind, "points": points}})
         if rows:
             conn.execute(insert(RiskScore.__table__), rows)
             conn.execute(text(
@@ -720,7 +746,8 @@ def run(engine: Engine, store_settings) -> dict:
         run_id = start_run(conn, ANALYSIS, INPUTS)
         for table in DERIVED:
             conn.execute(text(f"DELETE FROM {table}"))
-        stats = {"run_id": run_id, "population_raster": str(raster),
+        stats = {"run_id": run_id, "population_raster": str(raster), "population_raster_synthetic": raster.synthetic,
+                 "notes": [raster.note] if raster.synthetic else [],
                  "rules": conn.execute(text("SELECT count(*) FROM safety_rules")).scalar_one()}
         stats |= grade_installations(conn, run_id, raster, config)
         stats["violations"] = find_violations(conn, run_id, config)

@@ -1,15 +1,19 @@
-"""Raster helpers shared by the analyses: area-weighted sums of a registered grid over polygons.
+"""Registered rasters and area-weighted sums of a grid over polygons.
 
 A grid (population, DEM, ...) is a GeoTIFF registered by name in the ``rasters`` table (path, CRS,
-units). :func:`population_in` adds up the cells under each polygon, each cell weighted by the
-share of its area inside the polygon (exactextract's coverage fraction), so a zone that cuts a
-100 m cell in half counts half of its people. Nodata cells count as zero.
+units, ``synthetic``). :func:`registered` finds one: a path-like :class:`Registered` that also says
+whether the grid is generated, so that results computed from it can be flagged synthetic.
+:func:`zonal_sum` adds up the cells under each polygon, each cell weighted by the share of its area
+inside the polygon (exactextract's coverage fraction), so a zone that cuts a 100 m cell in half
+counts half of its people. Nodata cells count as zero.
 
-Used by the emergency zones (``gis/emergency.py``); the hazchem exposure and tailings analyses can
-call it the same way.
+Used by the hazchem analyses (α and the exposure rings, ``gis/hazchem.py``), the tailings head-top
+analysis (the DEM and the people downstream, ``gis/tailings.py``) and the emergency zones
+(``gis/emergency.py``, which reads the registration in its own first query), each through
+:func:`zonal_sum`.
 
 >>> from shapely.geometry import box
->>> population_in("/path/to/population.tif", [box(102.70, 25.03, 102.72, 25.05)])  # doctest: +SKIP
+>>> zonal_sum("/path/to/population.tif", [box(102.70, 25.03, 102.72, 25.05)])  # doctest: +SKIP
 [12345.6]
 """
 
@@ -17,13 +21,13 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import geopandas as gpd
 import numpy as np
 import rasterio
-import shapely
 from exactextract import exact_extract
 from pyproj import Transformer
 from shapely.geometry import mapping
@@ -31,18 +35,47 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
 from gis.errors import AnalysisError
+from layers.crs import reproject
 from layers.settings import REPO_ROOT
 
 SMALL = 64  # up to this many geometries per call are handed to exactextract as GeoJSON features
 
 
-def raster_path(conn: Connection, name: str) -> Path | None:
-    """Path of the raster registered as ``name`` (None when none is registered).
+# What a result computed from a generated grid says about it (answers, notes, stats).
+SYNTHETIC_NOTES = {
+    "population": "人口来自合成栅格 / population from a synthetic grid",
+    "dem": "下游路径来自合成高程模型 / downstream path from a synthetic DEM",
+}
+
+
+@dataclass(frozen=True)
+class Registered(os.PathLike):
+    """A raster registered in the ``rasters`` table: usable wherever a path is (``os.fspath``),
+    with its name and whether it is generated (``synthetic``: results computed from it are too)."""
+
+    name: str
+    path: Path
+    synthetic: bool
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def note(self) -> str | None:
+        """The bilingual note a result computed from this raster carries, when it is synthetic."""
+        return SYNTHETIC_NOTES.get(self.name, f"{self.name}: 合成栅格 / synthetic grid") if self.synthetic else None
+
+
+def registered(conn: Connection, name: str) -> Registered | None:
+    """The raster registered as ``name`` (None when none is registered).
 
     A relative path in the ``rasters`` table is taken relative to the repository root.
     """
-    row = conn.execute(text("SELECT path FROM rasters WHERE name = :n"), {"n": name}).first()
-    return None if row is None else registered_path(row.path)
+    row = conn.execute(text("SELECT path, synthetic FROM rasters WHERE name = :n"), {"n": name}).first()
+    return None if row is None else Registered(name, registered_path(row.path), bool(row.synthetic))
 
 
 def registered_path(value: str) -> Path:
@@ -92,7 +125,7 @@ def zonal_sum(path: str | Path, geometries: Sequence[BaseGeometry], crs: str = "
 
     Parameters
     ----------
-    path : str or Path
+    path : str, Path or Registered
         A single-band GeoTIFF.
     geometries : sequence of shapely geometries
         Polygons (or multipolygons); empty or None geometries sum to 0.
@@ -109,9 +142,7 @@ def zonal_sum(path: str | Path, geometries: Sequence[BaseGeometry], crs: str = "
     if not keep:
         return out
     raster = _opened(Path(path))
-    tr = raster.transformer(crs)
-    moved = shapely.transform(np.asarray([geometries[i] for i in keep], dtype=object),
-                              lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    moved = reproject(np.asarray([geometries[i] for i in keep], dtype=object), raster.transformer(crs))
     if len(keep) <= SMALL:  # a few zones (an incident): plain GeoJSON features cost least
         feats = [{"type": "Feature", "properties": {"i": i}, "geometry": mapping(g)} for i, g in zip(keep, moved)]
         rows = [(f["properties"]["i"], f["properties"]["sum"])
@@ -123,33 +154,3 @@ def zonal_sum(path: str | Path, geometries: Sequence[BaseGeometry], crs: str = "
     for i, value in rows:
         out[int(i)] = float(value) if value == value else 0.0  # NaN (no cells) -> 0
     return out
-
-
-def population_in(conn_or_path: Connection | str | Path, geometries: Sequence[BaseGeometry],
-                  name: str = "population", crs: str = "EPSG:4326") -> list[float] | None:
-    """People inside each geometry from the population grid (area-weighted; see module docstring).
-
-    Parameters
-    ----------
-    conn_or_path : Connection, str or Path
-        A database connection (the raster registered as ``name`` is used) or a GeoTIFF path.
-    geometries : sequence of shapely geometries
-        Zones, in ``crs`` (default lon/lat WGS84).
-    name : str
-        Registered raster name (default ``population``: people per cell).
-    crs : str
-        CRS of the geometries.
-
-    Returns
-    -------
-    list of float or None
-        People per geometry, or None when ``conn_or_path`` is a connection and no such raster is
-        registered (the caller reports "no population grid" rather than zero people).
-    """
-    if isinstance(conn_or_path, Connection):
-        path = raster_path(conn_or_path, name)
-        if path is None:
-            return None
-    else:
-        path = Path(conn_or_path)
-    return zonal_sum(path, geometries, crs)

@@ -26,18 +26,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from gis import roadgraph
 from layers.crs import METRIC_EPSG
-
-# Speed when a road has none, by road class (km/h): mid-range design speeds of JTG B01-2014
-# (高速公路 120/100/80, 一级 100/80/60, 二级 80/60, 三级 40/30) and CJJ 37-2012 urban roads.
-DEFAULT_SPEEDS = MappingProxyType({"motorway": 100.0, "trunk": 80.0, "primary": 60.0, "secondary": 40.0,
-                                   "urban": 40.0})
+from layers.spec import ROAD_CLASS_SPEEDS
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,7 @@ class GraphSettings:
 
     snap_deg: float = 1e-6            # vertex snapping grid (degrees)
     default_speed_kmh: float = 40.0   # road with no speed and an unknown class
-    speeds: dict = field(default_factory=lambda: dict(DEFAULT_SPEEDS))
+    speeds: dict = field(default_factory=lambda: dict(ROAD_CLASS_SPEEDS))  # road with no speed, by class
     structure_tolerance_m: float = 15.0   # an edge within this distance of a bridge/tunnel line ...
     structure_share: float = 0.5          # ... running along it for this share of the shorter of the two
 
@@ -203,7 +198,9 @@ def link_features(conn: Connection, settings: GraphSettings | None = None) -> di
                -- the stretch of the structure run along, located on the edge (not the buffer's wider ends)
                min(least({ends})), max(greatest({ends}))
         FROM restricted_structures st
-        JOIN road_edges e ON e.geom && ST_Expand(st.geom, :tol / 90000.0)
+        -- (tol in degrees: at most 110.5 km a degree of latitude, 111.3 km · cos(latitude) of longitude)
+        JOIN road_edges e ON e.geom && ST_Expand(st.geom, :tol / (110500.0 * cos(radians(least(89.0,
+            greatest(abs(ST_YMin(st.geom::box2d)), abs(ST_YMax(st.geom::box2d))))))))
         CROSS JOIN LATERAL (SELECT ST_Transform(st.geom, {METRIC_EPSG}) AS sg,
                                    ST_Transform(e.geom, {METRIC_EPSG}) AS eg) t
         {along_sql("t.eg", "t.sg")}
@@ -299,6 +296,7 @@ def run(engine: Engine, store_settings=None) -> dict:
     from layers.derived import finish_run, start_run
 
     with engine.begin() as conn:
+        routing.list_rules(conn)  # (loads the shipped rules on first use: before the run notes the versions it read)
         run_id = start_run(conn, "roads", ["roads", "restricted_structures", "water_source_zones", "accidents",
                                            "hazmat_routes", "route_rules"])
         graph = build_graph(conn)

@@ -61,13 +61,10 @@ VERDICT_TEXT = {"forbidden": ("禁止通行", "forbidden"), "warning": ("注意"
 CARGO_HELP = ('name the cargo as {"un_number": "1017"} (UN number, see GET /routes/cargo) or '
               '{"hazard_class": "2.3"} (UN/GB 6944 class or division: 1.1–1.6, 2.1–2.3, 3, 4.1–4.3, 5.1, 5.2, '
               '6.1, 6.2, 7, 8, 9), optionally with "quantity_t"')
-# Structure class from kind and length when a record has none: JTG highway classes (reference §5).
-STRUCTURE_CLASS_SQL = """coalesce(s.structure_class, CASE
-    WHEN s.kind = 'tunnel' THEN CASE WHEN s.length_m > 3000 THEN 'tunnel_xl' WHEN s.length_m > 1000 THEN 'tunnel_l'
-                                     WHEN s.length_m > 500 THEN 'tunnel_m' WHEN s.length_m IS NOT NULL THEN 'tunnel_s' END
-    WHEN s.kind = 'bridge' THEN CASE WHEN s.length_m > 1000 THEN 'bridge_xl' WHEN s.length_m >= 100 THEN 'bridge_l'
-                                     WHEN s.length_m > 30 THEN 'bridge_m' WHEN s.length_m IS NOT NULL THEN 'bridge_s' END
-    END)"""
+# Class of a structure ``s``: its own, else by kind and length, JTG D60-2015 (bridges) and JTG 3370.1-2018
+# (tunnels) as tabled in layers.spec.STRUCTURE_CLASSES, which OSM and demo imports classify by too.
+from layers.spec import structure_class_sql  # noqa: E402  (kept with the one definition that uses it)
+STRUCTURE_CLASS_SQL = structure_class_sql("s")
 
 
 @dataclass(frozen=True)
@@ -175,6 +172,9 @@ def default_rules() -> list[dict]:
         r = {k: (v if v != "" else None) for k, v in r.items()}
         for k in (*_LISTS, "weekdays"):
             r[k] = r[k].split(";") if r[k] else None
+        # (the file's text as the JSON an editor would send: numbers as numbers)
+        r["weekdays"] = r["weekdays"] and [int(d) for d in r["weekdays"]]
+        r["min_quantity_t"] = r["min_quantity_t"] and float(r["min_quantity_t"])
         out.append(validate_rule(r))
     return out
 
@@ -228,23 +228,25 @@ def validate_rule(payload: dict) -> dict:
              if r[k] and k not in own]
     if stray:
         raise AnalysisError(f"a {r['target']} rule cannot filter by {', '.join(stray)}")
-    if r["min_quantity_t"] is not None:
-        try:
-            r["min_quantity_t"] = float(r["min_quantity_t"])
-        except (TypeError, ValueError):
-            raise AnalysisError("rule min_quantity_t must be a number of tonnes") from None
+    q = r["min_quantity_t"]
+    if q is not None:  # (JSON numbers only: a string "nan" or "inf" would pass float())
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not math.isfinite(q) or q < 0:
+            raise AnalysisError(f"rule min_quantity_t must be a number of tonnes, 0 or more, got {q!r}")
+        r["min_quantity_t"] = float(q)
     r["ban_start"], r["ban_end"] = _time(r["ban_start"], "ban_start"), _time(r["ban_end"], "ban_end")
-    if r["weekdays"] is not None:
-        try:
-            r["weekdays"] = sorted({int(d) for d in r["weekdays"]})
-        except (TypeError, ValueError):
-            raise AnalysisError("rule weekdays must be ISO weekday numbers 1 (Mon) … 7 (Sun)") from None
-        if not r["weekdays"] or not all(1 <= d <= 7 for d in r["weekdays"]):
-            raise AnalysisError("rule weekdays must be ISO weekday numbers 1 (Mon) … 7 (Sun)")
+    days = r["weekdays"]
+    if days is not None:
+        if not isinstance(days, list) or not days or \
+                not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7 for d in days):
+            raise AnalysisError(f"rule weekdays must be a list of ISO weekday numbers 1 (Mon) … 7 (Sun), got {days!r}")
+        r["weekdays"] = sorted(set(days))
     r["verdict"] = r["verdict"] or "forbidden"
     if r["verdict"] not in VERDICT_ORDER:
         raise AnalysisError("rule verdict must be forbidden or warning")
-    r["active"] = True if r["active"] is None else bool(r["active"])
+    if r["active"] is None:
+        r["active"] = True
+    elif not isinstance(r["active"], bool):
+        raise AnalysisError(f"rule active must be true or false, got {r['active']!r}")
     return r
 
 
@@ -360,26 +362,46 @@ def parse_departure(value) -> datetime | None:
         except ValueError:
             raise AnalysisError(f"departure must be an ISO 8601 time like 2026-03-01T08:30+08:00, got {value!r}") \
                 from None
+    if not DEPARTURE_YEARS[0] <= t.year <= DEPARTURE_YEARS[1]:  # (trip times and rule days stay within datetime's)
+        raise AnalysisError(f"departure must be in the years {DEPARTURE_YEARS[0]}–{DEPARTURE_YEARS[1]}, got {value!r}")
     return t if t.tzinfo else t.replace(tzinfo=LOCAL_TZ)
+
+
+DEPARTURE_YEARS = (1970, 2200)
 
 
 # ---------------------------------------------------------------- route input
 
 
-def _check_positions(coords, max_vertices: int) -> list[list[float]]:
+def _check_positions(coords, max_vertices: int, area: tuple[float, float, float, float] | None) -> list[list[float]]:
     if not isinstance(coords, list) or len(coords) < 2:
         raise AnalysisError("a route needs at least two positions [lon, lat]")
     if len(coords) > max_vertices:
         raise AnalysisError(f"a route may have at most {max_vertices} positions, got {len(coords)}")
-    try:  # the usual case in one step: numbers, lon/lat in range, two distinct
-        xy = np.asarray(coords, dtype=float)[:, :2]
-        if xy.shape[1] == 2 and ((xy >= (-180, -90)) & (xy <= (180, 90))).all() and (xy != xy[0]).any():
-            return xy.tolist()
+    out = None
+    try:  # the usual case in one step: numbers (not JSON true/false: numpy reads them as 1/0), lon/lat in
+        # range, two distinct
+        xy = np.asarray(coords)[:, :2]
+        if xy.dtype.kind in "fi" and xy.ndim == 2 and xy.shape[1] == 2 \
+                and ((xy >= (-180, -90)) & (xy <= (180, 90))).all() and (xy != xy[0]).any() \
+                and not any(v is True or v is False for c in coords for v in c[:2]):
+            out = xy.astype(float).tolist()
     except (TypeError, ValueError, IndexError):
         pass
-    out = []  # else position by position, to say which is wrong
+    if out is None:
+        out = _positions_one_by_one(coords)
+    if area is not None and not shapely.intersects(shapely.linestrings(out), shapely.box(*area)):
+        raise AnalysisError(f"the route lies outside the served area {list(area)} (lon/lat)")
+    return out
+
+
+def _positions_one_by_one(coords: list) -> list[list[float]]:
+    """[lon, lat] of each position, else AnalysisError saying which one is wrong and how."""
+    out = []
     for i, c in enumerate(coords):
         try:
+            if isinstance(c, str) or any(isinstance(v, (bool, str)) for v in c[:2]):
+                raise TypeError
             lon, lat = float(c[0]), float(c[1])
         except (TypeError, ValueError, IndexError, KeyError):
             raise AnalysisError(f"route position {i} is not [lon, lat]: {c!r}") from None
@@ -391,10 +413,14 @@ def _check_positions(coords, max_vertices: int) -> list[list[float]]:
     return out
 
 
-def route_geojson(value, max_vertices: int = 50000) -> dict:
-    """A GeoJSON LineString from a LineString, a Feature with one, or a FeatureCollection with one line."""
+def route_geojson(value, max_vertices: int = 50000, area: tuple[float, float, float, float] | None = None) -> dict:
+    """A GeoJSON LineString from a LineString, a Feature with one, or a FeatureCollection with one line;
+    AnalysisError if it is none of these, or (``area`` given: lon/lat box) lies wholly outside ``area``."""
     if isinstance(value, dict) and value.get("type") == "FeatureCollection":
-        lines = [f for f in value.get("features") or [] if (f.get("geometry") or {}).get("type") == "LineString"]
+        features = value.get("features")
+        if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
+            raise AnalysisError("a FeatureCollection's features must be a list of GeoJSON Features")
+        lines = [f for f in features if isinstance(f.get("geometry"), dict) and f["geometry"].get("type") == "LineString"]
         if len(lines) != 1:
             raise AnalysisError("a FeatureCollection route must hold exactly one LineString feature")
         value = lines[0]
@@ -402,12 +428,14 @@ def route_geojson(value, max_vertices: int = 50000) -> dict:
         value = value.get("geometry")
     if not isinstance(value, dict) or value.get("type") != "LineString":
         raise AnalysisError("route must be a GeoJSON LineString (lon/lat, EPSG:4326)")
-    return {"type": "LineString", "coordinates": _check_positions(value.get("coordinates"), max_vertices)}
+    return {"type": "LineString", "coordinates": _check_positions(value.get("coordinates"), max_vertices, area)}
 
 
-def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000) -> dict:
-    """The track (trk/trkseg/trkpt, all segments joined) or else the route (rte/rtept) of a GPX document."""
-    if (b"<!DOCTYPE" if isinstance(gpx, bytes) else "<!DOCTYPE") in gpx[:4096]:
+def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000,
+                   area: tuple[float, float, float, float] | None = None) -> dict:
+    """The track (trk/trkseg/trkpt, all segments joined) or else the route (rte/rtept) of a GPX document
+    (``area``: as :func:`route_geojson`)."""
+    if (b"<!DOCTYPE" if isinstance(gpx, bytes) else "<!DOCTYPE") in gpx:  # (anywhere: after a long comment too)
         raise AnalysisError("GPX with a DOCTYPE (entity declarations) is refused")
     try:
         root = ElementTree.fromstring(gpx)
@@ -419,8 +447,14 @@ def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000) -> dict:
     points = [el for el in root.iter() if local(el) == "trkpt"] or [el for el in root.iter() if local(el) == "rtept"]
     if not points:
         raise AnalysisError("the GPX holds no track points (trkpt) or route points (rtept)")
-    coords = [[el.get("lon"), el.get("lat")] for el in points]
-    return {"type": "LineString", "coordinates": _check_positions(coords, max_vertices)}
+    coords = []
+    for i, el in enumerate(points):
+        try:
+            coords.append([float(el.get("lon")), float(el.get("lat"))])
+        except (TypeError, ValueError):
+            raise AnalysisError(f"GPX point {i} has no numeric lon and lat: {ElementTree.tostring(el)[:200]!r}") \
+                from None
+    return {"type": "LineString", "coordinates": _check_positions(coords, max_vertices, area)}
 
 
 # ---------------------------------------------------------------- check
@@ -835,8 +869,10 @@ class _Route:
 
     def wgs_bounds(self, margin_m: float) -> tuple[float, ...]:
         """The route's WGS84 bounding box grown by at least ``margin_m``."""
-        deg = margin_m / 90000.0  # (a degree is over 90 km here)
-        return (*(self.wgs.min(axis=0) - deg), *(self.wgs.max(axis=0) + deg))
+        lo, hi = self.wgs.min(axis=0), self.wgs.max(axis=0)
+        # (a degree is over 110.5 km of latitude, and of longitude over 111.3 km · cos of the largest latitude)
+        deg = margin_m / (110_500.0 * math.cos(math.radians(min(max(abs(lo[1]), abs(hi[1])), 89.0))))
+        return (*(lo - deg), *(hi + deg))
 
     def geometry(self, lo: float, hi: float) -> dict:
         """GeoJSON (WGS84) of the stretch between fractions lo and hi (a Point at the very end), as

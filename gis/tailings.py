@@ -16,8 +16,10 @@ For every tailings pond (except decommissioned 销库 ones):
 6. **Grade.** 等别 from total capacity and dam height (AQ 2006-2005 table, combined as in GB 50863).
 
 Results: derived layer ``tailings_downstream`` (one zone per pond with what is inside) and on
-``tailings_ponds`` the ``headtop`` flag, ``grade`` and the ``downstream_*`` counts. Defaults and
-sources are in docs/tailings-monitoring.md.
+``tailings_ponds`` the ``headtop`` flag, ``grade`` and the ``downstream_*`` counts. A zone is
+flagged ``synthetic`` when its pond, the DEM or the population grid used is generated (its
+``contents.notes`` and the run's ``notes`` say which grid). Defaults and sources are in
+docs/tailings-monitoring.md.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from gis.errors import AnalysisError
-from gis.raster import raster_path, zonal_sum
-from layers.crs import METRIC_EPSG
+from gis.raster import registered, zonal_sum
+from layers.crs import METRIC_EPSG, reproject, to_metric
 
 METRIC = f"EPSG:{METRIC_EPSG}"
 # pysheds D8 direction codes for (N, NE, E, SE, S, SW, W, NW) and the (row, col) step of each.
@@ -94,11 +96,6 @@ def pond_grade(capacity_10k_m3: float | None, dam_height_m: float | None) -> int
 
 
 # -------------------------------------------------------------------------------------- hydrology
-def reproject(transformer: Transformer, geom):
-    """``geom`` through a pyproj ``Transformer`` (built with always_xy=True)."""
-    return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
-
-
 def _open_metric(path: Path):
     """The DEM as a dataset in a metric CRS: as is when projected, else warped to EPSG:4543."""
     try:
@@ -243,15 +240,17 @@ FROM tailings_ponds ORDER BY id
 def zones(conn: Connection, settings: HeadTopSettings = HeadTopSettings()) -> tuple[list[dict], dict]:
     """Compute (without writing) every pond's downstream zone, contents, head-top flag and grade.
 
-    Returns the zone records (geometries in EPSG:4543) and statistics.
+    Returns the zone records (geometries in EPSG:4543) and statistics. A record is ``synthetic``
+    when its pond, the DEM or the population grid is; ``contents.notes`` names the synthetic grids.
     """
-    dem_path = raster_path(conn, "dem")
-    if dem_path is None:
+    dem_raster = registered(conn, "dem")
+    if dem_raster is None:
         raise AnalysisError("no DEM registered: add a GeoTIFF to the rasters table with name 'dem'")
-    pop_path = raster_path(conn, "population")
+    pop_raster = registered(conn, "population")
+    notes = [r.note for r in (dem_raster, pop_raster) if r is not None and r.synthetic]
+    grids_synthetic = bool(notes)
     ponds = [dict(r) for r in conn.execute(POND_SQL, {"srid": METRIC_EPSG}).mappings()]
-    to_metric = Transformer.from_crs("EPSG:4326", METRIC, always_xy=True)
-    src, dem = _open_metric(dem_path)
+    src, dem = _open_metric(dem_raster.path)
     records, skipped, outside = [], [], []
     try:
         to_dem = Transformer.from_crs(METRIC, dem.crs, always_xy=True)
@@ -263,24 +262,25 @@ def zones(conn: Connection, settings: HeadTopSettings = HeadTopSettings()) -> tu
             outline = shapely.from_wkb(pond["wkb"])
             try:
                 if pond["toe_lon"] is not None and pond["toe_lat"] is not None:
-                    toe, toe_source = to_metric.transform(pond["toe_lon"], pond["toe_lat"]), "toe"
+                    toe, toe_source = to_metric(pond["toe_lon"], pond["toe_lat"]), "toe"
                     toe_dem = to_dem.transform(*toe)
                 else:
-                    toe_dem = lowest_boundary_point(dem, reproject(to_dem, outline))
+                    toe_dem = lowest_boundary_point(dem, reproject(outline, to_dem))
                     toe_source = "lowest_boundary"
                 path, truncated = downstream_path(dem, *toe_dem, settings)
             except AnalysisError:  # outside the DEM: reported, not guessed
                 outside.append(pond["id"])
                 continue
-            path = reproject(from_dem, path)
+            path = reproject(path, from_dem)
             zone = path.buffer(settings.corridor_m)
             records.append({"pond": pond, "path": path, "zone": shapely.MultiPolygon([zone]),
-                            "toe_source": toe_source, "truncated": truncated})
+                            "toe_source": toe_source, "truncated": truncated,
+                            "synthetic": bool(pond["synthetic"]) or grids_synthetic})
     finally:
         if dem is not src:
             dem.close()
         src.close()
-    people = zonal_sum(pop_path, [r["zone"] for r in records], METRIC) if pop_path and records else None
+    people = zonal_sum(pop_raster, [r["zone"] for r in records], METRIC) if pop_raster and records else None
     found = {}
     if records:
         rows = conn.execute(CONTENTS_SQL, {
@@ -291,6 +291,7 @@ def zones(conn: Connection, settings: HeadTopSettings = HeadTopSettings()) -> tu
         pond = rec["pond"]
         rec["contents"] = {k: found[pond["id"]][k] for k in ("receptors", "roads", "installations")}
         rec["contents"]["people"] = None if people is None else people[i]
+        rec["contents"]["notes"] = notes
         rec.update(summarise(rec["contents"], None if people is None else people[i], settings))
         rec["grade"] = pond_grade(pond["capacity_10k_m3"], pond["dam_height_m"])
         if rec["grade"] is None:
@@ -300,7 +301,7 @@ def zones(conn: Connection, settings: HeadTopSettings = HeadTopSettings()) -> tu
         "truncated_paths": sum(r["truncated"] for r in records), "skipped_reclaimed": len(skipped),
         "toe_from_boundary": sum(r["toe_source"] == "lowest_boundary" for r in records),
         "outside_dem": outside,
-        "population_grid": pop_path is not None,
+        "population_grid": pop_raster is not None, "notes": notes,
         "distance_m": settings.distance_m, "corridor_m": settings.corridor_m,
     }
     return records, stats | {"skipped_ids": skipped + outside, "ponds_all": ponds}
@@ -345,7 +346,7 @@ def run(engine: Engine, store_settings=None, settings: HeadTopSettings | None = 
         conn.execute(text("DELETE FROM tailings_downstream"))
         if records:
             conn.execute(INSERT_SQL, [{
-                "run_id": run_id, "synthetic": bool(r["pond"]["synthetic"]), "pond_id": r["pond"]["id"],
+                "run_id": run_id, "synthetic": r["synthetic"], "pond_id": r["pond"]["id"],
                 "name": r["pond"]["name"], "srid": METRIC_EPSG, "path_length_m": round(r["path"].length, 1),
                 "corridor_m": settings.corridor_m, "path": shapely.to_wkb(r["path"]), "geom": shapely.to_wkb(r["zone"]),
                 "contents": json.dumps(r["contents"], ensure_ascii=False),

@@ -20,14 +20,31 @@ import shapely
 from pyproj.exceptions import CRSError
 
 from layers.errors import CRSInputError
+from layers.settings import MetricCRSSetting
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis used by the GCJ-02 formula
 _EE = 0.00669342162296594323
 _X_PI = np.pi * 3000.0 / 180.0
 
-OFFSET_CRS = ("gcj02", "bd09")
-# Metric CRS for Kunming work: CGCS2000 / 3-degree Gauss-Kruger CM 102E.
-METRIC_EPSG = 4543
+
+
+def _metric_epsg(epsg: int) -> int:
+    """``epsg`` if it is a Transverse Mercator CRS in metres (what :mod:`gis.tmerc` computes), else ValueError."""
+    try:
+        crs = pyproj.CRS.from_epsg(epsg)
+    except CRSError:
+        raise ValueError(f"RISKMAP_METRIC_EPSG={epsg} is not an EPSG code PROJ knows") from None
+    op = crs.coordinate_operation
+    if not crs.is_projected or op is None or op.method_name != "Transverse Mercator" \
+            or any(a.unit_name != "metre" for a in crs.axis_info):
+        raise ValueError(f"RISKMAP_METRIC_EPSG={epsg} ({crs.name}) is not a Transverse Mercator CRS in metres: "
+                         "use the city's Gauss-Krüger zone (CGCS2000 3-degree zones are EPSG:4534-4554) or UTM zone")
+    return epsg
+
+
+# The metric CRS of every distance, buffer and area (default CGCS2000 / 3-degree Gauss-Kruger CM 102E, for
+# Kunming). Fixed when a database is first migrated: its metric columns and indexes are in it (layers.db).
+METRIC_EPSG = _metric_epsg(MetricCRSSetting().metric_epsg)
 
 
 def _out_of_china(lon, lat):
@@ -147,3 +164,42 @@ def to_wgs84(geometries, source: str):
         return np.column_stack([x, y])
 
     return shapely.transform(geoms, apply)
+
+
+# WGS84 <-> the metric CRS (METRIC_EPSG, read when called), one cached pyproj transformer per pair.
+_TRANSFORMERS: dict[tuple[int, int], pyproj.Transformer] = {}
+
+
+def metric_transformer(inverse: bool = False) -> pyproj.Transformer:
+    """The pyproj transformer (``always_xy``) from EPSG:4326 to :data:`METRIC_EPSG`, or back when
+    ``inverse``; built once per EPSG pair (pyproj transformers may be shared between threads)."""
+    key = (METRIC_EPSG, 4326) if inverse else (4326, METRIC_EPSG)
+    if key not in _TRANSFORMERS:
+        _TRANSFORMERS[key] = pyproj.Transformer.from_crs(*key, always_xy=True)
+    return _TRANSFORMERS[key]
+
+
+def reproject(geometries, transformer: pyproj.Transformer):
+    """Shapely geometries (one, or array-like) through a pyproj transformer built with ``always_xy``."""
+    return shapely.transform(geometries, lambda c: np.column_stack(transformer.transform(c[:, 0], c[:, 1])))
+
+
+def _metric_move(transformer: pyproj.Transformer, geoms_or_x, y):
+    return reproject(geoms_or_x, transformer) if y is None else transformer.transform(geoms_or_x, y)
+
+
+def to_metric(geoms_or_x, y=None):
+    """EPSG:4326 -> :data:`METRIC_EPSG`: shapely geometries (one, or array-like), or lon/lat given as
+    ``to_metric(lon, lat)`` (numbers or arrays; returns ``(x, y)``).
+
+    >>> x, y = to_metric(102.71, 25.04)
+    >>> lon, lat = from_metric(x, y)
+    >>> round(float(lon), 9), round(float(lat), 9)
+    (102.71, 25.04)
+    """
+    return _metric_move(metric_transformer(), geoms_or_x, y)
+
+
+def from_metric(geoms_or_x, y=None):
+    """:data:`METRIC_EPSG` -> EPSG:4326, the inverse of :func:`to_metric` (same arguments)."""
+    return _metric_move(metric_transformer(inverse=True), geoms_or_x, y)

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 
+from layers.crs import METRIC_EPSG
 from layers.embedded import EmbeddedCluster
+from layers.errors import ConfigError
 from layers.settings import StoreSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -114,5 +117,22 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(url: str, revision: str = "heads") -> None:
-    """Bring the schema to ``revision`` (the schema is created only by these migrations)."""
+    """Bring the schema to ``revision`` (the schema is created only by these migrations), then check that
+    the database's metric columns are in :data:`layers.crs.METRIC_EPSG` (:func:`check_metric_crs`)."""
     command.upgrade(alembic_config(url), revision)
+    engine = create_engine(normalise_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            check_metric_crs(conn)
+    finally:
+        engine.dispose()
+
+
+def check_metric_crs(conn: Connection, epsg: int = METRIC_EPSG) -> None:
+    """ConfigError unless the metric columns made by the migrations (``geom_m``) are in ``epsg``: the
+    migrations fix the metric CRS a database is made with, and analyses in another one would mix them."""
+    srid = conn.execute(text("SELECT srid FROM geometry_columns WHERE f_table_schema = current_schema() "
+                             "AND f_table_name = 'receptors' AND f_geometry_column = 'geom_m'")).scalar()
+    if srid is not None and srid != epsg:
+        raise ConfigError(f"this database was made with RISKMAP_METRIC_EPSG={srid} and the setting is now {epsg}: "
+                          f"set RISKMAP_METRIC_EPSG={srid}, or load the data into a new database")

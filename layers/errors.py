@@ -9,6 +9,10 @@ class DataError(ValueError):
     """Bad input for the store (answered 4xx / a CLI error with the message)."""
 
 
+class ConfigError(RuntimeError):
+    """Settings that do not fit the database or machine (a CLI error with the message, the server does not start)."""
+
+
 class CRSInputError(DataError):
     """A source CRS we cannot interpret."""
 

@@ -42,7 +42,7 @@ def _where(spec: LayerSpec, role: str, bbox, filters: dict[str, str]):
         if name not in visible:
             raise DataError(f"unknown property {name!r} for {spec.id}; filterable: {', '.join(visible)}")
         try:
-            value = _cast(visible[name], raw)
+            value = _cast(visible[name], raw, table.c[name])
         except (ValueError, TypeError) as exc:
             raise DataError(str(exc)) from exc
         col = table.c[name]

@@ -18,7 +18,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 from shapely.validation import explain_validity
-from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import BigInteger, Column, Connection, delete, func, insert, select, text
 from sqlalchemy.engine import Engine
 from tqdm import tqdm
 
@@ -96,10 +96,11 @@ def _read_csv(path: Path) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(df.replace({"": None}), geometry=geoms)
 
 
-def _cast(spec: FieldSpec, value: Any) -> Any:
-    """Cast one value to the field's type; ValueError naming the field if it does not fit."""
+def _cast(spec: FieldSpec, value: Any, column: Column | None = None) -> Any:
+    """Cast one value to the field's type (and whole numbers to the range of ``column``, a PostgreSQL integer
+    or bigint); ValueError naming the field if it does not fit."""
     try:
-        value = _convert(spec, value)
+        value = _convert(spec, value, 63 if column is not None and isinstance(column.type, BigInteger) else 31)
     except (ValueError, TypeError, OverflowError) as exc:
         msg = str(exc)
         raise ValueError(msg if msg.startswith(f"{spec.name}:") else f"{spec.name}: {value!r} is not a valid {spec.type}") from None
@@ -113,7 +114,7 @@ def _cast(spec: FieldSpec, value: Any) -> Any:
     return value
 
 
-def _convert(spec: FieldSpec, value: Any) -> Any:
+def _convert(spec: FieldSpec, value: Any, int_bits: int) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return None
     if spec.type == "str":
@@ -123,6 +124,8 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
         if not f.is_integer():
             raise ValueError(f"{spec.name}: {value!r} is not a whole number")
         value = int(f)
+        if not -2**int_bits <= value < 2**int_bits:
+            raise ValueError(f"{spec.name}: {value!r} is out of range (a whole number of at most {2**int_bits - 1})")
     elif spec.type == "float":
         value = float(value)
         if not math.isfinite(value):
@@ -227,7 +230,7 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
             if f.name not in row:
                 continue
             try:
-                record[f.name] = _cast(f, row[f.name])
+                record[f.name] = _cast(f, row[f.name], spec.model.__table__.c[f.name])
             except (ValueError, TypeError) as exc:
                 reasons.append(str(exc))
                 continue
@@ -235,7 +238,7 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
                 reasons.append(f"{f.name}: required")
         if "id" in row and row["id"] is not None and not (isinstance(row["id"], float) and math.isnan(row["id"])):
             try:
-                record["id"] = _cast(FieldSpec("id", "int", "", ""), row["id"])
+                record["id"] = _cast(FieldSpec("id", "int", "", ""), row["id"], spec.model.__table__.c["id"])
             except ValueError as exc:
                 reasons.append(str(exc))
         if "chemicals" in known and "chemicals" in row:

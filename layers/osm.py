@@ -7,9 +7,11 @@ is routable: segments meet at their end points), and mapped to the ``roads`` reg
 motorway -> motorway, trunk -> trunk, primary -> primary, secondary/tertiary -> secondary, the rest
 -> urban. ``name`` (``name:zh`` first), ``ref``, ``bridge``, ``tunnel``, ``layer``, ``oneway`` (``-1``
 reverses the way; motorways and roundabouts are one-way unless tagged otherwise) and ``maxspeed``
-(km/h or mph; class default if absent) are kept. Long bridges (>= 100 m) and tunnels (> 500 m) on
-the main classes can also be written to ``restricted_structures``. Everything goes through the
-registry validation and is written in one transaction.
+(km/h or mph; left empty if absent: the routable graph gives such a road its class's default speed,
+``layers.spec.ROAD_CLASS_SPEEDS``) are kept. Bridges and tunnels of the length classes in
+``RESTRICTED_CLASSES`` (大桥 and longer, 中隧道 and longer; ``layers.spec.STRUCTURE_CLASSES``) on the main
+road classes can also be written to ``restricted_structures``. Everything goes through the registry
+validation and is written in one transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy.engine import Engine
 from layers import registry
 from layers.errors import DataError, ImportRejected
 from layers.io import settle, validate, write
+from layers.spec import structure_class
 
 CLASS_MAP = {
     "motorway": "motorway", "motorway_link": "motorway", "trunk": "trunk", "trunk_link": "trunk",
@@ -38,9 +41,9 @@ CLASS_MAP = {
     "tertiary": "secondary", "tertiary_link": "secondary",
 }
 MINOR = {"unclassified": "urban", "residential": "urban", "living_street": "urban", "service": "urban"}
-# km/h when maxspeed is missing (typical Chinese design speeds per class; an assumption).
-DEFAULT_SPEED = {"motorway": 100.0, "trunk": 80.0, "primary": 60.0, "secondary": 40.0, "urban": 30.0}
-STRUCTURE_CLASSES = ("motorway", "trunk", "primary", "secondary")
+# Bridges and tunnels imported as restricted structures: those on these road classes, of these length classes.
+STRUCTURE_ROADS = ("motorway", "trunk", "primary", "secondary")
+RESTRICTED_CLASSES = frozenset({"bridge_xl", "bridge_l", "tunnel_xl", "tunnel_l", "tunnel_m"})
 SOURCE = "OpenStreetMap contributors (ODbL 1.0), {file}"
 _GEOD = Geod(ellps="WGS84")
 _SPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph)?\s*$", re.I)
@@ -93,8 +96,7 @@ def components(lines) -> tuple[int, np.ndarray]:
 
 
 def read_osm_roads(path: str | Path, area: tuple[float, float, float, float], include_minor: bool = False,
-                   structures: bool = True, min_bridge_m: float = 100.0,
-                   min_tunnel_m: float = 500.0) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, dict]:
+                   structures: bool = True) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, dict]:
     """Read the road ways of an OSM file, split at shared nodes, as frames for ``roads`` and
     ``restricted_structures`` (EPSG:4326) plus counts. Ways not wholly inside ``area`` are skipped."""
     path = Path(path)
@@ -140,7 +142,7 @@ def read_osm_roads(path: str | Path, area: tuple[float, float, float, float], in
         bridge = tags.get("bridge", "no") != "no"
         tunnel = tags.get("tunnel", "no") not in ("no", "building_passage")
         attrs = dict(name=tags.get("name:zh") or tags.get("name"), ref=tags.get("ref"), road_class=road_class,
-                     speed_kmh=parse_speed(tags.get("maxspeed")) or DEFAULT_SPEED[road_class], oneway=oneway,
+                     speed_kmh=parse_speed(tags.get("maxspeed")), oneway=oneway,
                      bridge=bridge, tunnel=tunnel, layer=_layer(tags.get("layer")), osm_id=way_id,
                      synthetic=False, source=source)
         seen: Counter = Counter()
@@ -154,14 +156,15 @@ def read_osm_roads(path: str | Path, area: tuple[float, float, float, float], in
                 if line.length > 0:
                     rows.append(attrs | {"length_m": round(_GEOD.geometry_length(line), 1), "geometry": line})
                 piece = [node]
-        if structures and (bridge or tunnel) and road_class in STRUCTURE_CLASSES:
+        if structures and (bridge or tunnel) and road_class in STRUCTURE_ROADS:
             line = shapely.LineString([(n[1], n[2]) for n in nodes])
             length = _GEOD.geometry_length(line)
             kind = "bridge" if bridge else "tunnel"
-            if (bridge and length >= min_bridge_m) or (not bridge and length > min_tunnel_m):
+            cls = structure_class(kind, length)
+            if cls in RESTRICTED_CLASSES:
                 label = tags.get(f"{kind}:name") or tags.get("name") or \
                     f"{tags.get('ref') or ''}{'桥' if bridge else '隧道'} (OSM way {way_id})"
-                st_rows.append(dict(name=label, kind=kind, structure_class=structure_class(kind, length),
+                st_rows.append(dict(name=label, kind=kind, structure_class=cls,
                                     length_m=round(length, 1), adr_category=tags.get("hazmat:adr_tunnel_cat"),
                                     road_ref=tags.get("ref"), synthetic=False, source=source, geometry=line))
     roads = gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326") if rows else \
@@ -171,22 +174,6 @@ def read_osm_roads(path: str | Path, area: tuple[float, float, float, float], in
     stats = dict(ways=len(inside), skipped_outside=outside, skipped_broken=broken,
                  components=components(roads.geometry.values)[0])
     return roads, structs, stats
-
-
-def structure_class(kind: str, length: float) -> str:
-    """Length class of a bridge or tunnel (JTG B01 / tunnel code, standards.md §5).
-
-    Bridges: 特大 > 1000 m, 大 >= 100 m, 中 > 30 m, else 小. Tunnels: 特长 > 3000 m, 长 > 1000 m,
-    中 > 500 m, else 短.
-
-    >>> structure_class("bridge", 1200), structure_class("tunnel", 800)
-    ('bridge_xl', 'tunnel_m')
-    """
-    if kind == "bridge":
-        return "bridge_xl" if length > 1000 else "bridge_l" if length >= 100 else "bridge_m" if length > 30 \
-            else "bridge_s"
-    return "tunnel_xl" if length > 3000 else "tunnel_l" if length > 1000 else "tunnel_m" if length > 500 \
-        else "tunnel_s"
 
 
 def import_osm(engine: Engine, path: str | Path, area: tuple[float, float, float, float], *, replace: bool = False,

@@ -12,8 +12,8 @@ from typing import Mapping
 
 from layers import models
 from layers.spec import (  # noqa: F401 - re-exported for callers of the registry
-    ADCODE, COMMON, HAZARD_LEVELS, NAME, PROTECTION_CLASSES, RISK, RISK_GRADES, ROLES, SOURCE, STAFF, SYNTHETIC, THEMES,
-    F, FieldSpec, LayerSpec, Style,
+    ADCODE, COMMON, HAZARD_LEVELS, NAME, PROTECTION_CLASSES, RISK, RISK_COLORS, RISK_GRADES, ROAD_CLASSES, ROLES,
+    SOURCE, STAFF, STRUCTURE_CLASSES, SYNTHETIC, THEMES, F, FieldSpec, LayerSpec, Style,
 )
 from layers.topics import emergency, hazchem, monitoring, roadnet
 
@@ -74,8 +74,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
          F("dam_height_m", "float", "坝高（米）", "Dam height (m)"),
          F("capacity_10k_m3", "float", "总库容（万立方米）", "Capacity (10⁴ m³)"),
          F("grade", "int", "等别", "Grade (等别)", codes={
-             1: ("一等", "Grade 1", "#e60012"), 2: ("二等", "Grade 2", "#ff8c00"),
-             3: ("三等", "Grade 3", "#ffd700"), 4: ("四等", "Grade 4", "#1e64c8"),
+             1: ("一等", "Grade 1", RISK_COLORS["red"]), 2: ("二等", "Grade 2", RISK_COLORS["orange"]),
+             3: ("三等", "Grade 3", RISK_COLORS["yellow"]), 4: ("四等", "Grade 4", RISK_COLORS["blue"]),
              5: ("五等", "Grade 5", "#7f8c8d")}),
          F("status", "str", "状态", "Status", codes={
              "operating": ("运行", "Operating"), "inactive": ("停用", "Inactive"),
@@ -104,10 +104,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(
         "roads", models.Road, "道路", "Roads", "transport", "LineString",
         (NAME, F("ref", "str", "编号", "Ref"),
-         F("road_class", "str", "道路等级", "Class", required=True, codes={
-             "motorway": ("高速公路", "Expressway", "#e67e22"), "trunk": ("国道", "National road", "#f1c40f"),
-             "primary": ("省道", "Provincial road", "#3498db"), "secondary": ("县道", "County road", "#95a5a6"),
-             "urban": ("城市道路", "Urban road", "#bdc3c7")}),
+         F("road_class", "str", "道路等级", "Class", required=True,
+           codes={k: (zh, en, color) for k, (zh, en, color, _speed) in ROAD_CLASSES.items()}),
          F("speed_kmh", "float", "设计速度", "Speed (km/h)"), F("oneway", "bool", "单行", "One-way"),
          F("bridge", "bool", "桥梁", "Bridge"), F("tunnel", "bool", "隧道", "Tunnel"),
          F("layer", "int", "层", "Layer"), F("length_m", "float", "长度（米）", "Length (m)"),
@@ -121,11 +119,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
         (F("name", "str", "名称", "Name", required=True),
          F("kind", "str", "类型", "Kind", required=True, codes={
              "bridge": ("桥梁", "Bridge"), "tunnel": ("隧道", "Tunnel")}),
-         F("structure_class", "str", "分类", "Class", codes={
-             "bridge_xl": ("特大桥", "Extra-large bridge", "#e60012"), "bridge_l": ("大桥", "Large bridge", "#ff8c00"),
-             "bridge_m": ("中桥", "Medium bridge", None), "bridge_s": ("小桥", "Small bridge", None),
-             "tunnel_xl": ("特长隧道", "Extra-long tunnel", "#6c3483"), "tunnel_l": ("长隧道", "Long tunnel", "#a569bd"),
-             "tunnel_m": ("中隧道", "Medium tunnel", None), "tunnel_s": ("短隧道", "Short tunnel", None)}),
+         F("structure_class", "str", "分类", "Class",
+           codes={k: (c.zh, c.en, c.color) for k, c in STRUCTURE_CLASSES.items()}),
          F("length_m", "float", "长度（米）", "Length (m)"),
          F("adr_category", "str", "ADR 隧道类别", "ADR tunnel category",
            codes={c: (c, c) for c in "ABCDE"}),
@@ -148,20 +143,21 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
          F("cargo_un", "str", "货物 UN 编号", "Cargo UN number", pattern=r"^\d{4}$"),
          F("cargo_class", "str", "危险货物类别", "Cargo hazard class"),
          F("quantity_t", "float", "运量（吨）", "Quantity (t)"), F("schedule", "str", "班次", "Schedule"), *COMMON),
-        Style("#c0392b", weight=3), roles=frozenset({"route_controller", "planner", "emergency", "editor"}),
+        Style("#c0392b", weight=3), roles=roadnet.ROUTE_DATA_ROLES,
         popup=("name", "carrier", "cargo_un", "schedule"),
     ),
     LayerSpec(
         "receptors", models.Receptor, "防护目标", "Protection targets", "hazchem", "Point",
         (F("name", "str", "名称", "Name", required=True),
-         F("kind", "str", "类型", "Kind", required=True, codes={
-             "school": ("学校", "School"), "kindergarten": ("幼儿园", "Kindergarten"),
-             "hospital": ("医院", "Hospital"), "care_home": ("养老院", "Care home"),
-             "residential": ("居住区", "Residential area"), "market": ("商场市场", "Market"),
-             "office": ("办公场所", "Office"), "prison": ("监所", "Prison")}),
+         F("kind", "str", "类型", "Kind", required=True, codes={  # (the map colours receptors by kind: the class
+             "school": ("学校", "School", "#2e86c1"),             # may be unset, derived by the hazchem analysis)
+             "kindergarten": ("幼儿园", "Kindergarten", "#5dade2"),
+             "hospital": ("医院", "Hospital", "#27ae60"), "care_home": ("养老院", "Care home", "#82e0aa"),
+             "residential": ("居住区", "Residential area", "#7f8c8d"), "market": ("商场市场", "Market", "#d68910"),
+             "office": ("办公场所", "Office", "#aab7b8"), "prison": ("监所", "Prison", "#6c3483")}),
          F("protection_class", "str", "防护目标类别 (GB 36894)", "Protection class (GB 36894)", codes=PROTECTION_CLASSES),
          F("people", "int", "人数", "People"), ADCODE, *COMMON),
-        Style("#2e86c1", radius=4, by_field="protection_class"), minzoom=9,
+        Style("#2e86c1", radius=4, by_field="kind"), minzoom=9,
         popup=("name", "kind", "protection_class", "people"),
     ),
     LayerSpec(

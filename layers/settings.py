@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -35,6 +34,10 @@ class StoreSettings(BaseSettings):
         return self.data_dir / "pgcluster"
 
 
-@lru_cache
-def get_store_settings() -> StoreSettings:
-    return StoreSettings()
+class MetricCRSSetting(BaseSettings):
+    """``RISKMAP_METRIC_EPSG``: the projected CRS in which distances, buffers and areas are computed
+    (:data:`layers.crs.METRIC_EPSG`), read on its own so that importing :mod:`layers.crs` reads nothing else."""
+
+    model_config = SettingsConfigDict(env_prefix="RISKMAP_", env_file=".env", extra="ignore")
+
+    metric_epsg: int = 4543  # CGCS2000 / 3-degree Gauss-Kruger CM 102E: Kunming

@@ -1,4 +1,5 @@
-"""The building blocks of layer registry entries: fields, code lists, styles, roles."""
+"""The building blocks of layer registry entries: fields, code lists (with the classifications and
+defaults behind some of them), styles, roles."""
 
 from __future__ import annotations
 
@@ -18,28 +19,103 @@ THEMES = {
     "base": ("底图", "Base"),
 }
 
-# 红橙黄蓝: 重大/较大/一般/低风险 (the four-colour risk grading used by Chinese safety regulators).
+# The four-colour risk palette (红橙黄蓝), highest first: the one set of colours of every graded code list
+# below, of the legends and tile styles (/api/layers) and so of the web map.
+RISK_COLORS = MappingProxyType({"red": "#e60012", "orange": "#ff8c00", "yellow": "#ffd700", "blue": "#1e64c8"})
+# The four-colour risk grading of Chinese safety regulators: 重大风险 红, 较大风险 橙, 一般风险 黄, 低风险 蓝.
 RISK_GRADES = {
-    "red": ("红（重大风险）", "Red (major risk)", "#e60012"),
-    "orange": ("橙（较大风险）", "Orange (high risk)", "#ff8c00"),
-    "yellow": ("黄（一般风险）", "Yellow (moderate risk)", "#ffd700"),
-    "blue": ("蓝（低风险）", "Blue (low risk)", "#1e64c8"),
+    "red": ("重大风险（红）", "Major risk (red)", RISK_COLORS["red"]),
+    "orange": ("较大风险（橙）", "Significant risk (orange)", RISK_COLORS["orange"]),
+    "yellow": ("一般风险（黄）", "Moderate risk (yellow)", RISK_COLORS["yellow"]),
+    "blue": ("低风险（蓝）", "Low risk (blue)", RISK_COLORS["blue"]),
 }
 # GB 36894-2018 protection target (防护目标) classes: receptors.protection_class and the safety rules.
 PROTECTION_CLASSES = {
-    "high_sensitive": ("高敏感防护目标", "Highly sensitive", "#e60012"),
-    "important": ("重要防护目标", "Important", "#ff8c00"),
-    "general_1": ("一般防护目标（一类）", "General, class 1", "#ffd700"),
-    "general_2": ("一般防护目标（二类）", "General, class 2", "#1e64c8"),
+    "high_sensitive": ("高敏感防护目标", "Highly sensitive", RISK_COLORS["red"]),
+    "important": ("重要防护目标", "Important", RISK_COLORS["orange"]),
+    "general_1": ("一般防护目标（一类）", "General, class 1", RISK_COLORS["yellow"]),
+    "general_2": ("一般防护目标（二类）", "General, class 2", RISK_COLORS["blue"]),
     "general_3": ("一般防护目标（三类）", "General, class 3", "#7f8c8d"),
 }
 # GB 18218-2018 4.3: 一级..四级 major hazard installations.
 HAZARD_LEVELS = {
-    1: ("一级", "Level 1", "#e60012"),
-    2: ("二级", "Level 2", "#ff8c00"),
-    3: ("三级", "Level 3", "#ffd700"),
-    4: ("四级", "Level 4", "#1e64c8"),
+    1: ("一级", "Level 1", RISK_COLORS["red"]),
+    2: ("二级", "Level 2", RISK_COLORS["orange"]),
+    3: ("三级", "Level 3", RISK_COLORS["yellow"]),
+    4: ("四级", "Level 4", RISK_COLORS["blue"]),
 }
+# Road classes of the ``roads`` layer: zh, en, map colour, and the speed (km/h) a road of the class is taken to
+# have when it has none of its own (the routable graph, gis.roadnet; the demo's generated roads): a design
+# speed of JTG B01-2014 within the class's range — 高速公路 100 (of 120/100/80), 一级公路 80 (100/80/60),
+# 二级 60 (80/60), 三级 40 (40/30) — and 40 for urban roads (CJJ 37-2012: 主干路 60/50/40, 次干路 50/40/30,
+# 支路 40/30/20).
+ROAD_CLASSES = {
+    "motorway": ("高速公路", "Expressway", "#e67e22", 100.0),
+    "trunk": ("国道", "National road", "#f1c40f", 80.0),
+    "primary": ("省道", "Provincial road", "#3498db", 60.0),
+    "secondary": ("县道", "County road", "#95a5a6", 40.0),
+    "urban": ("城市道路", "Urban road", "#bdc3c7", 40.0),
+}
+ROAD_CLASS_SPEEDS = MappingProxyType({k: v[3] for k, v in ROAD_CLASSES.items()})
+
+
+@dataclass(frozen=True)
+class LengthClass:
+    """A length class of bridges or tunnels: longer than ``above_m`` (or equal, when ``inclusive``)."""
+
+    kind: str                # bridge | tunnel
+    zh: str
+    en: str
+    color: str               # legend and map colour
+    above_m: float | None    # None: any length (the shortest class)
+    inclusive: bool = False
+
+
+# Length classes of restricted structures (``restricted_structures.structure_class``), each kind longest first.
+# Bridges by total length L, JTG D60-2015 《公路桥涵设计通用规范》 (the same figures in JTG B01): 特大桥 L > 1000 m,
+# 大桥 100 ≤ L ≤ 1000, 中桥 30 < L < 100, 小桥 8 ≤ L ≤ 30 (shorter ones are taken as 小桥 too: the layer holds no
+# culverts). Tunnels by length L, JTG 3370.1-2018 《公路隧道设计规范 第一册 土建工程》: 特长 L > 3000 m,
+# 长 1000 < L ≤ 3000, 中 500 < L ≤ 1000, 短 L ≤ 500.
+STRUCTURE_CLASSES = MappingProxyType({
+    "bridge_xl": LengthClass("bridge", "特大桥", "Extra-large bridge", RISK_COLORS["red"], 1000.0),
+    "bridge_l": LengthClass("bridge", "大桥", "Large bridge", RISK_COLORS["orange"], 100.0, inclusive=True),
+    "bridge_m": LengthClass("bridge", "中桥", "Medium bridge", RISK_COLORS["yellow"], 30.0),
+    "bridge_s": LengthClass("bridge", "小桥", "Small bridge", "#95a5a6", None),
+    "tunnel_xl": LengthClass("tunnel", "特长隧道", "Extra-long tunnel", "#6c3483", 3000.0),
+    "tunnel_l": LengthClass("tunnel", "长隧道", "Long tunnel", "#a569bd", 1000.0),
+    "tunnel_m": LengthClass("tunnel", "中隧道", "Medium tunnel", "#c39bd3", 500.0),
+    "tunnel_s": LengthClass("tunnel", "短隧道", "Short tunnel", "#7f8c8d", None),
+})
+
+
+def structure_class(kind: str, length: float) -> str | None:
+    """Length class of a bridge or tunnel (:data:`STRUCTURE_CLASSES`); None for another kind.
+
+    >>> structure_class("bridge", 1200), structure_class("bridge", 100), structure_class("tunnel", 1000)
+    ('bridge_xl', 'bridge_l', 'tunnel_m')
+    """
+    for code, c in STRUCTURE_CLASSES.items():
+        if c.kind == kind and (c.above_m is None or length > c.above_m or (c.inclusive and length == c.above_m)):
+            return code
+    return None
+
+
+def structure_class_sql(alias: str) -> str:
+    """SQL for the class of the structure row ``alias``: its ``structure_class``, else :func:`structure_class`
+    of its ``kind`` and ``length_m`` (NULL without a length). ``alias`` is a table alias from code; the codes
+    and lengths come from :data:`STRUCTURE_CLASSES` (floats written as SQL numbers), never from a request.
+    """
+    def test(c: LengthClass) -> str:
+        if c.above_m is None:
+            return f"{alias}.length_m IS NOT NULL"
+        return f"{alias}.length_m {'>=' if c.inclusive else '>'} {float(c.above_m)!r}"
+
+    kinds = dict.fromkeys(c.kind for c in STRUCTURE_CLASSES.values())
+    cases = " ".join(
+        f"WHEN {alias}.kind = '{kind}' THEN CASE "
+        + " ".join(f"WHEN {test(c)} THEN '{code}'" for code, c in STRUCTURE_CLASSES.items() if c.kind == kind)
+        + " END" for kind in kinds)
+    return f"coalesce({alias}.structure_class, CASE {cases} END)"
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pyproj
 import rasterio
 import shapely
 from rasterio.transform import from_origin
 from sqlalchemy import text
 
 from layers import registry
-from layers.crs import METRIC_EPSG
+from layers.crs import METRIC_EPSG, from_metric, to_metric
 from layers.io import CHEMICAL_FIELDS, write
 
-_TO_WGS84 = pyproj.Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
-X0, Y0 = (round(v, -3) for v in pyproj.Transformer.from_crs(4326, METRIC_EPSG, always_xy=True).transform(102.71, 25.04))
+X0, Y0 = (round(v, -3) for v in to_metric(102.71, 25.04))
 RES = 100.0
 HALF = 6000.0  # the grid covers X0 +- 6 km, Y0 +- 6 km
 
@@ -34,7 +32,7 @@ def metric(geom):
 
 
 def ewkt(geom) -> str:
-    g = shapely.transform(metric(geom), lambda c: np.column_stack(_TO_WGS84.transform(c[:, 0], c[:, 1])))
+    g = from_metric(metric(geom))
     return f"SRID=4326;{shapely.to_wkt(g, rounding_precision=-1)}"
 
 
@@ -69,8 +67,9 @@ def cell(x: float, y: float) -> tuple[int, int]:
     return int(round((HALF - y) / RES)), int(round((x + HALF) / RES))
 
 
-def write_population(conn, path: Path, people: np.ndarray | dict) -> Path:
-    """Write the grid (an array, or {(x, y): people} on an empty grid) and register it."""
+def write_population(conn, path: Path, people: np.ndarray | dict, synthetic: bool = True) -> Path:
+    """Write the grid (an array, or {(x, y): people} on an empty grid) and register it (``synthetic``:
+    the ``rasters`` flag, a generated grid by default like every test grid)."""
     h, w, transform = grid()
     if isinstance(people, dict):
         arr = np.zeros((h, w), dtype="float32")
@@ -83,8 +82,9 @@ def write_population(conn, path: Path, people: np.ndarray | dict) -> Path:
         dst.write(arr, 1)
     conn.execute(text(
         "INSERT INTO rasters (name, title_zh, title_en, path, crs, units, synthetic, source) "
-        "VALUES ('population', '人口网格', 'Population grid', :p, :crs, 'people per cell', true, 'test') "
-        "ON CONFLICT (name) DO UPDATE SET path = EXCLUDED.path"), {"p": str(path), "crs": f"EPSG:{METRIC_EPSG}"})
+        "VALUES ('population', '人口网格', 'Population grid', :p, :crs, 'people per cell', :syn, 'test') "
+        "ON CONFLICT (name) DO UPDATE SET path = EXCLUDED.path, synthetic = EXCLUDED.synthetic"),
+        {"p": str(path), "crs": f"EPSG:{METRIC_EPSG}", "syn": synthetic})
     return path
 
 

@@ -6,12 +6,12 @@ rule editing: editor. Anonymous callers get 401.
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import shapely
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from shapely.geometry import shape
 from shapely.validation import explain_validity
 from sqlalchemy import delete, insert, select, text, update
 
@@ -32,6 +32,9 @@ RULES = SafetyRule.__table__
 Use = Literal[hazchem.RECEPTOR_USES + hazchem.INSTALLATION_USES]  # type: ignore[valid-type]
 Kind = Literal[tuple(INSTALLATION_KINDS)]  # type: ignore[valid-type]
 ReceptorClass = Literal[tuple(PROTECTION_CLASSES)]  # type: ignore[valid-type]
+
+
+SITE_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon")
 
 
 class SitingRequest(BaseModel):
@@ -106,10 +109,14 @@ def grading(installation_id: int, conn: ConnDep, user: UserDep):
 def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: UserDep):
     """Conflicts of a proposed site with the safety distances, both ways (see gis.hazchem.siting_check)."""
     require_role(user, *READERS)
-    try:
-        geom = shape(body.geometry)
-    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
-        raise DataError(f"geometry is not valid GeoJSON: {exc}") from None
+    kind = body.geometry.get("type")
+    if kind not in SITE_TYPES:
+        raise DataError(f"geometry type must be one of {', '.join(SITE_TYPES)}, got {kind!r}")
+    try:  # (GEOS's own GeoJSON reader: it says what is wrong in the coordinates)
+        geom = shapely.from_geojson(json.dumps(body.geometry))
+    except (ValueError, shapely.errors.GEOSException) as exc:
+        raise DataError(f"geometry is not a valid GeoJSON {kind}: {str(exc).split('Error parsing JSON: ')[-1]}") \
+            from None
     if geom.is_empty or not geom.is_valid:
         raise DataError(f"geometry is empty or invalid: {explain_validity(geom)}")
     geom = shapely.force_2d(geom)

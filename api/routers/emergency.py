@@ -10,7 +10,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from api import reports
@@ -24,6 +24,7 @@ READERS = ("emergency", "planner")
 
 
 class IncidentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # (a misspelt wind_from_deg must not silently give a circle)
     lon: float = Field(..., ge=-180, le=180, description="WGS84 longitude")
     lat: float = Field(..., ge=-90, le=90, description="WGS84 latitude")
     chemical: str = Field(..., min_length=1, max_length=100, description="UN number, CAS, name (中文/English) or guide:NNN")
@@ -37,6 +38,7 @@ class IncidentRequest(BaseModel):
 
 
 class IncidentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     status: Literal["open", "closed"] | None = None
     note: str | None = Field(None, max_length=2000)
 
@@ -66,7 +68,7 @@ def incident(body: IncidentRequest, request: Request, conn: ConnDep, user: UserD
 def nearby(request: Request, conn: ConnDep, user: UserDep,
            lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
            kind: list[str] | None = Query(None, description=", ".join(em.RESOURCE_KINDS)),
-           min_capacity: int | None = Query(None, ge=0), limit: int = Query(10, ge=1, le=200),
+           min_capacity: int | None = Query(None, ge=0, le=2**31 - 1), limit: int = Query(10, ge=1, le=200),
            radius_m: float = Query(em.SEARCH_RADIUS_M, gt=0, le=200000)):
     """Resources ranked by road travel time to a point (straight-line distance beside it)."""
     require_role(user, *READERS)

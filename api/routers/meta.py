@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from api.deps import ConnDep, UserDep
 from layers import registry
+from layers.errors import DataError
 from layers.features import synthetic_layers
 from layers.registry import THEMES, LayerSpec
 
@@ -132,6 +133,8 @@ def search_features(user: UserDep, conn: ConnDep, q: str = Query(..., min_length
     """Search the layers the caller may see by name or code (统一社会信用代码, adcode, road ref)."""
     from layers.features import search
 
+    if not q.strip():
+        raise DataError("q must hold a name or code, not only spaces")
     results = search(conn, registry.visible_layers(user.role), q.strip(), limit)
     titles = {s.id: (s.title_zh, s.title_en) for s in registry.LAYERS}
     return {"results": [r | {"title_zh": titles[r["layer"]][0], "title_en": titles[r["layer"]][1]} for r in results]}

@@ -1,7 +1,7 @@
 """Hazmat routes: check a route against the rules, plan a compliant route, edit the rules.
 
-Check and plan: route_controller, planner, emergency (and admin). Rules: read by those and editors,
-changed by editors.
+Check and plan: ``ROUTE_CHECK_ROLES`` (route_controller, planner, emergency; and admin). Rules, cargo table
+and network report: read by ``ROUTE_DATA_ROLES`` (those and editors), rules changed by editors.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
@@ -22,12 +22,12 @@ from gis import roadgraph, routing
 from gis.errors import AnalysisError
 from gis.roadnet import components, network_problems
 from layers.db import LazyConnection, NeedsDatabase
+from layers.topics.roadnet import ROUTE_CHECK_ROLES, ROUTE_DATA_ROLES
 
 router = APIRouter(prefix="/routes", tags=["routes"])
 # Check and plan answer with a JSONResponse encoded by pydantic_core: their results are plain JSON
 # types already; FastAPI's generic encoding of a plan (two routes' coordinates) cost ~0.7 ms and the
 # standard library's json 0.33 ms, more than one search at x10.
-ROUTE_ROLES = ("route_controller", "planner", "emergency")
 MAX_GPX_BYTES = 20 * 1024 * 1024
 
 
@@ -57,23 +57,38 @@ def _check(conn, route: dict, cargo: dict, departure: str | None, versions: dict
     return {**result, "route": route}
 
 
-def _check_body(conn, body: CheckIn, versions: dict | None = None) -> dict:
+def _area(state) -> tuple[float, float, float, float]:
+    """The served area (lon/lat box, ``RISKMAP_AREA_BBOX``) of the app whose state this is."""
+    return state.store_settings.area_bbox
+
+
+def _ends_in_area(body, area) -> None:
+    for what in ("origin", "destination"):
+        point = getattr(body, what)
+        if point is not None and len(point) == 2 \
+                and not (area[0] <= point[0] <= area[2] and area[1] <= point[1] <= area[3]):
+            raise AnalysisError(f"the {what} {point} is outside the served area {list(area)} (lon/lat)")
+
+
+def _check_body(conn, body: CheckIn, area, versions: dict | None = None) -> dict:
     given = [k for k in ("route", "gpx", "origin") if getattr(body, k) is not None]
     if len(given) != 1:
         raise AnalysisError("give exactly one of route (GeoJSON LineString), gpx (GPX text) or origin+destination")
     if body.route is not None:
-        route = routing.route_geojson(body.route)
+        route = routing.route_geojson(body.route, area=area)
     elif body.gpx is not None:
-        route = routing.gpx_to_geojson(body.gpx)
+        route = routing.gpx_to_geojson(body.gpx, area=area)
     else:
         if body.destination is None:
             raise AnalysisError("origin needs a destination")
         routing.resolve_cargo(body.cargo)  # bad cargo: 400 before any routing
+        _ends_in_area(body, area)
         route = routing.fastest_route(conn, body.origin, body.destination, versions=versions)
     return _check(conn, route, body.cargo, body.departure, versions)
 
 
-def _plan(conn, body: PlanIn, versions: dict | None = None) -> dict:
+def _plan(conn, body: PlanIn, area, versions: dict | None = None) -> dict:
+    _ends_in_area(body, area)
     return routing.plan_route(conn, body.origin, body.destination, routing.resolve_cargo(body.cargo),
                               routing.parse_departure(body.departure), versions=versions)
 
@@ -85,40 +100,40 @@ def _answer(conn, result: dict) -> JSONResponse:
 
 @router.post("/check")
 @reads_only
-def check(body: CheckIn, conn: ConnDep, user: UserDep) -> JSONResponse:
+def check(body: CheckIn, request: Request, conn: ConnDep, user: UserDep) -> JSONResponse:
     """Conflicts of a route with the hazmat rules for a cargo and departure time.
 
     Without ``departure`` every time-window ban counts as in force. With ``origin``/``destination``
     the fastest unrestricted route between them is checked.
     """
-    require_role(user, *ROUTE_ROLES)
-    return _answer(conn, _check_body(conn, body))
+    require_role(user, *sorted(ROUTE_CHECK_ROLES))
+    return _answer(conn, _check_body(conn, body, _area(request.app.state)))
 
 
 @router.post("/check/gpx")
 @reads_only
-def check_gpx(conn: ConnDep, user: UserDep, file: UploadFile = File(..., description="GPX track or route"),
+def check_gpx(request: Request, conn: ConnDep, user: UserDep, file: UploadFile = File(..., description="GPX track or route"),
                     un_number: str | None = Form(None), hazard_class: str | None = Form(None),
                     quantity_t: float | None = Form(None), departure: str | None = Form(None)) -> JSONResponse:
     """Check an uploaded GPX file (multipart form: file, un_number or hazard_class, quantity_t, departure)."""
-    require_role(user, *ROUTE_ROLES)
+    require_role(user, *sorted(ROUTE_CHECK_ROLES))
     data = file.file.read(MAX_GPX_BYTES + 1)
     if len(data) > MAX_GPX_BYTES:
         raise AnalysisError(f"GPX file larger than {MAX_GPX_BYTES // 1024 // 1024} MB")
-    route = routing.gpx_to_geojson(data)
+    route = routing.gpx_to_geojson(data, area=_area(request.app.state))
     cargo = {"un_number": un_number, "hazard_class": hazard_class, "quantity_t": quantity_t}
     return _answer(conn, _check(conn, route, cargo, departure))
 
 
 @router.post("/plan")
 @reads_only
-def plan(body: PlanIn, conn: ConnDep, user: UserDep) -> JSONResponse:
+def plan(body: PlanIn, request: Request, conn: ConnDep, user: UserDep) -> JSONResponse:
     """Fastest route obeying the rules for the cargo and departure, against the unrestricted one.
 
     ``found: false`` with ``reason`` and ``blocked_by`` when no compliant route exists.
     """
-    require_role(user, *ROUTE_ROLES)
-    return _answer(conn, _plan(conn, body))
+    require_role(user, *sorted(ROUTE_CHECK_ROLES))
+    return _answer(conn, _plan(conn, body, _area(request.app.state)))
 
 
 class RouteFastPath:
@@ -152,7 +167,7 @@ class RouteFastPath:
         if found is not None:
             headers = dict(scope["headers"])
             if not (headers.get(b"content-type", b"").startswith(b"application/json")
-                    and has_role(known_role(self.state, headers) or "", *ROUTE_ROLES)):
+                    and has_role(known_role(self.state, headers) or "", *ROUTE_CHECK_ROLES)):
                 found = None
         if found is None:
             return await self.app(scope, receive, send)
@@ -197,7 +212,7 @@ class RouteFastPath:
     def _compute(self, compute, body, versions: dict, offline: bool = False) -> dict:
         conn = LazyConnection(self.state.engine, offline)  # (no checkout unless something is not in memory)
         try:
-            result = compute(conn, body, versions)
+            result = compute(conn, body, _area(self.state), versions)
         except BaseException:
             conn.close()  # (rolls back)
             raise
@@ -208,7 +223,7 @@ class RouteFastPath:
 @router.get("/cargo")
 def cargo_table(user: UserDep) -> dict:
     """UN numbers known to the checker (with hazard class and source) and how to name other cargo."""
-    require_role(user, *ROUTE_ROLES, "editor")
+    require_role(user, *sorted(ROUTE_DATA_ROLES))
     return {"how_to_name_cargo": routing.CARGO_HELP,
             "un_numbers": [{k: (list(v) if k == "subsidiary" else v) for k, v in row.items()}
                            for row in routing.un_table().values()]}
@@ -217,7 +232,7 @@ def cargo_table(user: UserDep) -> dict:
 @router.get("/network")
 def network(conn: ConnDep, user: UserDep) -> dict:
     """Connectivity of the routable graph (rebuilt by ``riskmap analyze roads``)."""
-    require_role(user, *ROUTE_ROLES, "editor")
+    require_role(user, *sorted(ROUTE_DATA_ROLES))
     report = components(conn)
     report["edges"] = conn.execute(text("SELECT count(*) FROM road_edges")).scalar_one()
     return {**report, "problems": network_problems(report)}
@@ -225,7 +240,7 @@ def network(conn: ConnDep, user: UserDep) -> dict:
 
 @router.get("/rules")
 def rules(conn: ConnDep, user: UserDep) -> list[dict]:
-    require_role(user, *ROUTE_ROLES, "editor")
+    require_role(user, *sorted(ROUTE_DATA_ROLES))
     out = routing.list_rules(conn)
     conn.commit()
     return out

@@ -28,9 +28,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from layers import models, registry
-from layers.crs import METRIC_EPSG
+from layers.crs import METRIC_EPSG, from_metric
 from layers.demo import facilities, roads, terrain
-from layers.demo.sources import Inputs, districts_frame, to_wgs84
+from layers.demo.sources import Inputs, districts_frame
 from layers.errors import DataError, ImportRejected
 from layers.io import settle, validate, write
 from layers.settings import StoreSettings
@@ -76,7 +76,7 @@ def _wgs84(frame: gpd.GeoDataFrame, layer_id: str) -> gpd.GeoDataFrame:
     spec = registry.get(layer_id)
     keep = [c for c in ("id", *(f.name for f in spec.fields), "chemicals") if c in frame.columns]
     out = gpd.GeoDataFrame(frame[keep].astype(object).where(frame[keep].notna(), None),
-                           geometry=to_wgs84(frame.geometry.values), crs="EPSG:4326")
+                           geometry=from_metric(frame.geometry.values), crs="EPSG:4326")
     return out
 
 
@@ -122,7 +122,7 @@ def build_demo(store: StoreSettings, scale: int = 1, seed: int = SEED, progress:
     zones = facilities.build_water_zones(seed)
     say(f"demo: {len(parks)} parks, {len(enterprises)} enterprises, {len(installations)} installations, "
         f"{len(ponds)} tailings ponds, {len(receptors)} receptors, {len(resources)} emergency resources")
-    toe = to_wgs84(ponds["toe"].values)
+    toe = from_metric(ponds["toe"].values)
     ponds["toe_lon"], ponds["toe_lat"] = shapely.get_x(toe).round(7), shapely.get_y(toe).round(7)
     layers = {"admin_areas": districts_frame()}
     for layer_id, frame in (("chemical_parks", parks), ("enterprises", enterprises),

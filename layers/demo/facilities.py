@@ -1,9 +1,13 @@
 """Demo facilities: chemical parks, enterprises, major hazard installations with inventories, tailings
 ponds, protection targets (receptors), emergency resources and water-source protection zones.
 
-All generated, all flagged synthetic. Real inputs only anchor them: the seed park list (names and
-town centroids), GeoNames towns and DataV seats, the population grid (people live where receptors
-go), the DEM (ponds sit in valleys) and approximate locations of real reservoirs.
+All generated, all flagged synthetic and named as demo records. Real inputs only anchor them: the
+seed park list (names, kept in ``source`` and marked （演示）/(demo) in the park names, and town
+centroids), GeoNames towns and DataV seats, the population grid (people live where receptors go),
+the DEM (ponds sit in valleys) and approximate locations of real reservoirs. What the analyses
+decide is left empty: installation levels (``riskmap analyze hazchem``), receptor protection classes
+(derived by that analysis from its settings), pond grades and head-top flags (``riskmap analyze
+tailings``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import pandas as pd
 import shapely
 from shapely import affinity, ops
 
-from layers.crs import METRIC_EPSG
-from layers.demo.sources import Inputs, to_metric
+from layers.crs import METRIC_EPSG, to_metric
+from layers.demo.sources import Inputs
 from layers.demo.terrain import Surface
 
 GEN = "synthetic (layers.demo, seed {seed})"
@@ -88,7 +92,9 @@ def _blob(centre, radius: float, rng: np.random.Generator, n: int = 16) -> shape
 
 
 def build_parks(inputs: Inputs, pop: Surface, rng: np.random.Generator, seed: int, scale: int) -> gpd.GeoDataFrame:
-    """The 5 seed parks (real names, synthetic outlines 2.5-4 km from the given town centroid) and
+    """The 5 seed parks (named after the seed list, marked （演示）/(demo), the real name and its
+    evidence in ``source``; no park level, the list gives none; synthetic outlines 2.5-4 km from the
+    given town centroid) and
     6·ceil(sqrt(scale)) synthetic ones near real towns, each inside its district, clear of Dianchi
     and of each other, on the least populated of a few candidate sites (parks grow slower than
     ``scale``: the enterprises fill them more densely instead)."""
@@ -104,10 +110,12 @@ def build_parks(inputs: Inputs, pop: Surface, rng: np.random.Generator, seed: in
             basis = "no coordinates in the seed list: placed near the district seat"
         industry = "petrochemical" if "石化" in row.main_industry else "copper" if "铜" in row.main_industry \
             else "phosphate"
-        plans.append(dict(name=row.name, adcode=row.adcode, anchor=anchor, industry=industry,
-                          main_industry=row.main_industry, park_level="provincial", area=rng.uniform(5e6, 9e6),
-                          source=f"name: seed list (evidence {row.evidence_level}: {row.evidence}); outline "
-                                 f"synthetic ({basis}); {GEN.format(seed=seed)}"))
+        plans.append(dict(name=f"{row.name}（演示） / {row.name} (demo)", adcode=row.adcode, anchor=anchor,
+                          industry=industry, main_industry=row.main_industry, park_level=None,
+                          area=rng.uniform(5e6, 9e6),
+                          source=f"named after the seed list entry {row.name} (evidence {row.evidence_level}: "
+                                 f"{row.evidence}); a demo record: outline ({basis}) and enterprises synthetic, no "
+                                 f"level given; {GEN.format(seed=seed)}"))
     towns = [(n, ind) for n, ind in SYNTHETIC_PARKS if n in places.index]
     others = [n for n, k in zip(inputs.settlements.name, inputs.settlements.kind)
               if k == "town" and n not in dict(towns)]
@@ -120,7 +128,7 @@ def build_parks(inputs: Inputs, pop: Surface, rng: np.random.Generator, seed: in
         short = d.loc[place.adcode, "short"]
         plans.append(dict(name=f"演示化工园区-{short}-{k:02d} / Demo chemical park {k:02d}", adcode=place.adcode,
                           anchor=place.geometry, industry=industry, main_industry=INDUSTRY_ZH[industry],
-                          park_level="municipal", area=rng.uniform(3e6, 6e6),
+                          park_level=None, area=rng.uniform(3e6, 6e6),
                           source=f"near real town {town} (GeoNames/DataV); name and outline {GEN.format(seed=seed)}"))
     placed, rows = [], []
     water = inputs.lake.buffer(500)
@@ -299,15 +307,6 @@ def build_installations(enterprises: gpd.GeoDataFrame, rng: np.random.Generator,
     return inst
 
 
-def pond_grade(capacity_10k_m3: float, dam_height_m: float) -> int:
-    """等别 from AQ 2006-2005 (standards.md §3): grade by capacity and by dam height, combined as
-    GB 50863 says (one apart: the higher grade; further apart: one below the higher)."""
-    by_v = 2 if capacity_10k_m3 >= 10000 else 3 if capacity_10k_m3 >= 1000 else 4 if capacity_10k_m3 >= 100 else 5
-    by_h = 2 if dam_height_m >= 100 else 3 if dam_height_m >= 60 else 4 if dam_height_m >= 30 else 5
-    high, low = min(by_v, by_h), max(by_v, by_h)
-    return high if low - high <= 1 else high + 1
-
-
 def tree_near(points: list, p, distance: float) -> bool:
     """Whether any of ``points`` lies within ``distance`` of ``p`` (vectorised)."""
     xy = shapely.get_coordinates(points)
@@ -378,13 +377,13 @@ def build_tailings(inputs: Inputs, dem: Surface, parks: gpd.GeoDataFrame, rng: n
             placed.append(p)
             rows.append(dict(name=f"演示尾矿库-{d.loc[adcode, 'short']}-{k:02d} / Demo tailings pond",
                              mine=f"演示矿山-{d.loc[adcode, 'short']}-{mineral}-{k:02d} / Demo mine",
-                             dam_height_m=round(dam, 1), capacity_10k_m3=capacity, grade=pond_grade(capacity, dam),
+                             dam_height_m=round(dam, 1), capacity_10k_m3=capacity,
                              status=rng.choice(["operating", "inactive", "closed", "reclaimed"],
                                                p=[0.55, 0.2, 0.2, 0.05]),
                              adcode=adcode, toe=shapely.Point(toe), geometry=poly))
     ponds = gpd.GeoDataFrame(rows, geometry="geometry", crs=METRIC_EPSG)
     ponds["synthetic"] = True
-    ponds["source"] = GEN.format(seed=seed) + "; grade per AQ 2006-2005 from the generated capacity and height"
+    ponds["source"] = GEN.format(seed=seed) + "; capacity and dam height generated (grade: the tailings analysis)"
     return ponds
 
 
@@ -394,20 +393,6 @@ RECEPTOR_KINDS = {  # kind: (zh, en, share, people median, people spread)
     "care_home": ("养老院", "care home", 0.04, 100, 0.6), "market": ("商场市场", "market", 0.07, 700, 0.8),
     "office": ("办公场所", "office", 0.045, 300, 0.8), "prison": ("监所", "prison", 0.005, 1200, 0.4),
 }
-HIGH_SENSITIVE = {"school", "kindergarten", "hospital", "care_home", "prison"}
-
-
-def protection_class(kind: str, people: int) -> str:
-    """GB 36894 category used by the demo (an assumption, see docs/demo-data.md): schools,
-    kindergartens, hospitals, care homes and prisons are highly sensitive, offices important,
-    homes and markets general class 1/2/3 by people (>=1000, >=100, fewer)."""
-    if kind in HIGH_SENSITIVE:
-        return "high_sensitive"
-    if kind == "office":
-        return "important"
-    return "general_1" if people >= 1000 else "general_2" if people >= 100 else "general_3"
-
-
 def _keep(points: np.ndarray, blocked, area) -> np.ndarray:
     """The points inside ``area`` and outside ``blocked``."""
     x, y = points[:, 0], points[:, 1]
@@ -443,7 +428,7 @@ def build_receptors(inputs: Inputs, pop: Surface, parks: gpd.GeoDataFrame, rng: 
     short = inputs.districts.set_index("adcode")["short"]
     rec = gpd.GeoDataFrame({"kind": kind, "people": people, "adcode": adcode}, geometry=geom,
                            crs=METRIC_EPSG)[keep].reset_index(drop=True)
-    rec["protection_class"] = [protection_class(k, p) for k, p in zip(rec.kind, rec.people)]
+    rec["protection_class"] = None  # derived by the hazchem analysis from its settings (gis.hazchem.CLASS_SQL)
     rec["name"] = [f"演示{RECEPTOR_KINDS[k][0]}-{short[a]}-{i:05d} / Demo {RECEPTOR_KINDS[k][1]}"
                    for i, (k, a) in enumerate(zip(rec.kind, rec.adcode), 1)]
     rec["synthetic"] = True

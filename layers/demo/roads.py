@@ -20,14 +20,16 @@ from scipy.spatial import Delaunay, cKDTree
 from layers.crs import METRIC_EPSG
 from layers.demo.sources import Inputs
 from layers.demo.terrain import Surface
-from layers.osm import components, structure_class
+from layers.osm import components
+from layers.spec import ROAD_CLASS_SPEEDS, STRUCTURE_CLASSES, structure_class
 
 SOURCE = "synthetic (layers.demo, seed {seed}): generated course between real places (GeoNames, DataV seats, OSM)"
 
 
 @dataclass(frozen=True)
 class RoadClass:
-    speed: float            # km/h
+    """How the demo draws a road class (its speed is the class default, ``layers.spec.ROAD_CLASS_SPEEDS``)."""
+
     window: float           # m, smoothing of the grade line
     grade: float            # maximum gradient of the grade line
     bridge: float           # m of fill above the terrain that becomes a bridge
@@ -39,11 +41,11 @@ class RoadClass:
 
 
 CLASSES = {
-    "motorway": RoadClass(100, 1500, 0.035, 20, 40, 0.06, "DEMO-E{:02d}", "演示高速", "Demo expressway"),
-    "trunk": RoadClass(80, 600, 0.06, 20, 50, 0.12, "DEMO-N{:02d}", "演示国道", "Demo national road"),
-    "primary": RoadClass(60, 400, 0.08, 18, 70, 0.15, "DEMO-P{:03d}", "演示省道", "Demo provincial road"),
-    "secondary": RoadClass(40, 300, 0.09, 15, np.inf, 0.18, "DEMO-C{:04d}", "演示县道", "Demo county road"),
-    "urban": RoadClass(40, 0, 1.0, np.inf, np.inf, 0.0, "", "演示城市道路", "Demo urban street"),
+    "motorway": RoadClass(1500, 0.035, 20, 40, 0.06, "DEMO-E{:02d}", "演示高速", "Demo expressway"),
+    "trunk": RoadClass(600, 0.06, 20, 50, 0.12, "DEMO-N{:02d}", "演示国道", "Demo national road"),
+    "primary": RoadClass(400, 0.08, 18, 70, 0.15, "DEMO-P{:03d}", "演示省道", "Demo provincial road"),
+    "secondary": RoadClass(300, 0.09, 15, np.inf, 0.18, "DEMO-C{:04d}", "演示县道", "Demo county road"),
+    "urban": RoadClass(0, 1.0, np.inf, np.inf, 0.0, "", "演示城市道路", "Demo urban street"),
 }
 RANK = {c: i for i, c in enumerate(CLASSES)}
 
@@ -266,10 +268,11 @@ def split_line(line: shapely.LineString, runs: list[tuple]) -> list[tuple[shapel
     return pieces
 
 
-STRUCTURE_ZH = {"bridge_xl": "特大桥", "bridge_l": "大桥", "bridge_m": "中桥", "bridge_s": "小桥",
-                "tunnel_xl": "特长隧道", "tunnel_l": "长隧道", "tunnel_m": "中隧道", "tunnel_s": "短隧道"}
-# ADR tunnel category assumed for the demo (no national rule: standards.md §5): longer = stricter.
+# ADR tunnel category (ADR 1.9.5.2.2, A–E) assumed for the demo, longer = stricter: no national rule
+# assigning categories to Chinese tunnels was found.
 ADR = {"tunnel_xl": "E", "tunnel_l": "D", "tunnel_m": "C", "tunnel_s": "B"}
+# Structures the demo lists in restricted_structures: bridges from 大桥 up, every tunnel (the shortest kept is 100 m).
+LISTED_STRUCTURES = frozenset({"bridge_xl", "bridge_l", "tunnel_xl", "tunnel_l", "tunnel_m", "tunnel_s"})
 
 
 def build_roads(inputs: Inputs, dem: Surface, pop: Surface, seed: int, scale: int = 1, gates=(),
@@ -291,10 +294,10 @@ def build_roads(inputs: Inputs, dem: Surface, pop: Surface, seed: int, scale: in
                            "kind": kind})
             if kind and e.road_class in ("motorway", "trunk", "primary"):
                 cls = structure_class(kind, geom.length)
-                if kind == "tunnel" or geom.length >= 100:
+                if cls in LISTED_STRUCTURES:
                     key = e.ref or e.road_class
                     counters[key] = counters.get(key, 0) + 1
-                    zh = STRUCTURE_ZH[cls]
+                    zh = STRUCTURE_CLASSES[cls].zh
                     en = "bridge" if kind == "bridge" else "tunnel"
                     structures.append({
                         "name": f"演示{zh} {key}-{counters[key]:02d} / Demo {en} {key}-{counters[key]:02d}",
@@ -305,7 +308,7 @@ def build_roads(inputs: Inputs, dem: Surface, pop: Surface, seed: int, scale: in
     # snap to 1 mm: near-coincident nodes merge and the slivers between them vanish
     roads["geometry"] = shapely.set_precision(roads.geometry.values, 0.001)
     roads = _connect(roads[~roads.geometry.is_empty & (roads.length > 0.01)].reset_index(drop=True))
-    c = roads["road_class"].map(lambda k: CLASSES[k].speed)
+    c = roads["road_class"].map(ROAD_CLASS_SPEEDS)
     roads["speed_kmh"] = np.where(roads["tunnel"], np.minimum(c, 80), c).astype(float)
     roads.loc[roads["name"].str.startswith("演示环路"), "speed_kmh"] = 60.0
     roads["oneway"] = False
@@ -316,7 +319,7 @@ def build_roads(inputs: Inputs, dem: Surface, pop: Surface, seed: int, scale: in
     roads["source"] = SOURCE.format(seed=seed)
     st = gpd.GeoDataFrame(structures, geometry="geometry", crs=METRIC_EPSG)
     st["synthetic"] = True
-    st["source"] = SOURCE.format(seed=seed) + "; class by length per JTG B01, ADR category assumed"
+    st["source"] = SOURCE.format(seed=seed) + "; class by length (JTG D60-2015, JTG 3370.1-2018), ADR category assumed"
     return roads.reset_index(drop=True), st
 
 

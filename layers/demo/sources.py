@@ -2,7 +2,8 @@
 metric grid the generators share.
 
 Everything generated is built in the metric CRS ``layers.crs.METRIC_EPSG`` (EPSG:4543, CGCS2000 /
-3-degree Gauss-Kruger CM 102E) and converted to EPSG:4326 only when the layers are written.
+3-degree Gauss-Kruger CM 102E) and converted to EPSG:4326 only when the layers are written
+(``layers.crs.to_metric`` / ``from_metric``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from functools import cached_property
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyproj
 import rasterio
 import shapely
 from affine import Affine
 from rasterio import features
 
-from layers.crs import METRIC_EPSG, gcj02_to_wgs84
+from layers.crs import METRIC_EPSG, gcj02_to_wgs84, to_metric
 from layers.io import read_source
 from layers.settings import REPO_ROOT
 
@@ -28,9 +28,6 @@ KUNMING = REPO_ROOT / "data" / "kunming"
 SOURCE_DISTRICTS = "DataV GeoAtlas 530100_full (GCJ-02, via anzhou99/GeoJsons); population: 昆明市统计局 2023 via reposts"
 DISTRICTS_GCJ02 = KUNMING / "kunming_districts_530100_full_datav_gcj02.geojson"
 DISTRICTS_WGS84 = KUNMING / "kunming_districts_530100_datav_wgs84_derived.geojson"
-
-_TO_METRIC = pyproj.Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
-_TO_WGS84 = pyproj.Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
 
 # Dianchi (滇池): real lake, outline hand-digitised from general knowledge of its shape (草海 and 外海),
 # roughly +-500 m; it only keeps people, parks and roads out of the water.
@@ -43,20 +40,6 @@ DIANCHI_WGS84 = shapely.MultiPolygon([
                      (102.627, 24.686), (102.611, 24.702), (102.608, 24.740), (102.614, 24.780),
                      (102.626, 24.830), (102.633, 24.880), (102.639, 24.930)]),
 ])
-
-
-def to_metric(geoms):
-    """Shapely geometries (array-like) from EPSG:4326 to the metric CRS."""
-    return shapely.transform(geoms, lambda c: np.column_stack(_TO_METRIC.transform(c[:, 0], c[:, 1])))
-
-
-def to_wgs84(geoms):
-    """Shapely geometries (array-like) from the metric CRS to EPSG:4326."""
-    return shapely.transform(geoms, lambda c: np.column_stack(_TO_WGS84.transform(c[:, 0], c[:, 1])))
-
-
-def xy_to_lonlat(x, y):
-    return _TO_WGS84.transform(np.asarray(x, float), np.asarray(y, float))
 
 
 @dataclass(frozen=True)

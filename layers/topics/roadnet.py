@@ -142,7 +142,11 @@ CRITERIA = {
 VERDICTS = {"forbidden": ("禁止通行", "Forbidden", "#e60012"), "warning": ("注意（需审批或限时）", "Warning", "#ff8c00")}
 TARGETS = {"structure": ("桥梁隧道", "Bridge or tunnel"), "water_zone": ("饮用水水源保护区", "Water-source zone"),
            "road": ("道路（限时）", "Road (time ban)")}
-ROUTE_ROLES = frozenset({"route_controller", "planner", "emergency", "editor"})
+# Who may check and plan hazmat routes (POST /routes/check, /routes/plan; admin may do anything) ...
+ROUTE_CHECK_ROLES = frozenset({"route_controller", "planner", "emergency"})
+# ... and who may read the route data: the hazmat_routes and route_conflicts layers, the rules, the cargo
+# table and the network report. Editors, who edit the rules, read them but do not check or plan.
+ROUTE_DATA_ROLES = ROUTE_CHECK_ROLES | {"editor"}
 
 LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(
@@ -171,7 +175,7 @@ LAYERS: tuple[LayerSpec, ...] = (
          F("target_name", "str", "对象", "Structure or zone"), F("target_class", "str", "对象分类", "Class"),
          F("distance_m", "float", "距起点（米）", "From start (m)"), F("eta", "datetime", "预计到达", "ETA"),
          F("verdict", "str", "结论", "Verdict", codes=VERDICTS), SYNTHETIC, *RUN),
-        Style("#e60012", weight=6, by_field="verdict"), roles=ROUTE_ROLES, derived=True,
+        Style("#e60012", weight=6, by_field="verdict"), roles=ROUTE_DATA_ROLES, derived=True,
         popup=("name", "cargo", "target_name", "rule", "distance_m", "verdict"),
     ),
 )

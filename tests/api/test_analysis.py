@@ -112,6 +112,12 @@ def test_siting_check_rejects_bad_input(client, token, violated):
         r = client.post("/analysis/siting-check", headers=h, json=body)
         assert r.status_code == 400, (body, r.text)
         assert r.json()["description"]
+    for geometry, message in (({"type": "Circle", "coordinates": [102.7, 25]}, "geometry type must be one of"),
+                              ({"type": "FeatureCollection", "features": []}, "geometry type must be one of"),
+                              ({"type": "Point", "coordinates": 102.7}, "not a valid GeoJSON Point"),
+                              ({"type": "Polygon"}, "not a valid GeoJSON Polygon")):
+        r = client.post("/analysis/siting-check", headers=h, json={"geometry": geometry, "use": "school"})
+        assert r.status_code == 400 and message in r.json()["description"], r.text
 
 
 def test_rule_editing_roles_and_staleness(client, token, violated):

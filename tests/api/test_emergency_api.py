@@ -72,6 +72,7 @@ def test_unverified_row_is_flagged_in_answer(client, scene, token):
     ({"chemical": "unobtainium"}, "UN number"), ({"chemical": "1090"}, "UN1090"), ({"spill": "huge"}, "spill"),
     ({"lon": 116.4, "lat": 39.9}, "outside the served area"), ({"wind_from_deg": 400}, "wind_from_deg"),
     ({"chemical": "氯气", "spill": "large", "container": "bathtub"}, "container"),
+    ({"wind_direction": 270}, "wind_direction: Extra inputs are not permitted"),
 ])
 def test_bad_input_is_a_clear_4xx(client, scene, token, patch, needle):
     r = client.post("/emergency/incident", json=_body(**patch), headers=_auth(token, "emergency"))

@@ -1,15 +1,13 @@
 """OGC API Features over the real PostGIS: paging, bbox, filters, access control, errors."""
 
-
+import geopandas as gpd
 import pytest
+import shapely
 from sqlalchemy import text
 
 from layers import registry
 from layers.io import validate, write
 from layers.settings import StoreSettings
-
-import geopandas as gpd
-import shapely
 
 
 @pytest.fixture
@@ -109,3 +107,30 @@ def test_item_and_version_bump(client, receptors):
         conn.execute(text("UPDATE receptors SET people = 1 WHERE id = 3"))
         v1 = conn.execute(text("SELECT version FROM layer_versions WHERE layer='receptors'")).scalar_one()
     assert v1 == v0 + 1
+
+
+
+def test_public_analysis_layers_hide_names_from_restricted_layers():
+    # tailings_downstream is public (people downstream of a dam), as the receptors it names; the installations
+    # it names are not: their names are for staff only
+    spec = registry.get("tailings_downstream")
+    anon, planner = ({f.name for f in spec.fields_for(role)} for role in ("anonymous", "planner"))
+    assert spec.public and registry.get("receptors").public and not registry.get("hazard_installations").public
+    assert {"people", "receptor_names"} <= anon and "installation_names" not in anon
+    assert "installation_names" in planner
+
+
+def test_whole_numbers_beyond_the_column_are_400(client, receptors):
+    for value in ("99999999999999999999", "2147483648"):  # (receptors.people is a PostgreSQL integer)
+        r = client.get("/collections/receptors/items", params={"people": value})
+        assert r.status_code == 400 and "out of range" in r.json()["description"], r.text
+    assert client.get("/collections/receptors/items", params={"people": "2147483647"}).json()["features"] == []
+    r = client.get("/emergency/nearby", params={"lon": 102.71, "lat": 25.04, "min_capacity": 10**20})
+    assert r.status_code in (400, 401) and "Traceback" not in r.text
+
+
+def test_unknown_paths_and_methods_answer_in_the_same_shape(client):
+    r = client.get("/no/such/path")
+    assert r.status_code == 404 and r.json()["code"] == "NotFound" and "/no/such/path" in r.json()["description"]
+    r = client.delete("/collections")
+    assert r.status_code == 405 and r.json()["code"] == "MethodNotAllowed"

@@ -12,8 +12,6 @@ from conftest import RISKMAP, load
 KUNMING_DISTRICTS = "data/kunming/kunming_districts_530100_full_datav_gcj02.geojson"
 
 
-
-
 @pytest.fixture
 def city(clean):
     from layers.io import read_source
@@ -78,3 +76,23 @@ def test_reports_open_offline(city, db_url, tmp_path):
     r = subprocess.run([RISKMAP, "report", "park", "99999", "--out", str(tmp_path / "x.html")], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not found" in r.stderr
+    r = subprocess.run([RISKMAP, "report", "incident", "99999", "--out", str(tmp_path / "x.html")], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no incident 99999" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_counts_every_receptor_and_lists_the_nearest(city):
+    from api.reports import RECEPTORS_LISTED, park_report
+
+    engine = city[0]
+    # park 1 is the box 102.3..102.31 x 24.5..24.51: 250 receptors inside it (0 m away) and 30 about 5 km east
+    inside = [shapely.Point(102.301 + 0.008 * (i % 25) / 25, 24.501 + 0.008 * (i // 25) / 10) for i in range(250)]
+    outside = [shapely.Point(102.36, 24.501 + 0.0002 * i) for i in range(30)]
+    load(engine, "receptors", gpd.GeoDataFrame({"name": [f"目标{i}" for i in range(280)], "kind": "school"},
+                                               geometry=inside + outside, crs=4326))
+    with engine.connect() as conn:
+        page = park_report(conn, 1)
+    assert RECEPTORS_LISTED == 200
+    assert "Receptors within 1000 m</td><td>250</td>" in page  # the summary counts them all
+    assert "nearest 200 of 250" in page and page.count("<td>school</td>") == 200  # the table lists 200
+    assert not any(f"<td>目标{i}</td>" in page for i in range(250, 280))  # (those 5 km away)

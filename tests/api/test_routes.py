@@ -53,13 +53,24 @@ def editor(client, token):
 
 
 def test_roles(client, net, editor, token):
+    """Check and plan: route_controller, planner, emergency (and admin). Rules, cargo table and network report:
+    those and editors; rules changed by editors only."""
     body = {"route": MAIN, "cargo": CHLORINE}
+    plan = {"origin": list(O), "destination": list(D), "cargo": CHLORINE}
     assert client.post("/routes/check", json=body).status_code == 401
-    assert client.post("/routes/check", json=body, headers=editor).status_code == 403
+    r = client.post("/routes/check", json=body, headers=editor)
+    assert r.status_code == 403 and "needs emergency, planner, route_controller" in r.text
+    assert client.post("/routes/plan", json=plan, headers=editor).status_code == 403
+    for role in ("planner", "emergency", "route_controller", "admin"):
+        headers = {"Authorization": f"Bearer {token(role)}"}
+        assert client.post("/routes/check", json=body, headers=headers).status_code == 200, role
+        assert client.post("/routes/plan", json=plan, headers=headers).status_code == 200, role
     planner = {"Authorization": f"Bearer {token('planner')}"}
-    assert client.post("/routes/check", json=body, headers=planner).status_code == 200
     assert client.post("/routes/rules", json={}, headers=planner).status_code == 403
-    assert client.get("/routes/rules", headers=editor).status_code == 200
+    for path in ("/routes/rules", "/routes/cargo", "/routes/network"):
+        assert client.get(path, headers=editor).status_code == 200, path
+        r = client.get(path)
+        assert r.status_code == 401 and "role: editor, emergency, planner, route_controller" in r.text, path
 
 
 def test_check_default_rules(client, net, rc):
@@ -101,6 +112,16 @@ def test_check_default_rules(client, net, rc):
     ({"route": MAIN, "cargo": CHLORINE, "departure": "tomorrow"}, "ISO 8601"),
     ({"route": MAIN, "cargo": CHLORINE, "speed": 3}, "speed"),
     ({"gpx": "<gpx><trk>", "cargo": CHLORINE}, "not a GPX"),
+    ({"route": {"type": "FeatureCollection", "features": [1]}, "cargo": CHLORINE}, "list of GeoJSON Features"),
+    ({"route": {"type": "FeatureCollection", "features": "abc"}, "cargo": CHLORINE}, "list of GeoJSON Features"),
+    ({"route": {"type": "FeatureCollection", "features": [{"geometry": "x"}]}, "cargo": CHLORINE}, "exactly one"),
+    ({"route": {"type": "LineString", "coordinates": [[116.3, 39.9], [116.5, 39.95]]}, "cargo": CHLORINE},
+     "outside the served area"),
+    ({"route": {"type": "LineString", "coordinates": [[True, False], [102.7, 25.0]]}, "cargo": CHLORINE},
+     "position 0 is not [lon, lat]"),
+    ({"origin": [116.3, 39.9], "destination": list(D), "cargo": CHLORINE}, "origin [116.3, 39.9] is outside"),
+    ({"route": MAIN, "cargo": CHLORINE, "departure": "9999-12-31T23:59"}, "in the years"),
+    ({"route": MAIN, "cargo": CHLORINE, "departure": "0001-01-01T00:00+14:00"}, "in the years"),
 ])
 def test_bad_input_is_400(client, net, rc, body, message):
     r = client.post("/routes/check", json=body, headers=rc)
@@ -109,6 +130,13 @@ def test_bad_input_is_400(client, net, rc, body, message):
     assert client.post("/routes/check", json={"route": MAIN, "cargo": CHLORINE}, headers=rc).status_code == 200
     again = client.post("/routes/check", json=body, headers=rc)
     assert again.status_code == 400 and again.json() == r.json()
+
+
+def test_plan_ends_outside_the_served_area_are_400(client, net, rc):
+    for body in ({"origin": [116.3, 39.9], "destination": list(D)}, {"origin": list(O), "destination": [0.0, 0.0]}):
+        for _ in range(2):  # (by the route, then by the fast path once the token is known)
+            r = client.post("/routes/plan", json={**body, "cargo": CHLORINE}, headers=rc)
+            assert r.status_code == 400 and "outside the served area" in r.json()["description"], r.text
 
 
 def test_plan_and_check_from_memory(client, net, rc):

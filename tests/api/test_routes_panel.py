@@ -42,9 +42,12 @@ def test_draw_check_and_plan(site, token):
         page.evaluate("onemap.ready")
         # the panel shares the map's token; set it without reloading every map layer
         page.evaluate(f"onemap.state.token = {rc!r}")
-        # map layers off: this test is about the panel, and tiles would queue ahead of its requests
-        page.evaluate("Object.keys(onemap.layers).forEach(id => onemap.setLayerVisible(id, false))")
+        # only the roads drawn (other tiles would queue ahead of the panel's requests): the vertices below are
+        # clicked on road features, which must not take the click while the panel is drawing
+        page.evaluate("Object.keys(onemap.layers).forEach(id => onemap.setLayerVisible(id, id === 'roads'))")
         page.evaluate("onemap.map.setView([25.01, 102.72], 14, {animate: false})")  # (tiles requested now)
+        page.evaluate("onemap.whenTilesLoaded(15000)")
+        assert page.evaluate("onemap.renderedFeatures('roads').length") > 0
         page.click(".rt-toggle")
         page.fill("#rt-un", "1017")
         page.fill("#rt-dep", "2026-03-02T10:00")
@@ -58,6 +61,7 @@ def test_draw_check_and_plan(site, token):
         for lon, lat in (O, P, D):
             page.mouse.click(*screen(lon, lat))
         page.click("#rt-draw")  # finish
+        assert page.evaluate("onemap.state.selected") is None  # (no road was opened in the side panel)
         page.click("#rt-check")
         page.wait_for_selector("#rt-out .rt-conflict", timeout=60000)
         out = page.inner_text("#rt-out")

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
-from pyproj import Transformer
 from rasterio.transform import from_origin
 from sqlalchemy import text
 
 from gis.roadnet import build_graph
-from layers.crs import METRIC_EPSG
+from layers.crs import METRIC_EPSG, from_metric, to_metric
 
 LON0, LAT0 = 102.70, 25.04
-_FWD = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
-_INV = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
-X0, Y0 = _FWD.transform(LON0, LAT0)
+X0, Y0 = to_metric(LON0, LAT0)
 INCIDENT = (0, 10)
 CELL_PEOPLE = 5.0
 
 
 def ll(dx: float, dy: float) -> tuple[float, float]:
     """WGS84 lon/lat of the point dx metres east and dy metres north of the origin."""
-    return _INV.transform(X0 + dx, Y0 + dy)
+    return from_metric(X0 + dx, Y0 + dy)
 
 
 def line(*pts) -> str:

@@ -16,7 +16,8 @@ from sqlalchemy import text
 
 from gis import emergency as em
 from gis.errors import UnknownSubstanceError
-from gis.raster import population_in, zonal_sum
+from gis.raster import SYNTHETIC_NOTES, registered, zonal_sum
+from layers.crs import from_metric, to_metric
 from test_emergency_fixture import CELL_PEOPLE, INCIDENT, X0, Y0, build_scene, ll, write_population
 
 GEOD = Geod(ellps="WGS84")
@@ -81,13 +82,10 @@ def test_every_required_material_and_guide_is_shipped():
 
 # --------------------------------------------------------------- zone shapes
 
-_metric = em._metric
-
-
 def test_isolation_circle_and_protective_circle_without_wind():
     d = em.erg_distances(em.find_material("chlorine"), "small", "night")
     z = em.zone_geometries(*ll(*INCIDENT), d, None)
-    iso, paz = _metric(z["isolation"]["geom"]), _metric(z["protective"]["geom"])
+    iso, paz = to_metric(z["isolation"]["geom"]), to_metric(z["protective"]["geom"])
     assert iso.area == pytest.approx(math.pi * 60 ** 2, rel=0.01)
     assert paz.area == pytest.approx(math.pi * (1500 ** 2 - 60 ** 2), rel=0.01)
     assert not iso.intersection(paz).area > 1e-3  # disjoint: counts add up
@@ -103,16 +101,16 @@ def test_downwind_square_points_downwind(wind_from):
     assert (azimuth - (wind_from + 180)) % 360 == pytest.approx(0, abs=1.0) or \
         (azimuth - (wind_from + 180)) % 360 == pytest.approx(360, abs=1.0)
     assert dist == pytest.approx(1250, rel=0.03)  # centroid of the square sits half a side downwind
-    assert _metric(paz).area == pytest.approx(2500 ** 2 - math.pi * 100 ** 2 / 2, rel=0.01)
+    assert to_metric(paz).area == pytest.approx(2500 ** 2 - math.pi * 100 ** 2 / 2, rel=0.01)
 
 
 # --------------------------------------------------------------- population grid
 
 def test_population_constant_grid_is_area_times_density(tmp_path):
     path = write_population(tmp_path / "p.tif")
-    circle = em._wgs84(Point(X0 + 123, Y0 + 456).buffer(777, quad_segs=64))
-    n = population_in(path, [circle, None])
-    assert n[0] == pytest.approx(CELL_PEOPLE * _metric(circle).area / 1e4, rel=1e-4)
+    circle = from_metric(Point(X0 + 123, Y0 + 456).buffer(777, quad_segs=64))
+    n = zonal_sum(path, [circle, None])
+    assert n[0] == pytest.approx(CELL_PEOPLE * to_metric(circle).area / 1e4, rel=1e-4)
     assert n[1] == 0.0
 
 
@@ -121,19 +119,20 @@ def test_population_varied_grid_matches_cell_by_cell_shapely(tmp_path):
     cells = rng.integers(0, 50, size=(90, 90)).astype(float)
     path = write_population(tmp_path / "v.tif", cells=cells)
     zone_m = box(X0 - 333, Y0 - 250, X0 + 417, Y0 + 610).union(Point(X0 + 800, Y0).buffer(300))
-    zone = em._wgs84(zone_m)
+    zone = from_metric(zone_m)
     expected = 0.0
     for r in range(90):
         for c in range(90):
             x0, y1 = X0 - 3000 + c * 100, Y0 + 6000 - r * 100
-            expected += cells[r, c] * box(x0, y1 - 100, x0 + 100, y1).intersection(_metric(zone)).area / 1e4
+            expected += cells[r, c] * box(x0, y1 - 100, x0 + 100, y1).intersection(to_metric(zone)).area / 1e4
     assert zonal_sum(path, [zone])[0] == pytest.approx(expected, rel=1e-4)
 
 
 def test_population_none_without_registered_grid(clean):
     with clean.connect() as conn:
         conn.execute(text("DELETE FROM rasters WHERE name = 'population'"))
-        assert population_in(conn, [box(102.7, 25.0, 102.71, 25.01)]) is None
+        assert registered(conn, "population") is None
+        assert em.prepare(conn).population is None
 
 
 # --------------------------------------------------------------- the whole incident on the hand-made scene
@@ -160,12 +159,29 @@ def test_zone_contents_and_population(scene):
     assert [h["name"] for h in paz["hazard_installations"]] == ["储罐区X"] and not iso["hazard_installations"]
     assert paz["tailings_ponds"] == []
     for z in (iso, paz):  # population: density x polygon area (independent of exactextract)
-        area = _metric(em.zone_geometries(*ll(*INCIDENT), em.erg_distances(em.find_material("1017"), "small", "night"),
+        area = to_metric(em.zone_geometries(*ll(*INCIDENT), em.erg_distances(em.find_material("1017"), "small", "night"),
                                           None)["isolation" if z is iso else "protective"]["geom"]).area
         assert z["population"] == pytest.approx(CELL_PEOPLE * area / 1e4, rel=1e-3, abs=0.06)  # rounded to 0.1
     assert r["erg"]["verified"] and r["synthetic_data"] is True
     assert set(r["timings_ms"]) == {"zones", "resource_candidates", "contents", "population", "total"}
 
+
+
+def test_population_from_a_synthetic_grid_marks_the_answer_synthetic(scene):
+    """Real features only: the answer is synthetic exactly when the registered grid it counted is."""
+    note = SYNTHETIC_NOTES["population"]
+    with scene.connect() as conn:  # edits rolled back at the end
+        conn.execute(text("UPDATE emergency_resources SET synthetic = false"))
+        assert conn.execute(text("SELECT bool_or(synthetic) FROM rasters WHERE name = 'population'")).scalar()
+        inp = em.IncidentInput(*ll(*INCIDENT), chemical="chlorine", spill="small", time="night")
+        on_grid = em.analyse_incident(conn, inp)
+        conn.execute(text("UPDATE rasters SET synthetic = false WHERE name = 'population'"))
+        real = em.analyse_incident(conn, inp)
+        conn.rollback()
+    assert on_grid["zones"]["isolation"]["population"] > 0
+    assert on_grid["synthetic_data"] is True and note in on_grid["warnings"]
+    assert "some features counted are synthetic demo data" not in on_grid["warnings"]
+    assert real["synthetic_data"] is False and note not in real["warnings"]
 
 def test_resources_ranked_by_travel_time_with_reasons(scene):
     res = _analyse(scene)["resources"]

@@ -79,3 +79,31 @@ def test_ring_areas_in_the_database(exposure, engine):
                                   "WHERE subject_layer = 'hazard_installations' ORDER BY outer_m")).all()
     discs = [shapely.area(shapely.buffer(L_SHAPE, d, quad_segs=16)) for d in (500, 1000, 3000, 5000)]
     assert [a for _, a in areas] == pytest.approx(np.diff([0, *discs]), rel=1e-4)
+
+
+@pytest.mark.parametrize("grid_synthetic", [True, False])
+def test_real_installation_takes_the_grids_synthetic_flag(clean, tmp_path, grid_synthetic):
+    """A real enterprise and installation: their grading, rings and risk score are synthetic exactly
+    when the population grid is (rasters.synthetic), or where a synthetic receptor is counted."""
+    with clean.begin() as conn:
+        hazchem.reset_rules(conn)
+        write_population(conn, tmp_path / "pop_flag.tif", {(300, 50): 40}, synthetic=grid_synthetic)
+        ent = add(conn, "enterprises", shapely.box(-20, -20, 120, 120), name="real E", kind="storage", synthetic=False)
+        inst = add(conn, "hazard_installations", shapely.box(0, 0, 100, 100), name="real X", enterprise_id=ent,
+                   synthetic=False, chemicals=[{"name": "液氨", "quantity_t": 12}])
+        add(conn, "receptors", pt(50, 2100), name="demo homes 2000 m", kind="residential", people=50)  # synthetic
+    stats = hazchem.run(clean, StoreSettings(database_url=None))
+    note = "人口来自合成栅格 / population from a synthetic grid"
+    with clean.connect() as conn:
+        grading = conn.execute(text("SELECT synthetic, population FROM installation_gradings "
+                                    "WHERE installation_id = :i"), {"i": inst}).one()
+        rings = dict(conn.execute(text("SELECT outer_m, synthetic FROM exposure_rings WHERE subject_id = :i "
+                                       "AND subject_layer = 'hazard_installations'"), {"i": inst}).all())
+        score = conn.execute(text("SELECT synthetic FROM risk_scores WHERE subject_layer = 'enterprises' "
+                                  "AND subject_id = :e"), {"e": ent}).scalar_one()
+    assert grading.population["grid_people"] == 40 and grading.population["raster_synthetic"] is grid_synthetic
+    assert grading.synthetic is grid_synthetic and grading.population["notes"] == ([note] if grid_synthetic else [])
+    assert stats["population_raster_synthetic"] is grid_synthetic and stats["notes"] == grading.population["notes"]
+    # the synthetic receptor lies 2000 m from the installation: in the 1-3 km ring only
+    assert rings == {500: grid_synthetic, 1000: grid_synthetic, 3000: True, 5000: grid_synthetic}
+    assert score is grid_synthetic  # scored on the 1 km ring; no violation, no accident

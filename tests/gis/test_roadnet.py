@@ -9,9 +9,10 @@ import shapely
 from shapely import wkt
 from sqlalchemy import text
 
-from gis import roadgraph, roadnet
+from gis import roadgraph, roadnet, routing
 from gis.errors import AnalysisError
 from layers.crs import METRIC_EPSG
+from layers.spec import structure_class
 
 GEOD = Geod(ellps="WGS84")
 TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True).transform
@@ -175,3 +176,37 @@ def test_empty_graph_is_reported(clean):
         assert roadnet.network_problems(report) == ["no routable edges: the roads layer is empty"]
         with pytest.raises(AnalysisError, match="road graph is empty"):
             roadgraph.nearest_node(conn, 102.7, 25.0)
+
+
+def test_structure_class_sql_classes_as_the_standards(engine):
+    """The SQL the route check classes structures by (a record's own class first) gives the JTG length
+    classes (bridges JTG D60-2015, tunnels JTG 3370.1-2018) at and around every threshold, as the Python
+    classifier of the imports does."""
+    cases = [("bridge", 1000.1, "bridge_xl"), ("bridge", 1000, "bridge_l"), ("bridge", 100, "bridge_l"),
+             ("bridge", 99.9, "bridge_m"), ("bridge", 30.1, "bridge_m"), ("bridge", 30, "bridge_s"),
+             ("tunnel", 3000.1, "tunnel_xl"), ("tunnel", 3000, "tunnel_l"), ("tunnel", 1000.1, "tunnel_l"),
+             ("tunnel", 1000, "tunnel_m"), ("tunnel", 500.1, "tunnel_m"), ("tunnel", 500, "tunnel_s")]
+    rows = [(None, kind, length) for kind, length, _ in cases] + [("tunnel_xl", "tunnel", 10), (None, "bridge", None)]
+    values = ", ".join(f"(CAST(:c{i} AS text), CAST(:k{i} AS text), CAST(:l{i} AS float8))" for i in range(len(rows)))
+    params = {f"{p}{i}": v for i, row in enumerate(rows) for p, v in zip("ckl", row)}
+    with engine.connect() as conn:
+        got = conn.execute(text(f"SELECT {routing.STRUCTURE_CLASS_SQL} FROM (VALUES {values}) "
+                                "s(structure_class, kind, length_m)"), params).scalars().all()
+    assert got == [expected for *_, expected in cases] + ["tunnel_xl", None]
+    assert got[:len(cases)] == [structure_class(kind, length) for kind, length, _ in cases]
+
+
+def test_the_first_roads_run_is_current(network):
+    """On a new database the shipped route rules are loaded when first read: by the first roads run, before it
+    notes the versions of its inputs, so that run is not reported stale."""
+    from layers.derived import latest_run
+
+    engine, _ = network
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM route_rules"))
+        conn.execute(text("UPDATE layer_versions SET version = 0 WHERE layer = 'route_rules'"))  # (as when new)
+    roadnet.run(engine)
+    with engine.connect() as conn:
+        status = latest_run(conn, "roads")
+        assert len(routing.list_rules(conn)) == len(routing.default_rules())
+    assert status["stale"] is False and status["changed_inputs"] == []

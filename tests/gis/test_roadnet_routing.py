@@ -115,12 +115,18 @@ def test_rule_matching_and_time_windows():
     assert not routing.in_force(rule, at("2026-03-02T06:00"))         # end excluded
     assert not routing.in_force(rule, at("2026-03-04T23:00"))         # Wednesday
     assert routing.in_force(rule, at("2026-03-02T15:00Z"))            # 23:00 in Kunming
+    for far in ("9999-12-31T23:59", "0001-01-01T00:00+14:00"):       # (a trip from them leaves datetime's range)
+        with pytest.raises(AnalysisError, match="in the years 1970–2200"):
+            at(far)
     assert routing.in_force(rule, None)                               # unknown time: counts
     assert rule["ban_start"] == time(22, 0)
     for bad, msg in [({"target": "bridge"}, "target"), ({"cargo_classes": ["2.9"]}, "not a hazard class"),
                      ({"structure_classes": ["tunnel_huge"]}, "unknown codes"), ({"zone_levels": ["grade1"]},
                                                                                   "cannot filter"),
-                     ({"ban_start": "25:00"}, "HH:MM"), ({"weekdays": [0]}, "weekday"), ({"colour": 1}, "unknown rule")]:
+                     ({"ban_start": "25:00"}, "HH:MM"), ({"weekdays": [0]}, "weekday"), ({"colour": 1}, "unknown rule"),
+                     ({"weekdays": "12"}, "weekday"), ({"weekdays": [1.9]}, "weekday"), ({"weekdays": [True]}, "weekday"),
+                     ({"active": "false"}, "true or false"), ({"min_quantity_t": "nan"}, "min_quantity_t"),
+                     ({"min_quantity_t": float("inf")}, "min_quantity_t"), ({"min_quantity_t": -5}, "0 or more")]:
         with pytest.raises(AnalysisError, match=msg):
             routing.validate_rule({"name_zh": "x", "name_en": "x", "cargo_classes": ["*"], "target": "structure",
                                    **bad})
@@ -208,7 +214,8 @@ def test_gpx_parsing():
     assert routing.gpx_to_geojson(rte)["coordinates"] == [[102.7, 25.0], [102.7, 25.01]]
     for bad, msg in [("<gpx", "not a GPX"), ("<kml/>", "root element"), ("<gpx/>", "no track points"),
                      ('<gpx><trk><trkseg><trkpt lat="95" lon="1"/><trkpt lat="1" lon="1"/></trkseg></trk></gpx>',
-                      "not lon/lat"), ('<!DOCTYPE gpx [<!ENTITY a "aaaa">]><gpx/>', "DOCTYPE")]:
+                      "not lon/lat"), ('<!DOCTYPE gpx [<!ENTITY a "aaaa">]><gpx/>', "DOCTYPE"),
+                     ("<!--" + "x" * 5000 + '--><!DOCTYPE gpx [<!ENTITY a "102.2">]><gpx/>', "DOCTYPE")]:
         with pytest.raises(AnalysisError, match=msg):
             routing.gpx_to_geojson(bad)
 
@@ -493,7 +500,7 @@ def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
             tied = routing.replace(routing.RouteSettings(), match_tolerance_m=15.0, match_share=0.5)
             classes = sorted({c for r in routing.list_rules(conn, active_only=True) if r["target"] == "road"
                               and routing.rule_applies(r, chlorine) for c in r["road_classes"]})
-            seen = same = 0
+            seen = 0
             for _ in range(15):
                 s, t = rnd.sample(nodes, 2)
                 free = routing.plan_route(conn, g_xy(conn, s), g_xy(conn, t), chlorine, None,

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from gis import tailings
 from gis.tailings import HeadTopSettings, pond_grade, trace
 from layers import registry
+from layers.crs import reproject
 from layers.io import validate, write
 from layers.settings import StoreSettings
 
@@ -60,7 +61,7 @@ def make_population(path):
 
 
 def lonlat(geom):
-    return tailings.reproject(TO_LONLAT, geom)
+    return reproject(geom, TO_LONLAT)
 
 
 def put(conn, layer, rows, geoms):
@@ -183,6 +184,28 @@ def test_rerun_does_not_bump_ponds_and_run_is_fresh(world):
         n = conn.execute(text("SELECT count(*) FROM tailings_downstream")).scalar()
     assert before == after and not run["stale"] and n == 3
 
+
+
+def test_zones_of_real_ponds_are_synthetic_when_a_grid_used_is(world):
+    """The ponds are real (synthetic = false); the DEM and the population grid are registered synthetic."""
+    dem_note, pop_note = "下游路径来自合成高程模型 / downstream path from a synthetic DEM", \
+        "人口来自合成栅格 / population from a synthetic grid"
+    sql = text("SELECT name, synthetic, contents -> 'notes' AS notes FROM tailings_downstream ORDER BY name")
+    stats = tailings.run(world, StoreSettings())
+    with world.begin() as conn:
+        assert conn.execute(text("SELECT bool_or(synthetic) FROM tailings_ponds")).scalar() is False
+        on_grids = conn.execute(sql).all()
+        conn.execute(text("UPDATE rasters SET synthetic = false WHERE name = 'population'"))
+    assert stats["notes"] == [dem_note, pop_note]
+    assert [tuple(r) for r in on_grids] == [(n, True, [dem_note, pop_note]) for n in ("A", "B", "D")]
+    tailings.run(world, StoreSettings())
+    with world.begin() as conn:
+        assert [tuple(r) for r in conn.execute(sql)] == [(n, True, [dem_note]) for n in ("A", "B", "D")]
+        conn.execute(text("UPDATE rasters SET synthetic = false WHERE name = 'dem'"))
+    stats = tailings.run(world, StoreSettings())
+    with world.connect() as conn:
+        assert [tuple(r) for r in conn.execute(sql)] == [(n, False, []) for n in ("A", "B", "D")]
+    assert stats["notes"] == []
 
 def test_wider_corridor_and_missing_dem(world):
     stats = tailings.run(world, StoreSettings(), HeadTopSettings(corridor_m=300))

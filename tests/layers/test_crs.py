@@ -69,3 +69,28 @@ def test_parse_source_crs():
     assert crs.parse_source_crs("EPSG:4490") == "EPSG:4490"
     with pytest.raises(CRSInputError):
         crs.parse_source_crs("EPSG:999999")
+
+
+def test_metric_crs_is_a_transverse_mercator_zone_in_metres():
+    assert crs.METRIC_EPSG == 4543 and crs._metric_epsg(32648) == 32648  # (UTM 48N: also Transverse Mercator)
+    for epsg, why in ((3857, "not a Transverse Mercator"), (4326, "not a Transverse Mercator"),
+                      (999999, "not an EPSG code")):
+        with pytest.raises(ValueError, match=why):
+            crs._metric_epsg(epsg)
+
+
+def test_a_database_keeps_the_metric_crs_it_was_made_with(engine, db_url):
+    import os
+    import subprocess
+
+    from conftest import RISKMAP
+    from layers.db import check_metric_crs
+    from layers.errors import ConfigError
+
+    with engine.connect() as conn:
+        check_metric_crs(conn)  # (the test database is migrated in EPSG:4543)
+        with pytest.raises(ConfigError, match="made with RISKMAP_METRIC_EPSG=4543 and the setting is now 4544"):
+            check_metric_crs(conn, 4544)
+    env = {"DATABASE_URL": db_url, "PATH": os.environ["PATH"], "RISKMAP_METRIC_EPSG": "4544"}
+    r = subprocess.run([RISKMAP, "migrate"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "set RISKMAP_METRIC_EPSG=4543" in r.stderr and "Traceback" not in r.stderr

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.settings import ApiSettings
-from gis import gb18218
+from gis import gb18218, hazchem
 from layers.crs import METRIC_EPSG
 from layers.demo import COUNTS, SEED, build_demo, facilities, load_demo, load_demo_if_empty
 from layers.demo.sources import DIANCHI_WGS84, KUNMING, Inputs
@@ -83,6 +83,15 @@ def test_everything_generated_is_flagged_synthetic_and_the_api_says_so(demo_engi
     for table in ("enterprises", "hazard_installations", "tailings_ponds", "receptors", "emergency_resources",
                   "hazmat_routes"):
         assert scalar(demo_engine, f"SELECT bool_and(name LIKE '演示%') FROM {table}") is True, table
+    # parks: the generated ones are 演示化工园区-…, the seed ones keep the seed name (also in source) marked
+    # （演示）/(demo); no park level (the seed list gives none)
+    with demo_engine.connect() as conn:
+        parks = conn.execute(text("SELECT name, park_level, source FROM chemical_parks ORDER BY id")).all()
+    seeds = list(Inputs().parks_seed["name"])
+    assert [p.name for p in parks[:len(seeds)]] == [f"{n}（演示） / {n} (demo)" for n in seeds]
+    assert all(n in p.source for n, p in zip(seeds, parks))
+    assert all(p.name.startswith("演示化工园区-") for p in parks[len(seeds):])
+    assert all(p.park_level is None for p in parks)
     with TestClient(create_app(demo_db_url, ApiSettings(), demo_store)) as client:
         layers = {item["id"]: item for item in client.get("/api/layers").json()["layers"]}
         assert layers["chemical_parks"]["synthetic"] is True and layers["admin_areas"]["synthetic"] is False
@@ -154,8 +163,12 @@ def test_tailings_ponds_lie_in_their_county_and_the_mining_counties(demo_engine)
     assert scalar(demo_engine, sql) == scalar(demo_engine, "SELECT count(*) FROM tailings_ponds")
     counties = set(demo_engine.connect().execute(text("SELECT DISTINCT adcode FROM tailings_ponds")).scalars())
     assert counties == set(facilities.PONDS)
-    ponds = frame(demo_engine, "SELECT grade, capacity_10k_m3, dam_height_m, toe_lon, toe_lat, geom FROM tailings_ponds")
-    assert [facilities.pond_grade(c, h) for c, h in zip(ponds.capacity_10k_m3, ponds.dam_height_m)] == list(ponds.grade)
+    ponds = frame(demo_engine, "SELECT grade, headtop, capacity_10k_m3, dam_height_m, toe_lon, toe_lat, geom "
+                               "FROM tailings_ponds")
+    assert ponds.grade.isna().all() and ponds.headtop.isna().all()  # left to `riskmap analyze tailings`
+    # capacity = area x 0.4 x dam height (area measured here on the stored outline, metric CRS)
+    area = ponds.geometry.to_crs(METRIC_EPSG).area.to_numpy()
+    assert np.allclose(ponds.capacity_10k_m3, area * 0.4 * ponds.dam_height_m / 1e4, rtol=1e-3, atol=0.1)
     # the dam toe lies downstream of the crest, 2.5 x the dam height away (1:2.5 outer slope)
     toes = gpd.GeoSeries(shapely.points(ponds.toe_lon, ponds.toe_lat), crs=4326).to_crs(METRIC_EPSG)
     gap = toes.distance(ponds.geometry.to_crs(METRIC_EPSG), align=False).to_numpy()
@@ -259,7 +272,28 @@ def test_receptors_where_people_live_and_outside_parks(demo_engine, rasters):
     with rasterio.open(rasters["population"]) as src:
         here = np.array([v[0] for v in src.sample([(p.x, p.y) for p in rec.geometry])])
     assert (here > 0).mean() > 0.85  # villages next to parks may sit in thin cells; the rest where people are
-    assert set(rec.loc[rec.kind.isin(["school", "hospital"]), "protection_class"]) == {"high_sensitive"}
+    assert rec.protection_class.isna().all()  # the hazchem analysis derives it from its settings
+
+
+def test_receptor_classes_come_from_the_analysis_settings(demo_engine):
+    """With no stored class, each receptor's GB 36894 class is the configured rule (risk_scoring.toml),
+    here restated by hand: kinds first, then people thresholds."""
+    cfg = hazchem.load_config()
+    with demo_engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT kind, people, pclass FROM ({hazchem.RECEPTORS_SQL}) r"),
+                            cfg.class_params()).all()
+
+    def by_hand(kind, people):
+        if kind in cfg.high_sensitive_kinds:
+            return "high_sensitive"
+        if kind in cfg.important_kinds:
+            return "important"
+        return "general_1" if people >= cfg.general_1_min_people else (
+            "general_2" if people >= cfg.general_2_min_people else "general_3")
+
+    assert [r.pclass for r in rows] == [by_hand(r.kind, r.people) for r in rows]
+    assert {r.pclass for r in rows if r.kind == "prison"} == {"important"}
+    assert {"high_sensitive", "important", "general_1", "general_2"} <= {r.pclass for r in rows}
 
 
 def test_water_zones_are_nested_rings_of_real_reservoirs(demo_engine):

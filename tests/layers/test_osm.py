@@ -5,12 +5,14 @@ from __future__ import annotations
 import doctest
 
 import osmium
+import pandas as pd
 import pytest
 from osmium.osm.mutable import Node, Way
 from pyproj import Geod
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from gis import roadnet
 from layers import osm
 from layers.errors import DataError
 from layers.osm import import_osm, read_osm_roads
@@ -64,7 +66,8 @@ def test_ways_are_split_at_shared_nodes_and_tags_kept(pbf):
     motorway = roads[roads.osm_id == 100].iloc[0]
     assert (motorway.road_class, motorway.ref, motorway.speed_kmh, motorway.oneway) == ("motorway", "G56", 100, True)
     primary = roads[roads.osm_id == 101].iloc[0]
-    assert primary["name"] == "测试路（中文）" and primary.speed_kmh == 60 and not primary.oneway
+    # no maxspeed: no speed stored (the graph gives the class default, test_graph_gives_untagged_roads_...)
+    assert primary["name"] == "测试路（中文）" and pd.isna(primary.speed_kmh) and not primary.oneway
     bridge = roads[roads.osm_id == 102].iloc[0]
     assert bridge.bridge and not bridge.tunnel and bridge.layer == 1
     tunnel = roads[roads.osm_id == 103].iloc[0]
@@ -99,6 +102,20 @@ def test_import_writes_in_one_transaction_and_replaces(clean, pbf):
     with clean.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM roads")).scalar_one() == 7
         assert conn.execute(text("SELECT count(*) FROM restricted_structures")).scalar_one() == 2
+
+
+def test_graph_gives_untagged_roads_their_class_speed(clean, pbf):
+    """Only tagged speeds are stored; the graph gives the others the class default (motorway 100, primary 60,
+    urban 40 km/h: layers.spec.ROAD_CLASS_SPEEDS)."""
+    import_osm(clean, pbf, AREA, include_minor=True)
+    with clean.begin() as conn:
+        roadnet.build_graph(conn)
+        stored = dict(conn.execute(text("SELECT DISTINCT osm_id, speed_kmh FROM roads")).all())
+        graph = dict(conn.execute(text(
+            "SELECT DISTINCT r.osm_id, e.speed_kmh FROM road_edges e JOIN roads r ON r.id = e.road_id")).all())
+    assert stored == {100: 100.0, 101: None, 102: None, 103: None, 104: 48.3, 105: None}
+    # 100: tagged 100; 101-103 primary (the bridge and tunnel too); 104: tagged 30 mph; 105: residential
+    assert graph == {100: 100.0, 101: 60.0, 102: 60.0, 103: 60.0, 104: 48.3, 105: 40.0}
 
 
 def test_bad_files_are_refused(clean, tmp_path):

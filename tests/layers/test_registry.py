@@ -1,8 +1,14 @@
-"""The registry and the schema agree; every geometry has a GiST index; ids are unique."""
+"""The registry and the schema agree; every geometry has a GiST index; ids are unique; the shared code
+lists (risk palette, road classes, structure length classes, route roles) are the ones the layers use."""
 
+import doctest
+
+import pytest
 from sqlalchemy import inspect, text
 
 from layers import registry
+from layers.spec import ROAD_CLASS_SPEEDS, structure_class
+import layers.spec
 from layers.models import Base
 
 PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -50,3 +56,45 @@ def test_layer_ids_are_unique_and_lookup_refuses_unknown():
         pass
     else:
         raise AssertionError("unknown layer accepted")
+
+
+def test_spec_docstrings():
+    assert doctest.testmod(layers.spec).failed == 0
+
+
+def test_risk_grades_are_the_four_colour_scheme():
+    legend = [(i["value"], i["label_zh"], i["label_en"], i["color"]) for i in registry.get("chemical_parks").legend()]
+    assert legend == [("red", "重大风险（红）", "Major risk (red)", "#e60012"),
+                      ("orange", "较大风险（橙）", "Significant risk (orange)", "#ff8c00"),
+                      ("yellow", "一般风险（黄）", "Moderate risk (yellow)", "#ffd700"),
+                      ("blue", "低风险（蓝）", "Low risk (blue)", "#1e64c8")]
+    # graded code lists use the same four colours, highest grade first
+    for layer, field in (("hazard_installations", "level"), ("tailings_ponds", "grade"), ("receptors", "protection_class")):
+        colors = [c.color for c in registry.get(layer).field(field).codes.values()][:4]
+        assert colors == ["#e60012", "#ff8c00", "#ffd700", "#1e64c8"], layer
+
+
+def test_road_classes_and_their_default_speeds():
+    assert list(registry.get("roads").field("road_class").codes) == list(ROAD_CLASS_SPEEDS)
+    assert dict(ROAD_CLASS_SPEEDS) == {"motorway": 100, "trunk": 80, "primary": 60, "secondary": 40, "urban": 40}
+
+
+@pytest.mark.parametrize("kind, length, expected", [
+    ("bridge", 1000.1, "bridge_xl"), ("bridge", 1000, "bridge_l"), ("bridge", 100, "bridge_l"),
+    ("bridge", 99.9, "bridge_m"), ("bridge", 30.1, "bridge_m"), ("bridge", 30, "bridge_s"), ("bridge", 8, "bridge_s"),
+    ("tunnel", 3000.1, "tunnel_xl"), ("tunnel", 3000, "tunnel_l"), ("tunnel", 1000.1, "tunnel_l"),
+    ("tunnel", 1000, "tunnel_m"), ("tunnel", 500.1, "tunnel_m"), ("tunnel", 500, "tunnel_s"), ("tunnel", 50, "tunnel_s"),
+])
+def test_structure_length_classes(kind, length, expected):
+    """JTG D60-2015: 特大桥 L > 1000, 大桥 100 ≤ L ≤ 1000, 中桥 30 < L < 100, 小桥 L ≤ 30;
+    JTG 3370.1-2018: 特长 L > 3000, 长 1000 < L ≤ 3000, 中 500 < L ≤ 1000, 短 L ≤ 500."""
+    assert structure_class(kind, length) == expected
+    codes = registry.get("restricted_structures").field("structure_class").codes
+    assert codes[expected].zh == {"bridge_xl": "特大桥", "bridge_l": "大桥", "bridge_m": "中桥", "bridge_s": "小桥",
+                                  "tunnel_xl": "特长隧道", "tunnel_l": "长隧道", "tunnel_m": "中隧道",
+                                  "tunnel_s": "短隧道"}[expected]
+
+
+def test_route_layers_are_read_by_the_route_roles_and_editors():
+    readers = {"route_controller", "planner", "emergency", "editor"}
+    assert registry.get("hazmat_routes").roles == registry.get("route_conflicts").roles == readers

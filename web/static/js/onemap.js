@@ -67,10 +67,6 @@
     theme_base: { zh: '底图', en: 'Base map' },
     theme_other: { zh: '其他', en: 'Other' },
     cluster_legend: { zh: '聚合点（数字为数量，点击放大）', en: 'Cluster (number = count, click to zoom in)' },
-    risk_red: { zh: '重大风险', en: 'Major risk' },
-    risk_orange: { zh: '较大风险', en: 'Significant risk' },
-    risk_yellow: { zh: '一般风险', en: 'Moderate risk' },
-    risk_blue: { zh: '低风险', en: 'Low risk' },
     panel_loading: { zh: '正在加载详情…', en: 'Loading details…' },
     panel_detail_ok: { zh: '已加载完整详情', en: 'Full details loaded' },
     panel_detail_404: { zh: '未找到该要素的详情，仅显示图块属性', en: 'No details found; showing tile attributes' },
@@ -121,14 +117,8 @@
 
   var THEMES = ['hazchem', 'tailings', 'transport', 'emergency', 'base'];
 
-  // Four-colour risk scheme (红橙黄蓝). Used when a style.by mapping lacks a value.
-  var RISK_COLORS = { red: '#e60012', orange: '#f39800', yellow: '#ffe100', blue: '#0068b7' };
-  var RISK_ALIASES = {
-    red: 'red', '红': 'red', '红色': 'red', '重大': 'red', '重大风险': 'red', major: 'red',
-    orange: 'orange', '橙': 'orange', '橙色': 'orange', '较大': 'orange', '较大风险': 'orange',
-    yellow: 'yellow', '黄': 'yellow', '黄色': 'yellow', '一般': 'yellow', '一般风险': 'yellow',
-    blue: 'blue', '蓝': 'blue', '蓝色': 'blue', '低': 'blue', '低风险': 'blue', low: 'blue'
-  };
+  // Colours and labels of coded values (the 红橙黄蓝 risk grades among them) are the layer registry's, from
+  // /api/layers: style.by.values, legend and fields[].codes. The page keeps no palette of its own.
 
   // Sequential palette for the district choropleth (kept clear of the risk colours).
   var CHORO_COLORS = ['#f2f0f7', '#cbc9e2', '#9e9ac8', '#756bb1', '#54278f'];
@@ -175,7 +165,9 @@
     searchResults: [],
     searchSeq: 0,
     detailSeq: 0,
-    layersSeq: 0
+    layersSeq: 0,
+    districtsSeq: 0,
+    picking: false       // a topic panel picks points on the map (api.picking)
   };
 
   function pickLang() {
@@ -234,11 +226,12 @@
 
   function clear(n) { while (n.firstChild) { n.removeChild(n.firstChild); } return n; }
 
-  function num(v) { var n = Number(v); return isFinite(n) ? n : 0; }
-  function level(d, k) { return d && d.installations_by_level ? num(d.installations_by_level[k]) : 0; }
+  // District numbers; null where the caller may not see the layer (the API sends null): shown as '—', not 0.
+  function num(v) { if (v === null || v === undefined) { return null; } var n = Number(v); return isFinite(n) ? n : null; }
+  function level(d, k) { return d && d.installations_by_level ? num(d.installations_by_level[k]) || 0 : null; }
   function sumLevels(o) {
-    if (!o) { return 0; }
-    return Object.keys(o).reduce(function (a, k) { return a + num(o[k]); }, 0);
+    if (!o) { return null; }
+    return Object.keys(o).reduce(function (a, k) { return a + (num(o[k]) || 0); }, 0);
   }
 
   function fmtNum(v) {
@@ -254,12 +247,6 @@
     if (state.lang === 'zh' && n >= 10000) { return (n / 10000).toFixed(1) + '万'; }
     if (state.lang === 'en' && n >= 1000) { return Math.round(n / 1000).toLocaleString('en-US') + 'k'; }
     return fmtNum(n);
-  }
-
-  function riskKey(v) {
-    if (v === null || v === undefined) { return null; }
-    var k = RISK_ALIASES[String(v).trim().toLowerCase()] || RISK_ALIASES[String(v).trim()];
-    return k || null;
   }
 
   function bboxToBounds(b) {
@@ -478,11 +465,7 @@
     if (!by || !by.field || !props) { return null; }
     var v = props[by.field];
     if (isBlank(v)) { return null; }
-    var values = by.values || {};
-    if (values[v]) { return values[v]; }
-    var rk = riskKey(v);
-    if (rk && values[rk]) { return values[rk]; }
-    return rk ? RISK_COLORS[rk] : null;
+    return (by.values && by.values[String(v)]) || null;
   }
 
   var clusterIcons = {};
@@ -843,6 +826,7 @@
   }
 
   function onFeatureClick(entry, e) {
+    if (state.picking) { return; }  // a panel is picking points: the click goes on to the map's handlers
     // Keep the map's own 'click' from firing for the same DOM event.
     L.DomEvent.stopPropagation(e);
     var props = (e.layer && e.layer.properties) || {};
@@ -897,16 +881,23 @@
     }).addTo(map);
   }
 
+  // The registry's label of a coded value in the current language (fields[].codes of /api/layers), or null.
+  function codeLabel(def, field, v) {
+    var f = ((def && def.fields) || []).filter(function (x) { return x.name === field; })[0];
+    var c = f && f.codes ? f.codes[String(v)] : null;
+    return c ? (c[state.lang] || c.zh) : null;
+  }
+
   function formatValue(field, v, def) {
     if (isBlank(v)) { return document.createTextNode('—'); }
     if (typeof v === 'boolean') { return document.createTextNode(v ? t('yes') : t('no')); }
     var by = def && def.style && def.style.by;
-    var rk = riskKey(v);
-    if ((by && by.field === field) || (rk && /risk|grade|level|风险/.test(field))) {
-      var color = (by && by.values && by.values[v]) || (rk && RISK_COLORS[rk]) || null;
-      var label = rk ? t('risk_' + rk) + (String(v) !== t('risk_' + rk) ? ' (' + v + ')' : '') : String(v);
-      return el('span', { className: 'om-chip' }, [color ? el('span', { className: 'om-chip-dot', style: 'background:' + color }) : null, label]);
+    var label = codeLabel(def, field, v);
+    if (by && by.field === field) {  // the value as the legend shows it: colour dot and label
+      var color = colorBy(by, { [field]: v });
+      return el('span', { className: 'om-chip' }, [color ? el('span', { className: 'om-chip-dot', style: 'background:' + color }) : null, label || String(v)]);
     }
+    if (label) { return document.createTextNode(label); }
     if (typeof v === 'number') { return document.createTextNode(fmtNum(v)); }
     if (typeof v === 'object') { return document.createTextNode(JSON.stringify(v)); }
     return document.createTextNode(String(v));
@@ -1036,12 +1027,15 @@
   // Districts: dropdown, overview table, choropleth
   // ---------------------------------------------------------------------------
   function loadDistricts() {
+    var seq = ++state.districtsSeq;  // (an answer for the token before a login or logout is dropped)
     return getJSON('/api/districts').then(function (data) {
+      if (seq !== state.districtsSeq) { return; }
       state.districts = (data && data.districts) || [];
       renderDistrictSelect();
       renderDistrictTable();
       if (state.choropleth.on) { refreshChoropleth(); }
     }).catch(function (err) {
+      if (seq !== state.districtsSeq) { return; }
       if (isRealError(err)) { console.error('onemap: /api/districts failed', err); }
       state.districts = [];
       renderDistrictSelect();
@@ -1117,13 +1111,13 @@
         return r * sort.dir;
       });
     }
-    var totals = DIST_COLS.map(function () { return 0; });
+    var totals = DIST_COLS.map(function () { return null; });
     rows.forEach(function (d) {
       var tr = el('tr', { 'data-adcode': String(d.adcode), className: String(d.adcode) === state.selectedDistrict ? 'om-selected' : null,
         onclick: function () { selectDistrict(String(d.adcode)); } });
       DIST_COLS.forEach(function (c, i) {
         var v = c.get(d);
-        if (!c.text) { totals[i] += v; }
+        if (!c.text && v !== null) { totals[i] = (totals[i] || 0) + v; }
         tr.appendChild(el(c.text ? 'th' : 'td', { scope: c.text ? 'row' : null, text: c.text ? v : (c.pop ? fmtPopulation(v) : fmtNum(v)) }));
       });
       tbody.appendChild(tr);
@@ -1542,6 +1536,8 @@
     var panels = window.RiskmapPanels || {};
     var api = {
       token: function () { return state.token; },
+      // on: a panel picks points on the map, so clicks on features are not opened in the side panel
+      picking: function (on) { state.picking = !!on; },
       request: function (path, opts) {
         opts = opts || {};
         var headers = opts.headers || {};
@@ -1586,8 +1582,7 @@
     selectDistrict: selectDistrict,
     setChoropleth: setChoropleth,
     renderedFeatures: renderedFeatures,
-    whenTilesLoaded: whenTilesLoaded,
-    riskColors: RISK_COLORS
+    whenTilesLoaded: whenTilesLoaded
   };
   // Keep `layers` and the other state-backed fields current after reloads.
   Object.defineProperty(window.onemap, 'layers', { get: function () { return state.layers; }, enumerable: true });

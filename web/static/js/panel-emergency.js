@@ -98,10 +98,12 @@
       clearTimeout(chemTimer);
       var q = this.value; chemTimer = setTimeout(function () { loadChemicals(q); }, 250);
     });
-    $('em-pick').addEventListener('click', function () { picking = true; map.getContainer().style.cursor = 'crosshair'; });
+    $('em-pick').addEventListener('click', function () {
+      picking = true; api.picking(true); map.getContainer().style.cursor = 'crosshair';
+    });
     map.on('click', function (e) {
       if (!picking) { return; }
-      picking = false; map.getContainer().style.cursor = '';
+      picking = false; api.picking(false); map.getContainer().style.cursor = '';
       $('em-lon').value = e.latlng.lng.toFixed(6); $('em-lat').value = e.latlng.lat.toFixed(6);
     });
     function out() { return $('em-out'); }

@@ -45,7 +45,7 @@
       '<label>或类别 or class<select id="rt-class"><option value="">—</option></select></label></div>' +
       '<datalist id="rt-un-list"></datalist>' +
       '<div class="rt-row"><label>数量（吨）Quantity (t)<input id="rt-qty" type="number" min="0" step="0.1"></label>' +
-      '<label>出发时间 Departure<input id="rt-dep" type="datetime-local"></label></div>' +
+      '<label>出发时间（北京时间）Departure (China time, UTC+8)<input id="rt-dep" type="datetime-local"></label></div>' +
       '<h4>路线 Route</h4><div class="rt-mode">' +
       '<button type="button" id="rt-draw">绘制 Draw</button>' +
       '<button type="button" id="rt-od">起终点 Origin/destination</button>' +
@@ -64,8 +64,8 @@
     L.DomEvent.disableScrollPropagation(panel);
     var $ = function (id) { return panel.querySelector('#' + id); };
     CLASSES.forEach(function (c) { $('rt-class').appendChild(el('option', { value: c }, c)); });
-    var now = new Date(Date.now() - new Date().getTimezoneOffset() * 60000);
-    $('rt-dep').value = now.toISOString().slice(0, 16);
+    // Times are China time (UTC+8), the zone of the rules' time windows, whatever the browser's zone.
+    $('rt-dep').value = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 16);
 
     var Toggle = L.Control.extend({
       options: { position: 'topright' },
@@ -96,6 +96,7 @@
     function hint(text) { $('rt-hint').textContent = text || ''; }
     function setMode(m) {
       mode = mode === m ? null : m;
+      api.picking(!!mode);  // (while on, a click on a map feature is a vertex or end, not a feature's details)
       $('rt-draw').classList.toggle('rt-on', mode === 'draw');
       $('rt-od').classList.toggle('rt-on', mode === 'od');
       map.getContainer().style.cursor = mode ? 'crosshair' : '';
@@ -149,9 +150,7 @@
     }
     function departure() {
       var v = $('rt-dep').value;
-      if (!v) { return null; }
-      var off = -new Date(v).getTimezoneOffset(), sign = off >= 0 ? '+' : '-', a = Math.abs(off);
-      return v + ':00' + sign + String(Math.floor(a / 60)).padStart(2, '0') + ':' + String(a % 60).padStart(2, '0');
+      return v ? v + ':00+08:00' : null;
     }
     function drawnRoute() {
       if (vertices.length < 2) { return null; }
