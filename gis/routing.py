@@ -378,21 +378,21 @@ def _check_positions(coords, max_vertices: int, area: tuple[float, float, float,
         raise AnalysisError("a route needs at least two positions [lon, lat]")
     if len(coords) > max_vertices:
         raise AnalysisError(f"a route may have at most {max_vertices} positions, got {len(coords)}")
-    out = None
-    try:  # the usual case in one step: numbers (not JSON true/false: numpy reads them as 1/0), lon/lat in
-        # range, two distinct
-        xy = np.asarray(coords)[:, :2]
-        if xy.dtype.kind in "fi" and xy.ndim == 2 and xy.shape[1] == 2 \
-                and ((xy >= (-180, -90)) & (xy <= (180, 90))).all() and (xy != xy[0]).any() \
-                and not any(v is True or v is False for c in coords for v in c[:2]):
-            out = xy.astype(float).tolist()
+    xy = None
+    try:  # the usual case in one step: numbers, lon/lat in range, two distinct
+        xy = np.asarray(coords, dtype=float)
+        xy = xy[:, :2] if xy.ndim == 2 else xy  # ([lon, lat, z]: z left out)
+        if not (xy.ndim == 2 and xy.shape[1] == 2 and ((xy >= (-180, -90)) & (xy <= (180, 90))).all()
+                and (xy != xy[0]).any()):
+            xy = None
     except (TypeError, ValueError, IndexError):
         pass
-    if out is None:
-        out = _positions_one_by_one(coords)
-    if area is not None and not shapely.intersects(shapely.linestrings(out), shapely.box(*area)):
+    if xy is None:
+        xy = np.array(_positions_one_by_one(coords))
+    if area is not None and not ((xy >= area[:2]) & (xy <= area[2:])).all(axis=1).any() \
+            and not shapely.intersects(shapely.linestrings(xy), shapely.box(*area)):  # (no vertex in it: any line?)
         raise AnalysisError(f"the route lies outside the served area {list(area)} (lon/lat)")
-    return out
+    return xy.tolist()
 
 
 def _positions_one_by_one(coords: list) -> list[list[float]]:
@@ -400,7 +400,7 @@ def _positions_one_by_one(coords: list) -> list[list[float]]:
     out = []
     for i, c in enumerate(coords):
         try:
-            if isinstance(c, str) or any(isinstance(v, (bool, str)) for v in c[:2]):
+            if isinstance(c, str) or any(isinstance(v, str) for v in c[:2]):
                 raise TypeError
             lon, lat = float(c[0]), float(c[1])
         except (TypeError, ValueError, IndexError, KeyError):
