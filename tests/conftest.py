@@ -33,7 +33,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read()}")
+            raise AssertionError(f"server exited: {output(proc)}")
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return
@@ -62,15 +62,29 @@ def settled(engine, table: str) -> bool:
 
 
 def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
+    """``riskmap serve`` as a user starts it, its output (one log line a request) kept in a file: in a pipe
+    nobody reads, the server would stop at the pipe's 64 KiB, blocked writing a log line."""
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")
     proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
     wait_ready(f"http://127.0.0.1:{port}", proc)
     return proc
 
 
+def output(proc: subprocess.Popen) -> str:
+    """What a server started by :func:`serve` has written so far."""
+    proc.log.flush()
+    proc.log.seek(0)
+    return proc.log.read()
+
+
 def stop(proc: subprocess.Popen) -> str:
+    """Stop a server started by :func:`serve` (Ctrl-C) and return its output."""
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    out = output(proc)
+    proc.log.close()
     return out
 
 

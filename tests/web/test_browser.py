@@ -60,6 +60,7 @@ def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, tok
         page.fill("#om-token-input", planner)
         page.click("#om-token-submit")
         page.wait_for_function("Object.keys(onemap.layers).includes('enterprises')", timeout=10000)
+        page.wait_for_function(f"document.querySelector({level_1!r}).innerText === '0'", timeout=10000)  # (now known)
         page.evaluate("onemap.whenTilesLoaded(15000)")
         assert page.evaluate("onemap.renderedFeatures('enterprises').length") > 0
     assert errors == []
