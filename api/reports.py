@@ -45,6 +45,14 @@ def add_geojson(m: folium.Map, geojson: dict | str, name: str, color: str, fill:
         "color": c, "weight": 2, "fillColor": c, "fillOpacity": 0.25 if fl else 0}).add_to(m)
 
 
+def labelled(layer: str, rows: list[dict], *fields: str) -> list[dict]:
+    """``rows`` with each coded value of ``fields`` shown as the registry labels it ("zh en"), as the map does."""
+    spec = registry.get(layer)
+    labels = {f: spec.field(f).codes or {} for f in fields}
+    return [r | {f: f"{labels[f][r[f]].zh} {labels[f][r[f]].en}" for f in fields if r.get(f) in labels[f]}
+            for r in rows]
+
+
 def add_points(m: folium.Map, rows, color: str, label: str) -> None:
     for r in rows:
         folium.CircleMarker([r["lat"], r["lon"]], radius=5, color=color, fill=True, fill_opacity=0.8,
@@ -103,9 +111,10 @@ def _receptors_near(conn: Connection, geom_sql: str, radius_m: float, **params) 
 
 
 def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
-    park = _one(conn, f"chemical park {park_id}", "SELECT id, name, park_level, status, risk_grade, synthetic, ST_AsGeoJSON(geom) gj, "
-                      "ST_XMin(Box2D(geom)) x0, ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
-                      "FROM chemical_parks WHERE id = :id", id=park_id)
+    park = _one(conn, f"chemical park {park_id}",
+                "SELECT id, name, park_level, status, risk_grade, synthetic, ST_AsGeoJSON(geom) gj, "
+                "ST_XMin(Box2D(geom)) x0, ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
+                "FROM chemical_parks WHERE id = :id", id=park_id)
     ents = _points(conn, "SELECT e.id, e.name, e.kind, e.risk_grade, ST_AsGeoJSON(e.geom) gj FROM enterprises e "
                          "WHERE e.park_id = :id ORDER BY e.id", id=park_id)
     inst = _points(conn, "SELECT h.id, h.name, h.unit_type, h.level, ST_AsGeoJSON(h.geom) gj FROM hazard_installations h "
@@ -122,14 +131,17 @@ def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
         add_geojson(m, h["gj"], h["name"], HAZARD_LEVELS.get(h["level"], ("", "", "#555"))[2])
     add_points(m, recs, "#2e86c1", "防护目标 Receptor")
     levels = {lv: sum(1 for h in inst if h["level"] == lv) for lv in (1, 2, 3, 4)}
-    summary = [{"k": "园区级别 Level", "v": park["park_level"]}, {"k": "风险等级 Risk grade", "v": park["risk_grade"]},
+    shown = labelled("chemical_parks", [park], "park_level", "risk_grade")[0]
+    summary = [{"k": "园区级别 Level", "v": shown["park_level"]}, {"k": "风险等级 Risk grade", "v": shown["risk_grade"]},
                {"k": "企业数 Enterprises", "v": len(ents)},
                {"k": "重大危险源 Installations (一/二/三/四级)", "v": "/".join(str(levels[i]) for i in (1, 2, 3, 4))},
                {"k": f"{int(radius_m)} m 内防护目标 Receptors within {int(radius_m)} m", "v": n_recs}]
     panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>企业 Enterprises</h4>"
-             + table(ents, [("id", "ID"), ("name", "名称 Name"), ("kind", "类型 Type"), ("risk_grade", "风险 Risk")])
+             + table(labelled("enterprises", ents, "kind", "risk_grade"),
+                     [("id", "ID"), ("name", "名称 Name"), ("kind", "类型 Type"), ("risk_grade", "风险 Risk")])
              + f"<h4>{recs_heading}</h4>"
-             + table(recs, [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
+             + table(labelled("receptors", recs, "kind"),
+                     [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
     return render(m, title, panel, park["synthetic"])
 
 
@@ -149,12 +161,14 @@ def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) 
     folium.Circle([inst["cy"], inst["cx"]], radius=radius_m, color="#999", fill=False).add_to(m)
     add_points(m, recs, "#2e86c1", "防护目标 Receptor")
     level = HAZARD_LEVELS.get(inst["level"])
-    summary = [{"k": "企业 Enterprise", "v": inst["enterprise"]}, {"k": "单元 Unit", "v": inst["unit_type"]},
+    summary = [{"k": "企业 Enterprise", "v": inst["enterprise"]},
+               {"k": "单元 Unit", "v": labelled("hazard_installations", [inst], "unit_type")[0]["unit_type"]},
                {"k": "等级 Level (GB 18218)", "v": f"{level[0]} {level[1]}" if level else "未分级 not graded"}]
     panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>危险化学品 Inventory</h4>"
              + table(chems, [("name", "名称 Name"), ("cas", "CAS"), ("un_number", "UN"), ("quantity_t", "设计最大量 q (t)")])
              + f"<h4>{recs_heading}</h4>"
-             + table(recs, [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
+             + table(labelled("receptors", recs, "kind"),
+                     [("name", "名称 Name"), ("kind", "类型 Kind"), ("distance_m", "距离 Distance (m)")]))
     return render(m, title, panel, inst["synthetic"])
 
 

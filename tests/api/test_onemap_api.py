@@ -94,5 +94,6 @@ def test_report_counts_every_receptor_and_lists_the_nearest(city):
         page = park_report(conn, 1)
     assert RECEPTORS_LISTED == 200
     assert "Receptors within 1000 m</td><td>250</td>" in page  # the summary counts them all
-    assert "nearest 200 of 250" in page and page.count("<td>school</td>") == 200  # the table lists 200
+    # the table lists 200, coded values with the registry's labels (as the map shows them)
+    assert "nearest 200 of 250" in page and page.count("<td>学校 School</td>") == 200
     assert not any(f"<td>目标{i}</td>" in page for i in range(250, 280))  # (those 5 km away)
