@@ -25,8 +25,8 @@ READERS = ("emergency", "planner")
 
 class IncidentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # (a misspelt wind_from_deg must not silently give a circle)
-    lon: float = Field(..., ge=-180, le=180, description="WGS84 longitude")
-    lat: float = Field(..., ge=-90, le=90, description="WGS84 latitude")
+    lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False, description="WGS84 longitude")
+    lat: float = Field(..., ge=-90, le=90, allow_inf_nan=False, description="WGS84 latitude")
     chemical: str = Field(..., min_length=1, max_length=100, description="UN number, CAS, name (中文/English) or guide:NNN")
     spill: Literal["small", "large"] = "large"
     time: Literal["day", "night"] = "day"
@@ -66,7 +66,8 @@ def incident(body: IncidentRequest, request: Request, conn: ConnDep, user: UserD
 
 @router.get("/nearby")
 def nearby(request: Request, conn: ConnDep, user: UserDep,
-           lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
+           lon: float = Query(..., ge=-180, le=180, allow_inf_nan=False),
+           lat: float = Query(..., ge=-90, le=90, allow_inf_nan=False),
            kind: list[str] | None = Query(None, description=", ".join(em.RESOURCE_KINDS)),
            min_capacity: int | None = Query(None, ge=0, le=2**31 - 1), limit: int = Query(10, ge=1, le=200),
            radius_m: float = Query(em.SEARCH_RADIUS_M, gt=0, le=200000)):

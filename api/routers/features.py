@@ -18,6 +18,19 @@ from layers.registry import LayerSpec
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
 RESERVED = {"bbox", "limit", "offset", "f", "datetime", "properties", "crs", "bbox-crs"}
+# What the items answer in (lon/lat WGS84, GeoJSON): a request for another CRS or format is refused (400), not
+# silently answered in these. (``datetime`` and ``properties`` are accepted and not applied: no layer has a
+# temporal extent, and every visible property is returned.)
+CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "http://www.opengis.net/def/crs/EPSG/0/4326")
+FORMATS = ("json", "geojson")
+
+
+def _served_as_is(params) -> None:
+    for name in ("crs", "bbox-crs"):
+        if params.get(name) not in (None, *CRS84):
+            raise DataError(f"{name} {params[name]!r} is not served: coordinates are lon/lat ({CRS84[0]})")
+    if params.get("f") not in (None, *FORMATS):
+        raise DataError(f"f={params['f']!r} is not served: items are GeoJSON (f=json)")
 JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "datetime": "string"}
 
 
@@ -100,6 +113,7 @@ def items(
     limit = limit or settings.default_limit
     if limit > settings.max_limit:
         raise DataError(f"limit must be at most {settings.max_limit}")
+    _served_as_is(request.query_params)
     filters = {k: v for k, v in request.query_params.items() if k not in RESERVED}
     feats, matched = query_items(conn, spec, user.role, bbox=parse_bbox(bbox), limit=limit, offset=offset,
                                  filters=filters)

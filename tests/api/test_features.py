@@ -134,3 +134,13 @@ def test_unknown_paths_and_methods_answer_in_the_same_shape(client):
     assert r.status_code == 404 and r.json()["code"] == "NotFound" and "/no/such/path" in r.json()["description"]
     r = client.delete("/collections")
     assert r.status_code == 405 and r.json()["code"] == "MethodNotAllowed"
+
+
+def test_another_crs_or_format_is_refused_not_ignored(client, receptors):
+    crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+    ok = client.get("/collections/receptors/items", params={"crs": crs84, "bbox-crs": crs84, "f": "json"})
+    assert ok.status_code == 200 and ok.json()["numberReturned"] == 25
+    for params, message in (({"crs": "http://www.opengis.net/def/crs/EPSG/0/3857"}, "crs"),
+                            ({"bbox-crs": "EPSG:4490"}, "bbox-crs"), ({"f": "html"}, "GeoJSON")):
+        r = client.get("/collections/receptors/items", params=params)
+        assert r.status_code == 400 and message in r.json()["description"], r.text
