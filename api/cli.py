@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import logging.handlers
+import queue
 import sys
 import threading
 from contextlib import contextmanager
@@ -84,7 +86,14 @@ def serve(
     from api.settings import ApiSettings
 
     settings = ApiSettings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Log lines are written by a thread of their own: the event loop only queues them, so a slow or full
+    # stderr (a pipe nobody reads) never stops the server (it did: at 64 KiB of access log, blocked in a write).
+    lines: queue.SimpleQueue = queue.SimpleQueue()
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    writer = logging.handlers.QueueListener(lines, stderr)
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[logging.handlers.QueueHandler(lines)])
+    writer.start()
     store = StoreSettings()
     try:
         url, cluster, started = resolve_url(store)
@@ -111,6 +120,7 @@ def serve(
         uvicorn.run(create_app(url, settings, store), host=host or settings.host, port=port or settings.port,
                     log_level=settings.log_level.lower(), access_log=False, http=HttpProtocol)
     finally:
+        writer.stop()  # (writes what is queued)
         if started:
             typer.echo("riskmap: stopping the embedded cluster")
             cluster.stop()

@@ -2,9 +2,11 @@
 DATABASE_URL; GDAL's OAPIF driver reads it; tokens made by the CLI while it runs; DB loss -> 503."""
 
 import os
-import subprocess
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -104,3 +106,25 @@ def test_database_loss_gives_503_and_recovers():
             assert client.get("/readyz").status_code == 200
     finally:
         cluster.destroy()
+
+
+def test_an_unread_log_does_not_stop_the_server(db_url):
+    """Every request is logged; with the output in a pipe nobody reads (64 KiB), the server must go on
+    answering: its log lines are written by their own thread, not by the event loop."""
+    port = free_port()
+    proc = subprocess.Popen([RISKMAP, "serve", "--port", str(port), "--no-demo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "DATABASE_URL": db_url})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(trust_env=False, timeout=20) as client:
+            for _ in range(600):  # (until the server is up)
+                try:
+                    if client.get(base + "/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            # ~140 bytes a line: 1 500 requests write ~200 KiB, three times what the pipe holds
+            assert all(client.get(base + "/healthz").status_code == 200 for _ in range(1500))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
