@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DataError as SQLDataError, DBAPIError, OperationalError, TimeoutError as PoolTimeout
 
 from gis.errors import AnalysisError
 from layers.errors import DataError, ImportRejected
@@ -81,6 +81,9 @@ def install(app: FastAPI) -> None:
     def dbapi(request: Request, exc: DBAPIError):
         if is_connection_error(exc):
             return db_down(request, exc)
+        if isinstance(exc, SQLDataError):  # a value the database cannot hold: a NUL in text, a number out of range
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+            return _json(400, "InvalidValue", f"a value given cannot be stored or compared: {reason}")
         log.error("database error on %s", request.url.path, exc_info=exc)  # (handlers run outside the except)
         return _json(500, "InternalError", "internal error (logged)")
 

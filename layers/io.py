@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from tqdm import tqdm
 
 from layers import crs as crsmod
-from layers import models
+from layers import models, registry
 from layers.errors import DataError, ImportRejected, Rejection
 from layers.registry import FieldSpec, LayerSpec
 
@@ -139,9 +139,17 @@ def _convert(spec: FieldSpec, value: Any, int_bits: int) -> Any:
         else:
             value = bool(value)
     elif spec.type == "datetime":
+        if isinstance(value, str) and value.strip().lower() in ("now", "today", "tomorrow", "yesterday"):
+            raise ValueError(f"{spec.name}: {value!r} is not a date and time (write it out, e.g. 2024-05-01 08:30)")
         value = pd.Timestamp(value)
+        if pd.isna(value):  # ("NaT": no time, as an empty cell)
+            return None
         if value.tzinfo is None:
             value = value.tz_localize("Asia/Shanghai")
+        # records are of what has happened: a time in the future (or before 1900) is a typing error, and
+        # would move every period that ends "at the latest record" (black spots)
+        if not pd.Timestamp("1900-01-01", tz="UTC") <= value <= pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1):
+            raise ValueError(f"{spec.name}: {value.isoformat()} is not between 1900 and now")
         value = value.to_pydatetime()
     return value
 
@@ -254,10 +262,30 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
     return records, rejections, ignored
 
 
+def _dependents(conn: Connection, spec: LayerSpec) -> list[str]:
+    """The rows of other base layers that refer to this layer's rows ("12 enterprises (park_id)"): replacing
+    the layer would unlink or (ON DELETE CASCADE) delete them. Derived layers are left out: analyses redo them."""
+    table, found = spec.model.__table__, []
+    for other in registry.LAYERS:
+        if other.derived or other.id == spec.id:
+            continue
+        for fk in other.model.__table__.foreign_keys:
+            if fk.column.table is table:
+                n = conn.execute(select(func.count()).select_from(fk.parent.table).where(fk.parent.isnot(None))).scalar()
+                if n:
+                    found.append(f"{n} {other.id} ({fk.parent.name})")
+    return found
+
+
 def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool = False) -> int:
-    """Insert validated records into the layer table on ``conn`` (the caller owns the transaction)."""
+    """Insert validated records into the layer table on ``conn`` (the caller owns the transaction).
+    ``replace`` empties the layer first; DataError if rows of other layers refer to it (they would be lost)."""
     table = spec.model.__table__
     if replace:
+        dependents = _dependents(conn, spec)
+        if dependents:
+            raise DataError(f"--replace would unlink or delete what refers to {spec.id}: {', '.join(dependents)}; "
+                            f"replace those layers first, or import without --replace (append)")
         conn.execute(delete(table))
     chemicals = [r.pop("chemicals", None) for r in records]
     if not records:
@@ -291,10 +319,17 @@ def settle(engine: Engine, specs: list[LayerSpec]) -> None:
             conn.execute(text(f"VACUUM (ANALYZE) {table}"))
 
 
+WRITTEN_BY_THE_SERVER = {"incidents": "the incident log is written by POST /emergency/incident",
+                         "incident_zones": "incident zones are written by POST /emergency/incident"}
+
+
 def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs: str | None = None,
                 area: tuple[float, float, float, float], replace: bool = False,
                 progress: bool = False, make_valid: bool = False) -> ImportResult:
     """Read, validate and write a whole file in one transaction, or raise and write nothing."""
+    if spec.derived or spec.id in WRITTEN_BY_THE_SERVER:
+        raise DataError(f"{spec.id} is not imported: " + (WRITTEN_BY_THE_SERVER.get(spec.id)
+                                                          or "it is derived, computed by `riskmap analyze`"))
     frame, source = read_source(path, source_crs)
     records, rejections, ignored = validate(spec, frame, area, progress=progress, make_valid=make_valid)
     if rejections:

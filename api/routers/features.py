@@ -141,7 +141,7 @@ def items(
 
 @router.get("/collections/{layer_id}/items/{fid}")
 def item(request: Request, spec: LayerDep, conn: ConnDep, user: UserDep, fid: str):
-    if not fid.isdigit() or len(fid) > 12:
+    if not (fid.isascii() and fid.isdigit()) or int(fid) >= 2**31:  # (ids are PostgreSQL integers)
         raise NotFound(f"no feature {fid!r} in {spec.id}")
     feat = get_item(conn, spec, user.role, int(fid))
     if feat is None:

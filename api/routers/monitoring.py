@@ -163,15 +163,15 @@ class ThresholdIn(BaseModel):
     kind: str
     asset_layer: AssetLayer | None = None
     asset_id: int | None = Field(None, ge=1)
-    blue: float | None = None
-    yellow: float | None = None
-    orange: float | None = None
-    red: float | None = None
-    hysteresis: float | None = Field(None, ge=0)
-    rate_blue: float | None = None
-    rate_yellow: float | None = None
-    rate_orange: float | None = None
-    rate_red: float | None = None
+    blue: float | None = Field(None, allow_inf_nan=False)
+    yellow: float | None = Field(None, allow_inf_nan=False)
+    orange: float | None = Field(None, allow_inf_nan=False)
+    red: float | None = Field(None, allow_inf_nan=False)
+    hysteresis: float | None = Field(None, ge=0, allow_inf_nan=False)
+    rate_blue: float | None = Field(None, ge=0, allow_inf_nan=False)  # (rates of change per day: 0 or more)
+    rate_yellow: float | None = Field(None, ge=0, allow_inf_nan=False)
+    rate_orange: float | None = Field(None, ge=0, allow_inf_nan=False)
+    rate_red: float | None = Field(None, ge=0, allow_inf_nan=False)
     rate_window_h: float | None = Field(None, gt=0, le=24 * 30)
     debounce: int | None = Field(None, ge=1, le=20)
     source: str | None = Field(None, max_length=1000)

@@ -120,6 +120,11 @@ def test_thresholds_api(client, site, token):
     bad = client.put("/monitoring/thresholds", headers=editor, json={"kind": "temperature", "blue": 50, "yellow": 40})
     assert bad.status_code == 400 and "yellow" in bad.json()["description"]
     assert client.put("/monitoring/thresholds", headers=editor, json={"kind": "nope", "red": 1}).status_code == 400
+    for body in ('{"kind": "temperature", "blue": Infinity}', '{"kind": "temperature", "red": NaN}',
+                 '{"kind": "displacement", "rate_red": -5}'):  # (refused, and nothing stored)
+        r = client.put("/monitoring/thresholds", headers={**editor, "Content-Type": "application/json"}, content=body)
+        assert r.status_code == 400, r.text
+    assert client.get("/monitoring/thresholds", headers=editor).status_code == 200
     planner = {"Authorization": f"Bearer {token('planner')}"}
     assert client.put("/monitoring/thresholds", headers=planner, json={"kind": "temperature", "red": 1}).status_code == 403
     rows = client.get("/monitoring/thresholds", headers=planner).json()["thresholds"]

@@ -13,7 +13,7 @@ from layers.errors import DataError, ImportRejected
 from layers.io import export_layer, import_file
 from layers.settings import StoreSettings
 
-from conftest import FIXTURES, settled
+from conftest import FIXTURES, load, settled
 
 AREA = StoreSettings().area_bbox
 PARKS = registry.get("chemical_parks")
@@ -132,3 +132,29 @@ def test_installation_inventory_goes_to_child_rows(clean, tmp_path):
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [feat]}, ensure_ascii=False))
     with pytest.raises(ImportRejected, match="1 of 1"):
         import_file(clean, registry.get("hazard_installations"), path, area=AREA)
+
+
+def test_replace_refuses_to_lose_what_refers_to_the_layer(clean, tmp_path):
+    src = json.loads((FIXTURES / "parks_mixed.geojson").read_text())
+    src["features"] = src["features"][:1]
+    path = tmp_path / "one.geojson"
+    path.write_text(json.dumps(src))
+    import_file(clean, PARKS, path, area=AREA)
+    load(clean, "enterprises", gpd.GeoDataFrame({"name": ["企业一"], "park_id": [1]},
+                                                geometry=[shapely.box(102.70, 25.03, 102.71, 25.04)], crs=4326))
+    with pytest.raises(DataError, match=r"1 enterprises \(park_id\)"):
+        import_file(clean, PARKS, path, area=AREA, replace=True)
+    with clean.connect() as conn:  # nothing lost: the enterprise still belongs to its park
+        assert conn.execute(text("SELECT park_id FROM enterprises")).scalar_one() == 1
+    with pytest.raises(DataError, match="derived, computed by `riskmap analyze`"):
+        import_file(clean, registry.get("blackspots"), path, area=AREA)
+
+
+@pytest.mark.parametrize("when,reason", [("NaT", "occurred_at: required"), ("now", "not a date and time"),
+                                         ("3000-01-01", "not between 1900 and now")])
+def test_accident_times_must_be_real_and_past(clean, tmp_path, when, reason):
+    path = tmp_path / "acc.csv"
+    path.write_text(f"occurred_at,kind,lon,lat\n{when},collision,102.71,25.04\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, registry.get("accidents"), path, area=AREA)
+    assert reason in err.value.rejections[0].reason
