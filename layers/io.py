@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,6 +21,7 @@ import shapely
 from shapely.validation import explain_validity
 from sqlalchemy import BigInteger, Column, Connection, delete, func, insert, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from layers import crs as crsmod
@@ -55,7 +57,7 @@ def read_source(path: str | Path, source_crs: str | None = None) -> tuple[gpd.Ge
         if suffix in (".csv", ".txt"):
             frame, file_crs = _read_csv(path), None
         elif suffix in (".geojson", ".json", ".gpkg", ".shp", ".zip", ".fgb", ".kml"):
-            frame = gpd.read_file(path, engine="pyogrio")
+            frame = gpd.read_file(_zipped_shapefile(path) if suffix == ".zip" else path, engine="pyogrio")
             file_crs = frame.crs.to_string() if frame.crs is not None else None
         else:
             raise DataError(f"unsupported file type {suffix!r}: use GeoJSON, GeoPackage, zipped Shapefile or CSV")
@@ -67,6 +69,15 @@ def read_source(path: str | Path, source_crs: str | None = None) -> tuple[gpd.Ge
     geoms = crsmod.to_wgs84(frame.geometry.values, source)
     frame = gpd.GeoDataFrame(frame.drop(columns=frame.geometry.name), geometry=list(geoms), crs="EPSG:4326")
     return frame, source
+
+
+def _zipped_shapefile(path: Path) -> str:
+    """GDAL's name for the one Shapefile in a zip, at its root or in a folder (zip -r of a folder)."""
+    with zipfile.ZipFile(path) as z:
+        shapefiles = [n for n in z.namelist() if n.lower().endswith(".shp") and not n.startswith("__MACOSX/")]
+    if len(shapefiles) != 1:
+        raise DataError(f"{path.name} must hold exactly one Shapefile (.shp), it holds {len(shapefiles)}")
+    return f"/vsizip/{path.resolve()}/{shapefiles[0]}"
 
 
 def _read_csv(path: Path) -> gpd.GeoDataFrame:
@@ -119,6 +130,8 @@ def _convert(spec: FieldSpec, value: Any, int_bits: int) -> Any:
         return None
     if spec.type == "str":
         value = str(value).strip()
+        if "\x00" in value:
+            raise ValueError(f"{spec.name}: contains a NUL character")
     elif spec.type == "int":
         f = float(value)
         if not f.is_integer():
@@ -224,7 +237,7 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
     missing = [f.name for f in spec.fields if f.required and f.name not in columns]
     if missing:
         raise DataError(f"layer {spec.id!r} needs column(s) {', '.join(missing)}; the file has {', '.join(columns)}")
-    records, rejections = [], []
+    records, rejections, first_row = [], [], {}
     rows = frame.to_dict("records")
     geoms = frame.geometry.values
     for i, (row, geom) in enumerate(tqdm(list(zip(rows, geoms)), desc=f"validate {spec.id}", unit="feat",
@@ -244,11 +257,18 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
                 continue
             if f.required and record[f.name] is None:
                 reasons.append(f"{f.name}: required")
-        if "id" in row and row["id"] is not None and not (isinstance(row["id"], float) and math.isnan(row["id"])):
+        if "id" in row:  # (a file with ids: each row one, each its own)
             try:
                 record["id"] = _cast(FieldSpec("id", "int", "", ""), row["id"], spec.model.__table__.c["id"])
             except ValueError as exc:
                 reasons.append(str(exc))
+            else:
+                if record["id"] is None:
+                    reasons.append("id: missing (the file gives ids: every row needs one)")
+                elif record["id"] in first_row:
+                    reasons.append(f"id: {record['id']} is also row {first_row[record['id']]}'s")
+                else:
+                    first_row[record["id"]] = i
         if "chemicals" in known and "chemicals" in row:
             try:
                 record["chemicals"] = _chemicals(row["chemicals"])
@@ -336,8 +356,11 @@ def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs
         raise ImportRejected(spec.id, rejections, len(frame))
     if not records:
         raise DataError(f"{Path(path).name} has no features")
-    with engine.begin() as conn:
-        n = write(conn, spec, records, replace=replace)
+    try:
+        with engine.begin() as conn:
+            n = write(conn, spec, records, replace=replace)
+    except IntegrityError as exc:  # (an id already taken, a reference to a missing row: rolled back)
+        raise DataError(f"the database refused the rows, nothing written: {str(exc.orig).splitlines()[0]}") from None
     settle(engine, [spec])
     return ImportResult(spec.id, n, ignored, source)
 

@@ -72,9 +72,13 @@ def test_gpkg_zipped_shapefile_and_csv(clean, tmp_path):
         for p in shp.iterdir():
             z.write(p, p.name)
     import_file(clean, RECEPTORS, tmp_path / "r.zip", area=AREA)
+    with zipfile.ZipFile(tmp_path / "in_folder.zip", "w") as z:  # (as `zip -r` of the folder makes it)
+        for p in shp.iterdir():
+            z.write(p, f"shp/{p.name}")
+    import_file(clean, RECEPTORS, tmp_path / "in_folder.zip", area=AREA)
     (tmp_path / "r.csv").write_text("name,kind,people,lon,lat\n幼儿园,kindergarten,90,102.71,25.04\n")
     import_file(clean, RECEPTORS, tmp_path / "r.csv", area=AREA)
-    assert count(clean, RECEPTORS) == 5
+    assert count(clean, RECEPTORS) == 7
 
 
 def test_gcj02_and_bd09_sources_land_on_wgs84(clean, tmp_path):
@@ -158,3 +162,19 @@ def test_accident_times_must_be_real_and_past(clean, tmp_path, when, reason):
     with pytest.raises(ImportRejected) as err:
         import_file(clean, registry.get("accidents"), path, area=AREA)
     assert reason in err.value.rejections[0].reason
+
+
+def test_ids_and_references_the_database_would_refuse_are_clear_errors(clean, tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("id,name,kind,lon,lat\n1,a,school,102.71,25.04\n1,b,school,102.72,25.04\n,c,school,102.73,25.04\n"
+                    "2,d\x00,school,102.74,25.04\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (2, "id: 1 is also row 1's"), (3, "id: missing (the file gives ids: every row needs one)"),
+        (4, "name: contains a NUL character")]
+    path.write_text("id,name,kind,lon,lat\n1,a,school,102.71,25.04\n", encoding="utf-8")
+    import_file(clean, RECEPTORS, path, area=AREA)
+    with pytest.raises(DataError, match="nothing written: duplicate key"):  # (id 1 is taken)
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert count(clean, RECEPTORS) == 1
