@@ -34,6 +34,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def writable(out: Path) -> None:
+    """Fail (before any work) when the folder of an output file does not exist."""
+    if not out.parent.is_dir():
+        fail(f"no folder {out.parent} to write {out.name} in")
+
+
 @contextmanager
 def database(store: StoreSettings | None = None) -> Iterator[tuple[str, Engine]]:
     """URL and engine for a CLI command: DATABASE_URL, or the embedded cluster (started for the
@@ -220,6 +226,7 @@ def report_cmd(
         fail(f"unknown report {kind!r}; choose from {', '.join(REPORTS)}")
     if kind != "district" and not ident.isdigit():
         fail(f"{kind} id must be a number")
+    writable(out)
     with database() as (_, engine):
         with engine.connect() as conn:
             try:
@@ -335,6 +342,8 @@ def incident_cmd(
     from gis.emergency import IncidentInput, analyse_incident, save_incident
     from gis.errors import AnalysisError
 
+    if out:
+        writable(out)
     store = StoreSettings()
     with database(store) as (_, engine):
         try:

@@ -380,6 +380,8 @@ def export_layer(engine: Engine, spec: LayerSpec, out: str | Path, fmt: str, rol
     if spec.id == "hazard_installations":
         frame["chemicals"] = _inventories(engine, frame["id"].tolist())
     out = Path(out)
+    if not out.parent.is_dir():
+        raise DataError(f"no folder {out.parent} to write {out.name} in")
     if fmt == "geojson":
         frame.to_file(out, driver="GeoJSON", engine="pyogrio")
     elif fmt == "gpkg":
@@ -389,7 +391,7 @@ def export_layer(engine: Engine, spec: LayerSpec, out: str | Path, fmt: str, rol
         if spec.geometry_type == "Point":
             df["lon"], df["lat"] = frame.geometry.x, frame.geometry.y
         else:
-            df["wkt"] = frame.geometry.to_wkt()
+            df["wkt"] = frame.geometry.to_wkt(rounding_precision=-1)  # (full precision: 6 decimals lose ~7 cm)
         df.to_csv(out, index=False)
     else:
         raise DataError(f"unknown export format {fmt!r}: use geojson, gpkg or csv")

@@ -79,6 +79,9 @@ def test_reports_open_offline(city, db_url, tmp_path):
     r = subprocess.run([RISKMAP, "report", "incident", "99999", "--out", str(tmp_path / "x.html")], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no incident 99999" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([RISKMAP, "report", "park", "1", "--out", str(tmp_path / "none" / "x.html")], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no folder" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_report_counts_every_receptor_and_lists_the_nearest(city):

@@ -1,5 +1,6 @@
 """Import/export through the registry: formats, CRS conversion, row-by-row rejection, all-or-nothing."""
 
+import csv
 import json
 import zipfile
 
@@ -178,3 +179,14 @@ def test_ids_and_references_the_database_would_refuse_are_clear_errors(clean, tm
     with pytest.raises(DataError, match="nothing written: duplicate key"):  # (id 1 is taken)
         import_file(clean, RECEPTORS, path, area=AREA)
     assert count(clean, RECEPTORS) == 1
+
+
+def test_csv_export_keeps_every_decimal(clean, tmp_path):
+    line = shapely.LineString([(102.712345678, 25.041234567), (102.723456789, 25.052345678)])
+    load(clean, "roads", gpd.GeoDataFrame({"name": ["路"], "road_class": ["urban"]}, geometry=[line], crs=4326))
+    out = tmp_path / "roads.csv"
+    export_layer(clean, registry.get("roads"), out, "csv")
+    back = shapely.from_wkt(next(csv.DictReader(out.open(encoding="utf-8")))["wkt"])
+    assert back.equals_exact(line, 1e-12)  # (6 decimals would be ~7 cm off)
+    with pytest.raises(DataError, match="no folder"):
+        export_layer(clean, registry.get("roads"), tmp_path / "none" / "roads.csv", "csv")
