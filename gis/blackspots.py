@@ -18,7 +18,8 @@ follow the practice found and are all configurable (``riskmap blackspots --help`
   the grade (red: major_x2, orange: fatal_x3, yellow: any_x5), segments are ranked by deaths, then
   crashes, then injuries, and the trend compares the crashes with the previous period.
 
-Distances are metres in CGCS2000 / 3-degree Gauss-Krüger CM 102E (EPSG:4543).
+Distances are metres in the metric CRS (``layers.crs.METRIC_EPSG``; for Kunming EPSG:4543, CGCS2000 /
+3-degree Gauss-Krüger CM 102E).
 """
 
 from __future__ import annotations

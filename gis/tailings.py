@@ -7,7 +7,7 @@ For every tailings pond (except decommissioned 销库 ones):
    directions by ``pysheds`` (fill pits, fill depressions, resolve flats, D8); the path follows the
    flow directions from the toe cell until it is ``distance_m`` long (应急〔2020〕15号: 1 km from the
    starter-dam toe along the tailings flow path), or until it leaves the DEM (``truncated``).
-3. **Zone.** The path buffered by ``corridor_m`` on each side (metric CRS EPSG:4543).
+3. **Zone.** The path buffered by ``corridor_m`` on each side (the metric CRS, ``layers.crs.METRIC_EPSG``).
 4. **Contents.** Receptors, roads (and how many are major: expressway / national / provincial),
    hazard installations in the zone (PostGIS), and the people in it from the population grid
    (coverage-weighted sum, ``gis/raster.py``).
@@ -97,7 +97,7 @@ def pond_grade(capacity_10k_m3: float | None, dam_height_m: float | None) -> int
 
 # -------------------------------------------------------------------------------------- hydrology
 def _open_metric(path: Path):
-    """The DEM as a dataset in a metric CRS: as is when projected, else warped to EPSG:4543."""
+    """The DEM as a dataset in a metric CRS: as is when projected, else warped to :data:`METRIC_EPSG`."""
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
@@ -240,7 +240,7 @@ FROM tailings_ponds ORDER BY id
 def zones(conn: Connection, settings: HeadTopSettings = HeadTopSettings()) -> tuple[list[dict], dict]:
     """Compute (without writing) every pond's downstream zone, contents, head-top flag and grade.
 
-    Returns the zone records (geometries in EPSG:4543) and statistics. A record is ``synthetic``
+    Returns the zone records (geometries in :data:`METRIC_EPSG`) and statistics. A record is ``synthetic``
     when its pond, the DEM or the population grid is; ``contents.notes`` names the synthetic grids.
     """
     dem_raster = registered(conn, "dem")

@@ -27,7 +27,6 @@ _EE = 0.00669342162296594323
 _X_PI = np.pi * 3000.0 / 180.0
 
 
-
 def _metric_epsg(epsg: int) -> int:
     """``epsg`` if it is a Transverse Mercator CRS in metres (what :mod:`gis.tmerc` computes), else ValueError."""
     try:
