@@ -96,6 +96,16 @@ def require_role(user: Principal, *roles: str) -> None:
     raise Forbidden(f"role {user.role!r} may not do this (needs {', '.join(roles)})")
 
 
+def needs(*roles: str):
+    """A dependency giving the caller if they have one of ``roles``, else 401/403: declared as a parameter
+    (``user: Annotated[Principal, Depends(needs(...))]``) it is checked before the request body is validated,
+    so a caller without the role learns nothing of the body's schema."""
+    def caller(user: UserDep) -> Principal:
+        require_role(user, *roles)
+        return user
+    return caller
+
+
 def layer_for(layer_id: str, user: UserDep) -> LayerSpec:
     """Path id -> registry entry the user may see; 404 unknown, 401/403 restricted."""
     try:

@@ -7,16 +7,16 @@ rule editing: editor. Anonymous callers get 401.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 import shapely
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shapely.validation import explain_validity
 from sqlalchemy import delete, insert, select, text, update
 
 from api.changes import reads_only
-from api.deps import ConnDep, UserDep, require_role
+from api.deps import ConnDep, Principal, UserDep, needs, require_role
 from api.errors import NotFound
 from gis import hazchem
 from gis.analyses import ANALYSES
@@ -24,9 +24,13 @@ from layers.derived import latest_run
 from layers.errors import DataError
 from layers.topics.hazchem import INSTALLATION_KINDS, PROTECTION_CLASSES, SafetyRule
 
+
 router = APIRouter(prefix="/analysis", tags=["analysis"])
 READERS = ("planner", "emergency", "editor")
 EDITORS = ("editor",)
+# callers with the role, checked before the body is validated (api.deps.needs)
+Reader = Annotated[Principal, Depends(needs(*READERS))]
+Editor = Annotated[Principal, Depends(needs(*EDITORS))]
 RULES = SafetyRule.__table__
 
 Use = Literal[hazchem.RECEPTOR_USES + hazchem.INSTALLATION_USES]  # type: ignore[valid-type]
@@ -106,9 +110,8 @@ def grading(installation_id: int, conn: ConnDep, user: UserDep):
 
 @router.post("/siting-check")
 @reads_only
-def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: UserDep):
+def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: Reader):
     """Conflicts of a proposed site with the safety distances, both ways (see gis.hazchem.siting_check)."""
-    require_role(user, *READERS)
     kind = body.geometry.get("type")
     if kind not in SITE_TYPES:
         raise DataError(f"geometry type must be one of {', '.join(SITE_TYPES)}, got {kind!r}")
@@ -141,16 +144,14 @@ def list_rules(conn: ConnDep, user: UserDep):
 
 
 @router.post("/safety-rules", status_code=201)
-def add_rule(body: RuleIn, conn: ConnDep, user: UserDep):
-    require_role(user, *EDITORS)
+def add_rule(body: RuleIn, conn: ConnDep, user: Editor):
     row = conn.execute(insert(RULES).values(**body.model_dump()).returning(*RULES.c)).one()
     conn.commit()
     return _rule(row)
 
 
 @router.put("/safety-rules/{rule_id}")
-def replace_rule(rule_id: int, body: RuleIn, conn: ConnDep, user: UserDep):
-    require_role(user, *EDITORS)
+def replace_rule(rule_id: int, body: RuleIn, conn: ConnDep, user: Editor):
     row = conn.execute(update(RULES).where(RULES.c.id == rule_id)
                        .values(**body.model_dump(), updated_at=text("now()")).returning(*RULES.c)).first()
     if row is None:

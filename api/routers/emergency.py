@@ -6,21 +6,23 @@ the incident log and reports). Resource contact fields are shown to the roles th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from api import reports
-from api.deps import ConnDep, Principal, UserDep, require_role
+from api.deps import ConnDep, Principal, UserDep, needs, require_role
 from gis import emergency as em
 from layers import registry
 from layers.errors import DataError
 
 router = APIRouter(prefix="/emergency", tags=["emergency"])
 READERS = ("emergency", "planner")
+# callers with the role, checked before the body is validated (api.deps.needs)
+Responder = Annotated[Principal, Depends(needs("emergency"))]
 
 
 class IncidentRequest(BaseModel):
@@ -52,9 +54,8 @@ def _area(request: Request):
 
 
 @router.post("/incident")
-def incident(body: IncidentRequest, request: Request, conn: ConnDep, user: UserDep):
+def incident(body: IncidentRequest, request: Request, conn: ConnDep, user: Responder):
     """Zones, counts and ranked resources for a spill; kept in the duty log unless ``save`` is false."""
-    require_role(user, "emergency")
     inp = em.IncidentInput(body.lon, body.lat, body.chemical, body.spill, body.time, body.wind_from_deg,
                            body.wind_speed_ms, body.container, body.resource_limit)
     result = em.analyse_incident(conn, inp, show_contacts=shows_contacts(user), area=_area(request))
@@ -119,9 +120,8 @@ def get_incident(incident_id: int, conn: ConnDep, user: UserDep):
 
 
 @router.patch("/incidents/{incident_id}")
-def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user: UserDep):
+def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user: Responder):
     """Close an incident or add a hand-over note (who and when are recorded)."""
-    require_role(user, "emergency")
     if body.status is None and not (body.note or "").strip():
         raise DataError("give a status ('open'/'closed') or a note")
     reports.stored_incident(conn, incident_id)

@@ -9,14 +9,14 @@ emergency/editor/admin. Anonymous callers see nothing (monitoring data is sensit
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ConnDep, UserDep, require_role
+from api.deps import ConnDep, Principal, UserDep, needs, require_role
 from api.errors import NotFound
 from gis import monitoring
 from layers.errors import DataError
@@ -27,6 +27,9 @@ router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 INGEST = ("editor",)
 ACK = ("emergency", "editor")
 READ = tuple(sorted(STAFF))
+# callers with the role, checked before the body is validated (api.deps.needs)
+Acknowledger = Annotated[Principal, Depends(needs(*ACK))]
+Editor = Annotated[Principal, Depends(needs(*INGEST))]
 MAX_BODY = 20 * 1024 * 1024
 AssetLayer = Literal["tailings_ponds", "hazard_installations"]
 
@@ -99,9 +102,8 @@ class Ack(BaseModel):
 
 
 @router.post("/alarms/{alarm_id}/ack")
-def acknowledge(request: Request, user: UserDep, alarm_id: int, ack: Ack = Body(default_factory=Ack)):
+def acknowledge(request: Request, user: Acknowledger, alarm_id: int, ack: Ack = Body(default_factory=Ack)):
     """Acknowledge an alarm (emergency, editor, admin): recorded with the user's name in its history."""
-    require_role(user, *ACK)
     with request.app.state.engine.begin() as conn:
         found = monitoring.acknowledge(conn, alarm_id, user.name, ack.note)
     if found is None:
@@ -178,9 +180,8 @@ class ThresholdIn(BaseModel):
 
 
 @router.put("/thresholds")
-def put_threshold(request: Request, user: UserDep, body: ThresholdIn):
+def put_threshold(request: Request, user: Editor, body: ThresholdIn):
     """Create or replace the thresholds of a kind (default) or of one asset (editor, admin)."""
-    require_role(user, *INGEST)
     values = body.model_dump(exclude={"kind", "asset_layer", "asset_id"})
     with request.app.state.engine.begin() as conn:
         return monitoring.set_threshold(conn, body.kind, values, body.asset_layer, body.asset_id)

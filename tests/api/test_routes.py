@@ -212,3 +212,15 @@ def test_plans_run_on_the_event_loop_unless_they_need_the_database(client, net, 
     answer = client.post("/routes/plan", json=night, headers=rc).json()
     assert calls == [True, False] and answer == by_route[1]  # then in a thread, which may ask the database
     assert [c["target_name"] for c in answer["unrestricted"]["conflicts"] if c["target"] == "road"] == ["M1", "M2"]
+
+
+def test_the_role_is_checked_before_the_body(client, net, token):
+    # (a caller without the role learns nothing of the body's schema: 401/403 whatever the body)
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    for path, headers, status in (("/routes/check", {}, 401), ("/routes/plan", {}, 401), ("/routes/rules", planner, 403),
+                                  ("/analysis/safety-rules", planner, 403), ("/emergency/incident", {}, 401),
+                                  ("/analysis/siting-check", {}, 401)):
+        r = client.post(path, json={"nonsense": 1}, headers=headers)
+        assert r.status_code == status, (path, r.text)
+    r = client.put("/monitoring/thresholds", json={"kind": 5}, headers=planner)
+    assert r.status_code == 403, r.text
