@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
@@ -30,6 +30,36 @@ from layers.db import libpq_url, make_engine
 from layers.settings import REPO_ROOT, StoreSettings
 
 log = logging.getLogger("riskmap.access")
+
+
+MAX_REQUEST_BYTES = 25 * 1024 * 1024  # the largest body taken (GPX files and batches of readings: 20 MB)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body over :data:`MAX_REQUEST_BYTES` is answered 413 by its
+    Content-Length before anything reads it; one sent in chunks with no length ends, for the app, as a
+    client gone once it passes the limit."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None:
+            if length.isdigit() and int(length) <= MAX_REQUEST_BYTES:
+                return await self.app(scope, receive, send)
+            return await JSONResponse({"code": "PayloadTooLarge", "description": (
+                f"the request body may be at most {MAX_REQUEST_BYTES // 1024 // 1024} MB")}, 413)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if seen > MAX_REQUEST_BYTES else message
+        return await self.app(scope, counted, send)
 
 
 class AccessLog:
@@ -73,13 +103,13 @@ class AccessLog:
 
 
 class RiskmapApp(FastAPI):
-    """FastAPI with the access log and the fast paths outside Starlette's own middleware (all pure
-    ASGI): they answer most tile requests and route plans/checks without the rest of the stack."""
+    """FastAPI with the access log, the body limit and the fast paths outside Starlette's own middleware
+    (all pure ASGI): they answer most tile requests and route plans/checks without the rest of the stack."""
 
     def build_middleware_stack(self):
         inner = super().build_middleware_stack()
         fast = RouteFastPath(TileFastPath(inner, state=self.state), state=self.state)
-        return AccessLog(fast, metrics=self.state.metrics)
+        return AccessLog(BodyLimit(fast), metrics=self.state.metrics)
 
 
 def create_app(database_url: str, api_settings: ApiSettings | None = None,

@@ -153,3 +153,11 @@ def test_values_the_database_cannot_hold_are_400(client, receptors):
         assert r.status_code in (400, 404) and r.json()["code"] in ("InvalidValue", "DataError", "NotFound"), r.text
     for fid in ("999999999999", "²", "١٢"):  # (beyond an integer; digits that are not 0-9)
         assert client.get(f"/collections/receptors/items/{fid}").status_code == 404
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(client):
+    from api.app import MAX_REQUEST_BYTES
+
+    r = client.post("/analysis/safety-rules", content=b"x" * (MAX_REQUEST_BYTES + 1),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "PayloadTooLarge"
