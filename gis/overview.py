@@ -12,10 +12,10 @@ from layers import registry
 
 
 def district_overview(conn: Connection, role: str) -> list[dict]:
-    """Rows of adcode, name, bbox, population, parks, installations_by_level, headtop_ponds, blackspots."""
+    """Rows of adcode, name, name_en, bbox, population, parks, installations_by_level, headtop_ponds, blackspots."""
     visible = {s.id for s in registry.visible_layers(role)}
     rows = conn.execute(text("""
-        SELECT a.adcode, a.name, a.population,
+        SELECT a.adcode, a.name, a.name_en, a.population,
                ST_XMin(Box2D(a.geom)) x0, ST_YMin(Box2D(a.geom)) y0, ST_XMax(Box2D(a.geom)) x1, ST_YMax(Box2D(a.geom)) y1,
                (SELECT count(*) FROM chemical_parks p WHERE ST_Contains(a.geom, ST_PointOnSurface(p.geom))) parks,
                (SELECT jsonb_object_agg(coalesce(level::text, 'none'), n) FROM
@@ -29,7 +29,7 @@ def district_overview(conn: Connection, role: str) -> list[dict]:
     for r in rows:
         levels = r["levels"] or {}
         out.append({
-            "adcode": r["adcode"], "name": r["name"], "population": r["population"],
+            "adcode": r["adcode"], "name": r["name"], "name_en": r["name_en"], "population": r["population"],
             "bbox": [r["x0"], r["y0"], r["x1"], r["y1"]],
             "parks": r["parks"] if "chemical_parks" in visible else None,
             "installations_by_level": ({k: levels.get(k, 0) for k in ("1", "2", "3", "4", "none")}

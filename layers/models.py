@@ -67,6 +67,7 @@ class AnalysisRun(Base):
 
 class AdminArea(LayerMixin, Base):
     __tablename__ = "admin_areas"
+    name_en: Mapped[str | None] = mapped_column(Text)
     adcode: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
     level: Mapped[str | None] = mapped_column(Text)
     population: Mapped[int | None] = mapped_column(BigInteger)

@@ -20,7 +20,7 @@ from layers.topics import emergency, hazchem, monitoring, roadnet
 BASE_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(
         "admin_areas", models.AdminArea, "行政区划（区县）", "Districts and counties", "base", "MultiPolygon",
-        (F("name", "str", "名称", "Name", required=True),
+        (F("name", "str", "名称", "Name", required=True), F("name_en", "str", "英文名称", "English name"),
          F("adcode", "str", "行政区划代码", "Admin code (adcode)", required=True, pattern=r"^\d{6}$"),
          F("level", "str", "级别", "Level", codes={"district": ("市辖区", "District"),
                                                   "county": ("县", "County"),

@@ -109,9 +109,12 @@ def districts_frame() -> gpd.GeoDataFrame:
     frame["population_year"] = 2023
     frame["level"] = frame["name"].map(lambda n: "county_city" if n.endswith("市")
                                        else ("county" if n.endswith("县") else "district"))
+    english = pd.read_csv(KUNMING / "kunming_district_names_en.csv", dtype={"adcode": str})
+    frame = frame.merge(english[["adcode", "name_en"]], on="adcode", how="left")
     frame["synthetic"] = False
     frame["source"] = SOURCE_DISTRICTS
-    return frame[["adcode", "name", "level", "population", "population_year", "synthetic", "source", "geometry"]]
+    return frame[["adcode", "name", "name_en", "level", "population", "population_year", "synthetic", "source",
+                  "geometry"]]
 
 
 class Inputs:

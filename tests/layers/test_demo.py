@@ -243,6 +243,16 @@ def test_district_boundaries_land_on_the_derived_wgs84_copies(demo_engine):
     assert max(a[k].hausdorff_distance(b[k]) for k in a.index) < 5
 
 
+def test_districts_carry_their_english_names(demo_engine):
+    """Every district has its English name; the names are the Chinese ones' Hanyu Pinyin (the generic term
+    translated), checked here by their generic term."""
+    rows = frame(demo_engine, "SELECT adcode, name, name_en, geom FROM admin_areas")
+    assert rows.name_en.notna().all() and len(rows) == 14
+    generic = {"区": "District", "县": "County", "市": "City"}
+    assert all(en.endswith(generic[zh[-1]]) for zh, en in zip(rows.name, rows.name_en))
+    assert dict(zip(rows.adcode, rows.name_en))["530181"] == "Anning City"
+
+
 def test_inventories_grade_to_all_four_levels(demo_engine):
     """gis.gb18218 on the stored inventories: some units below threshold, all four levels at α = 1."""
     with demo_engine.connect() as conn:
