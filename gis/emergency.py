@@ -42,7 +42,7 @@ from sqlalchemy import Connection, text
 from gis import roadgraph
 from gis.errors import AnalysisError, UnknownSubstanceError
 from gis.raster import Registered, registered_path, zonal_sum
-from layers.crs import from_metric, to_metric
+from layers.crs import from_metric, in_box, to_metric
 
 _DATA = Path(__file__).with_name("data")
 EDITION = "ERG2024"
@@ -508,7 +508,7 @@ class IncidentInput:
     def check(self, area: tuple[float, float, float, float] | None = None) -> None:
         if not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
             raise AnalysisError("lon/lat must be WGS84 degrees")
-        if area and not (area[0] <= self.lon <= area[2] and area[1] <= self.lat <= area[3]):
+        if area and not in_box(self.lon, self.lat, area):
             raise AnalysisError(f"the point ({self.lon}, {self.lat}) is outside the served area {list(area)}")
         if self.wind_from_deg is not None and not (0 <= self.wind_from_deg <= 360):
             raise AnalysisError("wind_from_deg must be between 0 and 360 (direction the wind blows from)")

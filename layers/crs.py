@@ -46,6 +46,11 @@ def _metric_epsg(epsg: int) -> int:
 METRIC_EPSG = _metric_epsg(MetricCRSSetting().metric_epsg)
 
 
+def in_box(lon: float, lat: float, box: tuple[float, float, float, float]) -> bool:
+    """Whether the point is inside (or on) the lon/lat box (min lon, min lat, max lon, max lat)."""
+    return box[0] <= lon <= box[2] and box[1] <= lat <= box[3]
+
+
 def _out_of_china(lon, lat):
     return (lon < 72.004) | (lon > 137.8347) | (lat < 0.8293) | (lat > 55.8271)
 

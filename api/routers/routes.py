@@ -21,6 +21,7 @@ from api.responses import FastJSONResponse as JSONResponse
 from gis import roadgraph, routing
 from gis.errors import AnalysisError
 from gis.roadnet import components, network_problems
+from layers.crs import in_box
 from layers.db import LazyConnection, NeedsDatabase
 from layers.topics.roadnet import ROUTE_CHECK_ROLES, ROUTE_DATA_ROLES
 
@@ -68,8 +69,7 @@ def _area(state) -> tuple[float, float, float, float]:
 def _ends_in_area(body, area) -> None:
     for what in ("origin", "destination"):
         point = getattr(body, what)
-        if point is not None and len(point) == 2 \
-                and not (area[0] <= point[0] <= area[2] and area[1] <= point[1] <= area[3]):
+        if point is not None and len(point) == 2 and not in_box(*point, area):
             raise AnalysisError(f"the {what} {point} is outside the served area {list(area)} (lon/lat)")
 
 
