@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import DataError as SQLDataError, DBAPIError, OperationalError, TimeoutError as PoolTimeout
 
-from gis.errors import AnalysisError
+from gis.errors import AnalysisError, ConflictError
 from layers.errors import DataError, ImportRejected
 
 log = logging.getLogger("riskmap.api")
@@ -35,6 +35,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     ImportRejected: 422,
     DataError: 400,
     AnalysisError: 400,
+    ConflictError: 409,
 }
 
 

@@ -7,3 +7,7 @@ class AnalysisError(ValueError):
 
 class UnknownSubstanceError(AnalysisError):
     """A substance that is neither in GB 18218 Table 1 nor given a hazard class."""
+
+
+class ConflictError(AnalysisError):
+    """A request that the current state refuses (answered 409), e.g. an alarm already acknowledged."""

@@ -55,6 +55,7 @@ import psycopg
 import pydantic_core
 from sqlalchemy import Connection, text
 
+from gis.errors import ConflictError
 from layers import registry
 from layers.db import db_key
 from layers.errors import DataError
@@ -732,6 +733,9 @@ def _message(item: str, level: int, meta: SensorMeta | None, value: float | None
 
 UPDATE_ALARM = text(
     "UPDATE monitoring_alarms SET level = :lv, max_level = greatest(max_level, :lv), updated_at = :t, "
+    # (an escalation needs a new acknowledgement: SET reads the row's old level)
+    "acknowledged_by = CASE WHEN :lv > level THEN NULL ELSE acknowledged_by END, "
+    "acknowledged_at = CASE WHEN :lv > level THEN NULL ELSE acknowledged_at END, "
     "sensor_code = coalesce(:code, sensor_code), value = coalesce(:v, value), message = :msg, "
     "status = CASE WHEN :lv = 0 THEN 'closed' ELSE 'open' END, "
     "closed_at = CASE WHEN :lv = 0 THEN CAST(:t AS timestamptz) END WHERE id = :id")
@@ -910,11 +914,21 @@ def alarm_detail(conn: Connection, alarm_id: int) -> dict | None:
 
 
 def acknowledge(conn: Connection, alarm_id: int, user: str, note: str | None = None) -> dict | None:
-    """Record that ``user`` has seen the alarm (an ``ack`` event in its history)."""
-    row = conn.execute(text("UPDATE monitoring_alarms SET acknowledged_by = :u, acknowledged_at = now() WHERE id = :id "
-                            "RETURNING level"), {"u": user, "id": alarm_id}).first()
+    """Record that ``user`` has seen the alarm (an ``ack`` event in its history).
+
+    An alarm is acknowledged once per level reached: a second acknowledgement before it escalates
+    again is refused (:class:`ConflictError`), keeping who acknowledged it first; an escalation clears
+    the acknowledgement (``UPDATE_ALARM``)."""
+    row = conn.execute(text("SELECT level, acknowledged_by, acknowledged_at FROM monitoring_alarms WHERE id = :id "
+                            "FOR UPDATE"), {"id": alarm_id}).first()
     if row is None:
         return None
+    if row.acknowledged_by is not None:
+        raise ConflictError(f"alarm {alarm_id} was already acknowledged by {row.acknowledged_by} at "
+                            f"{row.acknowledged_at.isoformat()} (a new acknowledgement is needed only after it "
+                            f"escalates)")
+    conn.execute(text("UPDATE monitoring_alarms SET acknowledged_by = :u, acknowledged_at = now() WHERE id = :id"),
+                 {"u": user, "id": alarm_id})
     conn.execute(text("INSERT INTO monitoring_alarm_events (alarm_id, time, event, level, user_name, note) "
                       "VALUES (:a, now(), 'ack', :lv, :u, :n)"), {"a": alarm_id, "lv": row.level, "u": user, "n": note})
     return alarm_detail(conn, alarm_id)

@@ -48,6 +48,30 @@ def test_roles_and_anonymous(client, site, token):
     assert client.post("/monitoring/alarms/1/ack", headers=planner).status_code == 403
 
 
+def test_acknowledged_once_per_level(client, site, token):
+    """A second acknowledgement is refused (409) and keeps the first; an escalation needs a new one."""
+    editor, emergency = ({"Authorization": f"Bearer {token(r)}"} for r in ("editor", "emergency"))
+    def post(*readings):
+        body = {"readings": [{"sensor": "TP1-D1", "time": at(m), "value": v, "unit": "mm"} for m, v in readings]}
+        return [a["event"] for a in client.post("/monitoring/readings", json=body, headers=editor).json()["alarms"]]
+
+    assert post((15, 20), (10, 55), (8, 60)) == ["open"]
+    alarm_id = client.get("/monitoring/alarms", headers=emergency).json()["alarms"][0]["id"]
+    assert client.post(f"/monitoring/alarms/{alarm_id}/ack", headers=emergency).json()["acknowledged_by"] == "test-emergency"
+    again = client.post(f"/monitoring/alarms/{alarm_id}/ack", headers=editor)
+    assert again.status_code == 409 and "already acknowledged by test-emergency" in again.json()["description"]
+    detail = client.get(f"/monitoring/alarms/{alarm_id}", headers=editor).json()
+    assert detail["acknowledged_by"] == "test-emergency" and [h["event"] for h in detail["history"]] == ["open", "ack"]
+    assert post((5, 125)) == ["escalate"]
+    detail = client.get(f"/monitoring/alarms/{alarm_id}", headers=editor).json()
+    assert detail["level"] == "red" and detail["acknowledged_by"] is None and detail["acknowledged_at"] is None
+    acked = client.post(f"/monitoring/alarms/{alarm_id}/ack", headers=editor).json()
+    assert acked["acknowledged_by"] == "test-editor"
+    assert [(h["event"], h["level"], h["user_name"]) for h in acked["history"]] == [
+        ("open", "yellow", None), ("ack", "yellow", "test-emergency"), ("escalate", "red", None),
+        ("ack", "red", "test-editor")]
+
+
 def test_ingest_json_csv_and_rejections(client, site, token):
     editor = {"Authorization": f"Bearer {token('editor')}"}
     body = {"readings": [
