@@ -382,8 +382,9 @@ def _check_positions(coords, max_vertices: int, area: tuple[float, float, float,
     try:  # the usual case in one step: numbers, lon/lat in range, two distinct
         xy = np.asarray(coords, dtype=float)
         xy = xy[:, :2] if xy.ndim == 2 else xy  # ([lon, lat, z]: z left out)
+        # (JSON true/false become 1/0 here: any 0 or 1 is looked at one by one)
         if not (xy.ndim == 2 and xy.shape[1] == 2 and ((xy >= (-180, -90)) & (xy <= (180, 90))).all()
-                and (xy != xy[0]).any()):
+                and (xy != xy[0]).any() and not ((xy == 0) | (xy == 1)).any()):
             xy = None
     except (TypeError, ValueError, IndexError):
         pass
@@ -400,7 +401,7 @@ def _positions_one_by_one(coords: list) -> list[list[float]]:
     out = []
     for i, c in enumerate(coords):
         try:
-            if isinstance(c, str) or any(isinstance(v, str) for v in c[:2]):
+            if isinstance(c, str) or any(isinstance(v, (str, bool)) for v in c[:2]):
                 raise TypeError
             lon, lat = float(c[0]), float(c[1])
         except (TypeError, ValueError, IndexError, KeyError):

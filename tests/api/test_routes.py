@@ -108,6 +108,8 @@ def test_check_default_rules(client, net, rc):
     ({"route": {"type": "LineString", "coordinates": [[1, 2], [3]]}, "cargo": CHLORINE},
      "position 1 is not [lon, lat]"),
     ({"route": {"type": "LineString", "coordinates": [[1, 2], [1, 2]]}, "cargo": CHLORINE}, "two distinct"),
+    ({"route": {"type": "LineString", "coordinates": [MAIN["coordinates"][0], [True, False]]}, "cargo": CHLORINE},
+     "position 1 is not [lon, lat]: [True, False]"),
     ({"route": MAIN, "gpx": GPX, "cargo": CHLORINE}, "exactly one of"),
     ({"route": MAIN, "cargo": CHLORINE, "departure": "tomorrow"}, "ISO 8601"),
     ({"route": MAIN, "cargo": CHLORINE, "speed": 3}, "speed"),
