@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from layers import models, registry
 from layers.crs import METRIC_EPSG, from_metric
 from layers.demo import facilities, roads, terrain
-from layers.demo.sources import Inputs, districts_frame
+from layers.demo.sources import SOURCE_DISTRICTS, Inputs, district_names_en, districts_frame
 from layers.errors import DataError, ImportRejected
 from layers.io import settle, validate, write
 from layers.settings import StoreSettings
@@ -182,10 +182,15 @@ def load_demo(engine: Engine, store: StoreSettings, scale: int = 1, seed: int = 
 
 
 def load_demo_if_empty(engine: Engine, store: StoreSettings) -> bool:
-    """Load the demo (scale 1) into an empty database (no admin areas yet); False if data is there."""
-    spec = registry.get("admin_areas")
-    with engine.connect() as conn:
-        if conn.execute(select(func.count()).select_from(spec.model.__table__)).scalar_one():
+    """Load the demo (scale 1) into an empty database (no admin areas yet); False if data is there
+    (the demo's districts then get the English names a demo loaded before them lacks)."""
+    table = registry.get("admin_areas").model.__table__
+    with engine.begin() as conn:
+        if conn.execute(select(func.count()).select_from(table)).scalar_one():
+            names = district_names_en()
+            for adcode, name_en in zip(names["adcode"], names["name_en"]):
+                conn.execute(table.update().where(table.c.adcode == adcode, table.c.name_en.is_(None),
+                                                  table.c.source == SOURCE_DISTRICTS).values(name_en=name_en))
             return False
     log.info("loading the Kunming demo data")
     load_demo(engine, store, replace=True)

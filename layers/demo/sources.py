@@ -99,6 +99,11 @@ class Grid:
                                   dtype=dtype, all_touched=all_touched)
 
 
+def district_names_en() -> pd.DataFrame:
+    """adcode, name_en of the 14 districts (Hanyu Pinyin, data/kunming/kunming_district_names_en.csv)."""
+    return pd.read_csv(KUNMING / "kunming_district_names_en.csv", dtype={"adcode": str})[["adcode", "name_en"]]
+
+
 def districts_frame() -> gpd.GeoDataFrame:
     """The 14 real district polygons (converted from GCJ-02) with their 2023 populations."""
     frame, _ = read_source(DISTRICTS_GCJ02, "gcj02")
@@ -109,8 +114,7 @@ def districts_frame() -> gpd.GeoDataFrame:
     frame["population_year"] = 2023
     frame["level"] = frame["name"].map(lambda n: "county_city" if n.endswith("市")
                                        else ("county" if n.endswith("县") else "district"))
-    english = pd.read_csv(KUNMING / "kunming_district_names_en.csv", dtype={"adcode": str})
-    frame = frame.merge(english[["adcode", "name_en"]], on="adcode", how="left")
+    frame = frame.merge(district_names_en(), on="adcode", how="left")
     frame["synthetic"] = False
     frame["source"] = SOURCE_DISTRICTS
     return frame[["adcode", "name", "name_en", "level", "population", "population_year", "synthetic", "source",

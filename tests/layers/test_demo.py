@@ -328,6 +328,12 @@ def test_same_seed_same_data_and_scale_multiplies(demo_store, capsys):
 
 
 def test_load_refuses_a_database_with_data_unless_replace(demo_engine, demo_store):
+    with demo_engine.begin() as conn:  # a demo loaded before districts had English names
+        conn.execute(text("UPDATE admin_areas SET name_en = NULL WHERE adcode IN ('530102', '530181')"))
     assert load_demo_if_empty(demo_engine, demo_store) is False
+    with demo_engine.connect() as conn:  # ... gets them when the server starts on it
+        names = dict(conn.execute(text(
+            "SELECT adcode, name_en FROM admin_areas WHERE adcode IN ('530102', '530181')")).all())
+    assert names == {"530102": "Wuhua District", "530181": "Anning City"}
     with pytest.raises(DataError, match="--replace"):
         load_demo(demo_engine, demo_store)
