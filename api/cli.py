@@ -146,6 +146,10 @@ def import_cmd(
     source_crs: Optional[str] = typer.Option(None, "--source-crs", help="EPSG code, GCJ-02 or BD-09"),
     replace: bool = typer.Option(False, help="replace the layer's contents instead of appending"),
     make_valid: bool = typer.Option(False, help="repair invalid geometries (shapely make_valid) instead of rejecting"),
+    source_layer: Optional[str] = typer.Option(
+        None, "--source-layer", metavar="NAME",
+        help="the layer of FILE to import when it holds several (a GeoPackage); without it such a file is "
+             "refused with the names of its layers (`ogrinfo FILE` lists them too)"),
 ) -> None:
     """Validate a file against the layer registry and load it in one transaction (all or nothing)."""
     from layers.io import import_file
@@ -155,7 +159,8 @@ def import_cmd(
     with database(store) as (_, engine):
         try:
             result = import_file(engine, spec, file, source_crs=source_crs, area=store.area_bbox,
-                                 replace=replace, progress=sys.stderr.isatty(), make_valid=make_valid)
+                                 replace=replace, progress=sys.stderr.isatty(), make_valid=make_valid,
+                                 source_layer=source_layer)
         except ImportRejected as exc:
             fail(exc.report())
         except DataError as exc:

@@ -103,7 +103,19 @@ def needs(*roles: str):
     def caller(user: UserDep) -> Principal:
         require_role(user, *roles)
         return user
+    caller.roles = frozenset(roles)  # (read by roles_of, e.g. for GET /auth/me)
     return caller
+
+
+def roles_of(alias) -> frozenset[str]:
+    """The roles a ``needs(...)`` dependency admits (besides admin), given the dependency or its annotated
+    alias (``Annotated[Principal, Depends(needs(...))]``): what the caller's ``can`` of ``GET /auth/me`` reads,
+    so that it is the very set the endpoint enforces."""
+    for meta in getattr(alias, "__metadata__", (alias,)):
+        roles = getattr(getattr(meta, "dependency", meta), "roles", None)
+        if roles is not None:
+            return roles
+    raise TypeError(f"{alias!r} is not a needs(...) dependency")
 
 
 def layer_for(layer_id: str, user: UserDep) -> LayerSpec:

@@ -179,7 +179,7 @@ def district_report(conn: Connection, adcode: str, role: str = "admin") -> str:
                 "SELECT adcode, name, population, synthetic, ST_AsGeoJSON(geom) gj, ST_XMin(Box2D(geom)) x0, "
                 "ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
                 "FROM admin_areas WHERE adcode = :a", a=adcode)
-    row = next(r for r in district_overview(conn, role) if r["adcode"] == adcode)
+    row = next(r for r in district_overview(conn, role)["districts"] if r["adcode"] == adcode)
     parks = _points(conn, "SELECT p.name, p.risk_grade, ST_AsGeoJSON(p.geom) gj FROM chemical_parks p, admin_areas a "
                           "WHERE a.adcode = :a AND ST_Contains(a.geom, ST_PointOnSurface(p.geom))", a=adcode)
     title = f"区县报告 District report: {area['name']} ({adcode})"

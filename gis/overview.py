@@ -1,7 +1,9 @@
 """District overview: per district counts of the one-map's key objects (for the table and choropleth).
 
-Objects are assigned to the district containing their point-on-surface. Counts of layers a role may
-not see are returned as None rather than leaked as numbers.
+Objects are assigned to the district containing their point-on-surface (a black spot: its midpoint);
+those in no district (e.g. on a road beyond the city boundary) are counted apart, so the table's
+totals are the layers' totals. Counts of layers a role may not see are returned as None rather than
+leaked as numbers.
 """
 
 from __future__ import annotations
@@ -10,39 +12,48 @@ from sqlalchemy import Connection, text
 
 from layers import registry
 
+LEVELS = ("1", "2", "3", "4", "none")
+# count key -> (layer, the point placing a feature, a condition, a grouping): fixed SQL, no user text
+COUNTS = {
+    "parks": ("chemical_parks", "ST_PointOnSurface(x.geom)", "true", "NULL"),
+    "installations_by_level": ("hazard_installations", "ST_PointOnSurface(x.geom)", "true",
+                               "coalesce(x.level::text, 'none')"),
+    "tailings_ponds": ("tailings_ponds", "ST_PointOnSurface(x.geom)", "true", "NULL"),
+    "headtop_ponds": ("tailings_ponds", "ST_PointOnSurface(x.geom)", "x.headtop", "NULL"),
+    "blackspots": ("blackspots", "ST_LineInterpolatePoint(x.geom, 0.5)", "true", "NULL"),
+}
 
-def district_overview(conn: Connection, role: str) -> list[dict]:
-    """Rows of adcode, name, name_en, bbox, population, parks, installations_by_level, headtop_ponds, blackspots."""
+
+def district_overview(conn: Connection, role: str) -> dict:
+    """``districts``: rows of adcode, name, name_en, bbox, population and the counts of :data:`COUNTS`;
+    ``outside``: the same counts of the features in no district."""
     visible = {s.id for s in registry.visible_layers(role)}
-    rows = conn.execute(text("""
-        SELECT a.adcode, a.name, a.name_en, a.population,
-               ST_XMin(Box2D(a.geom)) x0, ST_YMin(Box2D(a.geom)) y0, ST_XMax(Box2D(a.geom)) x1, ST_YMax(Box2D(a.geom)) y1,
-               (SELECT count(*) FROM chemical_parks p WHERE ST_Contains(a.geom, ST_PointOnSurface(p.geom))) parks,
-               (SELECT jsonb_object_agg(coalesce(level::text, 'none'), n) FROM
-                  (SELECT h.level, count(*) n FROM hazard_installations h
-                   WHERE ST_Contains(a.geom, ST_PointOnSurface(h.geom)) GROUP BY h.level) l) levels,
-               (SELECT count(*) FROM tailings_ponds t WHERE t.headtop AND ST_Contains(a.geom, ST_PointOnSurface(t.geom))) headtop,
-               (SELECT count(*) FROM tailings_ponds t WHERE ST_Contains(a.geom, ST_PointOnSurface(t.geom))) ponds
-        FROM admin_areas a ORDER BY a.adcode""")).mappings().all()
-    blackspots = _blackspots_by_district(conn) if "blackspots" in visible else {}
-    out = []
-    for r in rows:
-        levels = r["levels"] or {}
-        out.append({
-            "adcode": r["adcode"], "name": r["name"], "name_en": r["name_en"], "population": r["population"],
-            "bbox": [r["x0"], r["y0"], r["x1"], r["y1"]],
-            "parks": r["parks"] if "chemical_parks" in visible else None,
-            "installations_by_level": ({k: levels.get(k, 0) for k in ("1", "2", "3", "4", "none")}
-                                       if "hazard_installations" in visible else None),
-            "tailings_ponds": r["ponds"] if "tailings_ponds" in visible else None,
-            "headtop_ponds": r["headtop"] if "tailings_ponds" in visible else None,
-            "blackspots": blackspots.get(r["adcode"], 0) if "blackspots" in visible else None,
-        })
-    return out
+    counts = {key: _by_district(conn, *spec) for key, spec in COUNTS.items() if spec[0] in visible}
+
+    def row(adcode: str | None) -> dict:
+        out = {}
+        for key in COUNTS:
+            if key not in counts:
+                out[key] = None
+            elif key == "installations_by_level":
+                out[key] = {lv: counts[key].get((adcode, lv), 0) for lv in LEVELS}
+            else:
+                out[key] = counts[key].get((adcode, None), 0)
+        return out
+
+    areas = conn.execute(text(
+        "SELECT adcode, name, name_en, population, ST_XMin(Box2D(geom)) x0, ST_YMin(Box2D(geom)) y0, "
+        "ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 FROM admin_areas ORDER BY adcode")).mappings()
+    districts = [{"adcode": a["adcode"], "name": a["name"], "name_en": a["name_en"], "population": a["population"],
+                  "bbox": [a["x0"], a["y0"], a["x1"], a["y1"]]} | row(a["adcode"]) for a in areas]
+    return {"districts": districts, "outside": row(None)}
 
 
-def _blackspots_by_district(conn: Connection) -> dict[str, int]:
+def _by_district(conn: Connection, table: str, point: str, where: str, group: str) -> dict[tuple, int]:
+    """(adcode or None outside every district, group) -> count; a feature in two overlapping districts
+    counts once, in the first by adcode."""
     rows = conn.execute(text(
-        "SELECT a.adcode, count(b.*) FROM admin_areas a JOIN blackspots b "
-        "ON ST_Contains(a.geom, ST_LineInterpolatePoint(b.geom, 0.5)) GROUP BY a.adcode")).all()
-    return dict(rows)
+        f"SELECT d.adcode, {group} AS g, count(*) AS n FROM {table} x LEFT JOIN LATERAL "
+        f"(SELECT a.adcode FROM admin_areas a WHERE ST_Contains(a.geom, {point}) ORDER BY a.adcode LIMIT 1) d "
+        f"ON true WHERE {where} GROUP BY 1, 2"))
+    return {(adcode, g): n for adcode, g, n in rows}

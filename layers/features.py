@@ -41,8 +41,8 @@ def _where(spec: LayerSpec, role: str, bbox, filters: dict[str, str]):
     for name, raw in filters.items():
         if name not in visible:
             raise DataError(f"unknown property {name!r} for {spec.id}; filterable: {', '.join(visible)}")
-        try:
-            value = _cast(visible[name], raw, table.c[name])
+        try:  # (not held to the field's minimum and maximum: rows stored before a bound can still be found)
+            value = _cast(visible[name], raw, table.c[name], bounds=False)
         except (ValueError, TypeError) as exc:
             raise DataError(str(exc)) from exc
         col = table.c[name]

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyogrio
 import shapely
 from shapely.validation import explain_validity
 from sqlalchemy import BigInteger, Column, Connection, delete, func, insert, select, text
@@ -37,6 +39,9 @@ GEOM_TYPES = {
     "MultiPolygon": ("Polygon", "MultiPolygon"),
 }
 CHEMICAL_FIELDS = ("name", "cas", "un_number", "hazard_class", "quantity_t")
+# What each field type takes, for the reasons of a rejected value.
+EXPECTS = {"str": "text (str)", "int": "a whole number (int)", "float": "a number (float)",
+           "bool": "yes/no (bool: true/false)", "datetime": "a date and time (datetime)"}
 
 
 @dataclass
@@ -47,17 +52,29 @@ class ImportResult:
     source_crs: str = "EPSG:4326"
 
 
-def read_source(path: str | Path, source_crs: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
-    """Read a file into a GeoDataFrame in EPSG:4326; returns it and the CRS it was converted from."""
+def read_source(path: str | Path, source_crs: str | None = None,
+                source_layer: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
+    """Read a file into a GeoDataFrame in EPSG:4326; returns it and the CRS it was converted from.
+
+    ``source_layer`` names the layer to read of a file that holds several (a GeoPackage); a file with
+    several layers and none named is refused with their names (see :func:`_choose_layer`).
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
+            if source_layer is not None:
+                raise DataError(f"{path.name} is a CSV file, a single table: --source-layer is for files that "
+                                "hold several layers (GeoPackage)")
             frame, file_crs = _read_csv(path), None
         elif suffix in (".geojson", ".json", ".gpkg", ".shp", ".zip", ".fgb", ".kml"):
-            frame = gpd.read_file(_zipped_shapefile(path) if suffix == ".zip" else path, engine="pyogrio")
+            source = _zipped_shapefile(path) if suffix == ".zip" else path
+            layer = _choose_layer(path, source, source_layer)
+            frame = gpd.read_file(source, layer=layer, engine="pyogrio")
+            if suffix in (".geojson", ".json"):
+                frame = _geojson_nested_values(path, frame)
             file_crs = frame.crs.to_string() if frame.crs is not None else None
         else:
             raise DataError(f"unsupported file type {suffix!r}: use GeoJSON, GeoPackage, zipped Shapefile or CSV")
@@ -69,6 +86,60 @@ def read_source(path: str | Path, source_crs: str | None = None) -> tuple[gpd.Ge
     geoms = crsmod.to_wgs84(frame.geometry.values, source)
     frame = gpd.GeoDataFrame(frame.drop(columns=frame.geometry.name), geometry=list(geoms), crs="EPSG:4326")
     return frame, source
+
+
+def _choose_layer(path: Path, source: str | Path, wanted: str | None) -> str:
+    """The layer of ``source`` to import: ``wanted`` (which must be one of its layers with geometries), else
+    its only layer, else its only layer with geometries (a GeoPackage may hold attribute tables too).
+    DataError naming the layers when the file holds several and none is chosen: importing the first
+    and leaving the others unsaid would lose them silently."""
+    layers = [(str(name), geom_type) for name, geom_type in pyogrio.list_layers(source)]
+    names = [name for name, _ in layers]
+    spatial = [name for name, geom_type in layers if geom_type is not None]
+    if wanted is not None:
+        if wanted not in names:
+            raise DataError(f"{path.name} has no layer {wanted!r}; its layers: {', '.join(names) or 'none'}")
+        if wanted not in spatial and len(names) > 1:
+            raise DataError(f"layer {wanted!r} of {path.name} is a table without geometries; layers with "
+                            f"geometries: {', '.join(spatial) or 'none'}")
+        return wanted
+    if len(names) == 1:
+        return names[0]
+    if len(spatial) == 1:
+        return spatial[0]
+    if not spatial:
+        raise DataError(f"{path.name} holds no layer with geometries (tables: {', '.join(names) or 'none'})")
+    raise DataError(f"{path.name} holds {len(spatial)} layers: {', '.join(spatial)}; choose the one to import "
+                    "with --source-layer NAME")
+
+
+def _geojson_nested_values(path: Path, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Put a GeoJSON file's own values back in the columns where a property holds a list or an object.
+
+    GDAL turns such a column into a list column (every value of it then a list: ``3`` becomes ``[3]``)
+    or writes an object as JSON text (``{"a": 1}`` becomes the text ``'{ "a": 1 }'``, which a text field
+    would take as it is). With the file's values, validation can say which rows hold a list or object.
+    The file is parsed again only when the frame shows a sign of one (a list, a dict, or text that
+    starts with ``[`` or ``{``)."""
+    def nested(v: Any) -> bool:
+        return isinstance(v, (list, dict, np.ndarray)) or (isinstance(v, str) and v.lstrip()[:1] in ("[", "{"))
+
+    columns = [c for c in frame.columns if c != frame.geometry.name
+               and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype))]
+    if not any(nested(v) for c in columns for v in frame[c]):
+        return frame
+    doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
+    if not isinstance(features, list) or len(features) != len(frame):
+        return frame
+    props = [(f.get("properties") or {}) if isinstance(f, dict) else {} for f in features]
+    keys = {k for p in props for k, v in p.items() if isinstance(v, (list, dict))} & set(frame.columns)
+    if not keys:
+        return frame
+    frame = frame.copy()
+    for k in keys:
+        frame[k] = pd.Series([p.get(k) for p in props], index=frame.index, dtype=object)
+    return frame
 
 
 def _zipped_shapefile(path: Path) -> str:
@@ -107,9 +178,45 @@ def _read_csv(path: Path) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(df.replace({"": None}), geometry=geoms)
 
 
-def _cast(spec: FieldSpec, value: Any, column: Column | None = None) -> Any:
+def _expects(spec: FieldSpec) -> str:
+    """What the field takes, in words ("a whole number (int) from 0 to 10000000")."""
+    what = EXPECTS.get(spec.type, spec.type)
+    if spec.codes is not None:
+        what += f", one of the codes {', '.join(str(k) for k in spec.codes)}"
+    lo, hi = (None if b is None else _number(b) for b in (spec.minimum, spec.maximum))
+    if lo is not None and hi is not None:
+        what += f" from {lo} to {hi}"
+    elif lo is not None:
+        what += f" of at least {lo}"
+    elif hi is not None:
+        what += f" of at most {hi}"
+    return what
+
+
+def _number(b: float) -> str:
+    return str(int(b)) if float(b).is_integer() else repr(float(b))
+
+
+def _nested(spec: FieldSpec, value: Any) -> str | None:
+    """The reason to refuse a list or object (JSON array/object) given for a field, or None."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple, dict, set)):
+        return None
+    kind = "an object" if isinstance(value, dict) else "a list"
+    shown = json.dumps(list(value) if isinstance(value, set) else value, ensure_ascii=False, default=str)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{spec.name}: the property holds {kind} ({shown}); {spec.name} expects a single value: {_expects(spec)}"
+
+
+def _cast(spec: FieldSpec, value: Any, column: Column | None = None, bounds: bool = True) -> Any:
     """Cast one value to the field's type (and whole numbers to the range of ``column``, a PostgreSQL integer
-    or bigint); ValueError naming the field if it does not fit."""
+    or bigint) and check it against the field's code list, pattern and (``bounds``) minimum and maximum;
+    ValueError naming the field if it does not fit."""
+    nested = _nested(spec, value)
+    if nested:
+        raise ValueError(nested)
     try:
         value = _convert(spec, value, 63 if column is not None and isinstance(column.type, BigInteger) else 31)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -117,6 +224,10 @@ def _cast(spec: FieldSpec, value: Any, column: Column | None = None) -> Any:
         raise ValueError(msg if msg.startswith(f"{spec.name}:") else f"{spec.name}: {value!r} is not a valid {spec.type}") from None
     if value is None:
         return None
+    if bounds and spec.minimum is not None and value < spec.minimum:
+        raise ValueError(f"{spec.name}: {value!r} is below the minimum of {_number(spec.minimum)}")
+    if bounds and spec.maximum is not None and value > spec.maximum:
+        raise ValueError(f"{spec.name}: {value!r} is above the maximum of {_number(spec.maximum)}")
     if spec.codes is not None and value not in spec.codes:
         allowed = ", ".join(str(k) for k in spec.codes)
         raise ValueError(f"{spec.name}: {value!r} is not a valid code (allowed: {allowed})")
@@ -345,12 +456,13 @@ WRITTEN_BY_THE_SERVER = {"incidents": "the incident log is written by POST /emer
 
 def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs: str | None = None,
                 area: tuple[float, float, float, float], replace: bool = False,
-                progress: bool = False, make_valid: bool = False) -> ImportResult:
-    """Read, validate and write a whole file in one transaction, or raise and write nothing."""
+                progress: bool = False, make_valid: bool = False, source_layer: str | None = None) -> ImportResult:
+    """Read, validate and write a whole file in one transaction, or raise and write nothing.
+    ``source_layer``: the layer to read of a file that holds several (a GeoPackage; :func:`read_source`)."""
     if spec.derived or spec.id in WRITTEN_BY_THE_SERVER:
         raise DataError(f"{spec.id} is not imported: " + (WRITTEN_BY_THE_SERVER.get(spec.id)
                                                           or "it is derived, computed by `riskmap analyze`"))
-    frame, source = read_source(path, source_crs)
+    frame, source = read_source(path, source_crs, source_layer)
     records, rejections, ignored = validate(spec, frame, area, progress=progress, make_valid=make_valid)
     if rejections:
         raise ImportRejected(spec.id, rejections, len(frame))

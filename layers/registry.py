@@ -17,6 +17,14 @@ from layers.spec import (  # noqa: F401 - re-exported for callers of the registr
 )
 from layers.topics import emergency, hazchem, monitoring, roadnet
 
+# Bounds of numeric fields (FieldSpec.minimum/maximum, inclusive). Counts, sizes, lengths and amounts are
+# never negative; a field that may be (roads' ``layer``: -1 is below ground) has no minimum.
+COUNT = {"minimum": 0}
+# People at one protection target: 10 million is more than any one school, hospital or residential area
+# holds (Kunming has about 8.7 million residents in all). It keeps a typing error out (e.g. 2147483000),
+# and with it no sum of the receptors within an analysis' reach nears the 2147483647 of an integer column.
+MAX_PEOPLE = 10_000_000
+
 BASE_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(
         "admin_areas", models.AdminArea, "行政区划（区县）", "Districts and counties", "base", "MultiPolygon",
@@ -25,8 +33,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
          F("level", "str", "级别", "Level", codes={"district": ("市辖区", "District"),
                                                   "county": ("县", "County"),
                                                   "county_city": ("县级市", "County-level city")}),
-         F("population", "int", "常住人口", "Resident population"),
-         F("population_year", "int", "人口年份", "Population year"), *COMMON),
+         F("population", "int", "常住人口", "Resident population", **COUNT),
+         F("population_year", "int", "人口年份", "Population year", minimum=1900, maximum=2100), *COMMON),
         Style("#555555", fill=None, weight=1.5), popup=("name", "adcode", "population"),
     ),
     LayerSpec(
@@ -71,8 +79,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
         "tailings_ponds", models.TailingsPond, "尾矿库", "Tailings ponds", "tailings", "MultiPolygon",
         (F("name", "str", "名称", "Name", required=True),
          F("mine", "str", "所属矿山", "Mine"),
-         F("dam_height_m", "float", "坝高（米）", "Dam height (m)"),
-         F("capacity_10k_m3", "float", "总库容（万立方米）", "Capacity (10⁴ m³)"),
+         F("dam_height_m", "float", "坝高（米）", "Dam height (m)", **COUNT),
+         F("capacity_10k_m3", "float", "总库容（万立方米）", "Capacity (10⁴ m³)", **COUNT),
          F("grade", "int", "等别", "Grade (等别)", codes={
              1: ("一等", "Grade 1", RISK_COLORS["red"]), 2: ("二等", "Grade 2", RISK_COLORS["orange"]),
              3: ("三等", "Grade 3", RISK_COLORS["yellow"]), 4: ("四等", "Grade 4", RISK_COLORS["blue"]),
@@ -81,11 +89,11 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "operating": ("运行", "Operating"), "inactive": ("停用", "Inactive"),
              "closed": ("闭库", "Closed"), "reclaimed": ("销库", "Decommissioned")}),
          ADCODE, F("headtop", "bool", "头顶库", "Head-top dam"),
-         F("toe_lon", "float", "坝脚经度", "Dam toe longitude"),
-         F("toe_lat", "float", "坝脚纬度", "Dam toe latitude"),
-         F("downstream_people", "int", "下游影响区人口", "People downstream"),
-         F("downstream_receptors", "int", "下游防护目标数", "Receptors downstream"),
-         F("downstream_facilities", "int", "下游重要设施数", "Key facilities downstream"), *COMMON),
+         F("toe_lon", "float", "坝脚经度", "Dam toe longitude", minimum=-180, maximum=180),
+         F("toe_lat", "float", "坝脚纬度", "Dam toe latitude", minimum=-90, maximum=90),
+         F("downstream_people", "int", "下游影响区人口", "People downstream", **COUNT),
+         F("downstream_receptors", "int", "下游防护目标数", "Receptors downstream", **COUNT),
+         F("downstream_facilities", "int", "下游重要设施数", "Key facilities downstream", **COUNT), *COMMON),
         Style("#8d6e63", fill="#a1887f", by_field="grade"), popup=("name", "mine", "grade", "headtop"),
     ),
     LayerSpec(
@@ -95,8 +103,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "collision": ("碰撞", "Collision"), "rollover": ("侧翻", "Rollover"),
              "pedestrian": ("碰撞行人", "Pedestrian"), "fire": ("起火", "Fire"),
              "leak": ("泄漏", "Leak"), "other": ("其他", "Other")}),
-         F("deaths", "int", "死亡人数", "Deaths"), F("injuries", "int", "受伤人数", "Injuries"),
-         F("vehicles", "int", "车辆数", "Vehicles"), F("hazmat", "bool", "涉危化品", "Hazmat involved"),
+         F("deaths", "int", "死亡人数", "Deaths", **COUNT), F("injuries", "int", "受伤人数", "Injuries", **COUNT),
+         F("vehicles", "int", "车辆数", "Vehicles", **COUNT), F("hazmat", "bool", "涉危化品", "Hazmat involved"),
          NAME, *COMMON),
         Style("#d35400", radius=3), cluster_below_zoom=13, default_visible=False,
         popup=("occurred_at", "kind", "deaths", "injuries", "hazmat"),
@@ -106,9 +114,10 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
         (NAME, F("ref", "str", "编号", "Ref"),
          F("road_class", "str", "道路等级", "Class", required=True,
            codes={k: (zh, en, color) for k, (zh, en, color, _speed) in ROAD_CLASSES.items()}),
-         F("speed_kmh", "float", "设计速度", "Speed (km/h)"), F("oneway", "bool", "单行", "One-way"),
+         F("speed_kmh", "float", "设计速度", "Speed (km/h)", **COUNT), F("oneway", "bool", "单行", "One-way"),
          F("bridge", "bool", "桥梁", "Bridge"), F("tunnel", "bool", "隧道", "Tunnel"),
-         F("layer", "int", "层", "Layer"), F("length_m", "float", "长度（米）", "Length (m)"),
+         F("layer", "int", "层", "Layer"),  # (no minimum: -1 and below are under ground, as in OSM)
+         F("length_m", "float", "长度（米）", "Length (m)", **COUNT),
          F("osm_id", "int", "OSM 编号", "OSM id"), *COMMON),
         Style("#7f8c8d", weight=2, by_field="road_class"), default_visible=False,
         popup=("name", "ref", "road_class", "speed_kmh"),
@@ -121,7 +130,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "bridge": ("桥梁", "Bridge"), "tunnel": ("隧道", "Tunnel")}),
          F("structure_class", "str", "分类", "Class",
            codes={k: (c.zh, c.en, c.color) for k, c in STRUCTURE_CLASSES.items()}),
-         F("length_m", "float", "长度（米）", "Length (m)"),
+         F("length_m", "float", "长度（米）", "Length (m)", **COUNT),
          F("adr_category", "str", "ADR 隧道类别", "ADR tunnel category",
            codes={c: (c, c) for c in "ABCDE"}),
          F("road_ref", "str", "所在道路", "Road ref"), *COMMON),
@@ -142,7 +151,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
         (F("name", "str", "名称", "Name", required=True), F("carrier", "str", "承运单位", "Carrier"),
          F("cargo_un", "str", "货物 UN 编号", "Cargo UN number", pattern=r"^\d{4}$"),
          F("cargo_class", "str", "危险货物类别", "Cargo hazard class"),
-         F("quantity_t", "float", "运量（吨）", "Quantity (t)"), F("schedule", "str", "班次", "Schedule"), *COMMON),
+         F("quantity_t", "float", "运量（吨）", "Quantity (t)", **COUNT), F("schedule", "str", "班次", "Schedule"), *COMMON),
         Style("#c0392b", weight=3), roles=roadnet.ROUTE_DATA_ROLES,
         popup=("name", "carrier", "cargo_un", "schedule"),
     ),
@@ -156,7 +165,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "residential": ("居住区", "Residential area", "#7f8c8d"), "market": ("商场市场", "Market", "#d68910"),
              "office": ("办公场所", "Office", "#aab7b8"), "prison": ("监所", "Prison", "#6c3483")}),
          F("protection_class", "str", "防护目标类别 (GB 36894)", "Protection class (GB 36894)", codes=PROTECTION_CLASSES),
-         F("people", "int", "人数", "People"), ADCODE, *COMMON),
+         F("people", "int", "人数", "People", minimum=0, maximum=MAX_PEOPLE), ADCODE, *COMMON),
         Style("#2e86c1", radius=4, by_field="kind"), minzoom=9,
         popup=("name", "kind", "protection_class", "people"),
     ),
@@ -169,7 +178,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "hospital": ("医院", "Hospital", "#27ae60"),
              "depot": ("物资库", "Material depot", "#8e44ad"),
              "shelter": ("避难场所", "Shelter", "#1e64c8")}),
-         F("capacity", "int", "能力", "Capacity"),
+         F("capacity", "int", "能力", "Capacity", **COUNT),
          F("contact_name", "str", "联系人", "Contact", roles={"emergency", "editor"}),
          F("contact_phone", "str", "联系电话", "Phone", roles={"emergency", "editor"}),
          F("address", "str", "地址", "Address"), *COMMON),

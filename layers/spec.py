@@ -134,7 +134,9 @@ class FieldSpec:
     """One attribute of a layer.
 
     ``type`` is one of str, int, float, bool, datetime. ``roles`` restricts the field further than
-    its layer (None: whoever sees the layer sees the field).
+    its layer (None: whoever sees the layer sees the field). ``minimum`` and ``maximum`` bound an int or
+    float field, both inclusive (None: no bound beyond the column's own range): imports refuse a value
+    outside them (the features API's filters do not, so rows stored before a bound can be found).
     """
 
     name: str
@@ -145,6 +147,14 @@ class FieldSpec:
     codes: Mapping | None = None
     roles: frozenset | None = None
     pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def __post_init__(self):
+        if (self.minimum is not None or self.maximum is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"{self.name}: only int and float fields take a minimum or maximum")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"{self.name}: minimum {self.minimum} is above maximum {self.maximum}")
 
     def visible_to(self, role: str) -> bool:
         return self.roles is None or role == "admin" or role in self.roles

@@ -1,4 +1,5 @@
-"""Landing page (HTML map or OGC JSON), conformance, health, and the web map's config and layer list."""
+"""Landing page (HTML map or OGC JSON), conformance, health, the web map's config and layer list, and the
+caller's role and what it may do (``GET /auth/me``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from fastapi import Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import text
 
-from api.deps import ConnDep, UserDep
+from api.deps import ConnDep, UserDep, has_role, roles_of
+from api.routers import analysis, emergency, monitoring, routes
 from layers import registry
 from layers.errors import DataError
 from layers.features import synthetic_layers
 from layers.registry import THEMES, LayerSpec
+from layers.topics.roadnet import ROUTE_DATA_ROLES
 
 router = APIRouter()
 CONFORMANCE = [
@@ -20,6 +23,53 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
 ]
+
+# The roles by name, for people (GET /auth/me); the roles themselves are layers.spec.ROLES (a test checks
+# that each has its title).
+ROLE_TITLES = {
+    "anonymous": ("访客（未登录）", "Guest (not logged in)"),
+    "planner": ("规划人员", "Planner"),
+    "route_controller": ("路线管控人员", "Route controller"),
+    "emergency": ("应急值守人员", "Emergency responder"),
+    "editor": ("数据编辑人员", "Editor"),
+    "admin": ("管理员", "Administrator"),
+}
+
+# GET /auth/me's ``can``: each capability with the role set of the endpoints it stands for, taken from those
+# endpoints themselves (their needs(...) aliases or the constants they pass to require_role: no copy of a role
+# list here; admin may do everything, as api.deps.has_role says), what it is, and the endpoints.
+CAPABILITIES: dict[str, tuple[frozenset, str, str, str]] = {
+    "emergency_incident": (
+        roles_of(emergency.Responder), "分析危化品泄漏事故并记入值班日志", "Analyse a hazmat incident (duty log)",
+        "POST /emergency/incident, PATCH /emergency/incidents/{id}"),
+    "emergency_read": (
+        frozenset(emergency.READERS), "查询应急资源、化学品与事故记录", "Look up resources, chemicals, incidents",
+        "GET /emergency/nearby, /emergency/chemicals, /emergency/incidents…"),
+    "route_check": (
+        roles_of(routes.RouteChecker), "危化品路线检查与规划", "Check and plan hazmat routes",
+        "POST /routes/check, /routes/check/gpx, /routes/plan"),
+    "route_data": (
+        ROUTE_DATA_ROLES, "查看路线规则、货物表与路网", "Read route rules, cargo table, network",
+        "GET /routes/rules, /routes/cargo, /routes/network"),
+    "route_rules_edit": (
+        roles_of(routes.RuleEditor), "编辑路线规则", "Edit route rules",
+        "POST/PUT/DELETE /routes/rules, POST /routes/rules/reset"),
+    "monitoring_read": (
+        frozenset(monitoring.READ), "查看在线监测与预警", "See monitoring readings and alarms",
+        "GET /monitoring/alarms, /monitoring/assets/…, /monitoring/daily…"),
+    "monitoring_ack": (
+        roles_of(monitoring.Acknowledger), "确认预警", "Acknowledge alarms",
+        "POST /monitoring/alarms/{id}/ack"),
+    "monitoring_ingest": (
+        roles_of(monitoring.Editor), "上传监测读数、设置阈值", "Ingest readings, set thresholds",
+        "POST /monitoring/readings, PUT /monitoring/thresholds"),
+    "analysis_read": (
+        roles_of(analysis.Reader), "重大危险源辨识、选址检查、查看安全距离规则", "Grading, siting check, safety rules",
+        "GET /analysis/grading/{id}, POST /analysis/siting-check…"),
+    "analysis_edit": (
+        roles_of(analysis.Editor), "编辑安全距离规则", "Edit safety-distance rules",
+        "POST/PUT/DELETE /analysis/safety-rules"),
+}
 
 
 def wants_html(request: Request) -> bool:
@@ -66,6 +116,25 @@ def readyz(request: Request):
     with request.app.state.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     return {"status": "ready", "database": "ok"}
+
+
+def _me_description() -> str:
+    rows = "\n".join(f"| `{k}` | {zh} / {en} | {ep} |" for k, (_, zh, en, ep) in CAPABILITIES.items())
+    return ("The caller's name and role and, in `can`, whether that role may use each tool (the same role sets "
+            "the endpoints enforce; they still check every request). Anonymous callers (no `Authorization`) get "
+            "role `anonymous` and 200; an invalid or revoked token is a 401 `{code, description}`.\n\n"
+            "| `can` key | 能力 / capability | endpoints |\n|---|---|---|\n" + rows)
+
+
+@router.get("/auth/me", tags=["auth"], description=_me_description())
+def me(user: UserDep, response: Response):
+    """Who the caller is and what the role may do (the web map shows only the tools in ``can``)."""
+    response.headers["Cache-Control"] = "private, no-store"
+    zh, en = ROLE_TITLES.get(user.role, (user.role, user.role))
+    return {
+        "name": user.name, "role": user.role, "role_zh": zh, "role_en": en,
+        "can": {key: has_role(user.role, *roles) for key, (roles, *_) in CAPABILITIES.items()},
+    }
 
 
 @router.get("/api/config")
@@ -142,7 +211,8 @@ def search_features(user: UserDep, conn: ConnDep, q: str = Query(..., min_length
 
 @router.get("/api/districts")
 def districts(user: UserDep, conn: ConnDep):
-    """Per-district counts for the overview table and choropleth (None where the role may not see a layer)."""
+    """Per-district counts for the overview table and choropleth (None where the role may not see a layer),
+    and ``outside``: the same counts of features in no district."""
     from gis.overview import district_overview
 
-    return {"districts": district_overview(conn, user.role)}
+    return district_overview(conn, user.role)

@@ -273,7 +273,7 @@ LAYERS: tuple[LayerSpec, ...] = (
         (F("code", "str", "测点编号", "Sensor code", required=True, pattern=r"^[A-Za-z0-9_.:\-]{1,64}$"),
          F("name", "str", "名称", "Name"), _KIND, _ASSET_LAYER,
          F("asset_id", "int", "所属对象编号", "Asset id", required=True),
-         F("interval_s", "int", "采样间隔（秒）", "Sampling interval (s)"), _LEVEL, SYNTHETIC, SOURCE),
+         F("interval_s", "int", "采样间隔（秒）", "Sampling interval (s)", minimum=1), _LEVEL, SYNTHETIC, SOURCE),
         Style("#455a64", radius=4, by_field="alarm_level"), roles=STAFF, minzoom=11, default_visible=False,
         popup=("code", "kind", "alarm_level"),
     ),

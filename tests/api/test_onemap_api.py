@@ -47,8 +47,15 @@ def test_district_overview_matches_geopandas(client, city, token):
         assert rows[adcode]["parks"] == len(group)
         assert rows[adcode]["installations_by_level"]["1"] == int((group["level"] == 1).sum())
     assert sum(r["headtop_ponds"] for r in rows.values()) == 1
+    # features in no district are counted apart: the table's totals are the layers' totals
+    outside = client.get("/api/districts", headers=planner).json()["outside"]
+    assert outside["parks"] == len(inst) - joined.index.nunique() > 0
+    assert sum(r["parks"] for r in rows.values()) + outside["parks"] == len(inst)
+    assert outside["installations_by_level"]["none"] == int((inst.drop(joined.index)["level"].isna()).sum())
+    assert outside["headtop_ponds"] == 0 and outside["blackspots"] == 0
     anon = client.get("/api/districts").json()["districts"]
     assert all(r["installations_by_level"] is None for r in anon)  # restricted layer: no numbers leak
+    assert client.get("/api/districts").json()["outside"]["installations_by_level"] is None
 
 
 def test_search_by_name_respects_roles(client, city, token):

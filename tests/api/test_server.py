@@ -128,3 +128,58 @@ def test_an_unread_log_does_not_stop_the_server(db_url):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+# GET /auth/me: one request per capability of `can`, to an endpoint it stands for. A role that may not use it
+# gets 401 (anonymous) or 403; one that may gets past the role check (an empty body then fails validation:
+# 400, or an unknown id 404), so nothing is written. Every `can` key must have a probe here.
+AUTH_PROBES = {
+    "emergency_incident": ("POST", "/emergency/incident", {}),
+    "emergency_read": ("GET", "/emergency/chemicals?q=1005", None),
+    "route_check": ("POST", "/routes/check", {}),
+    "route_data": ("GET", "/routes/cargo", None),
+    "route_rules_edit": ("PUT", "/routes/rules/999999", {}),
+    "monitoring_read": ("GET", "/monitoring/alarms", None),
+    "monitoring_ack": ("POST", "/monitoring/alarms/999999/ack", {}),
+    "monitoring_ingest": ("PUT", "/monitoring/thresholds", {}),
+    "analysis_read": ("POST", "/analysis/siting-check", {}),
+    "analysis_edit": ("POST", "/analysis/safety-rules", {}),
+}
+
+
+def test_auth_me_can_is_what_the_endpoints_enforce(client, clean, token):
+    from api.routers.meta import ROLE_TITLES
+    from layers.spec import ROLES
+
+    assert set(ROLE_TITLES) == set(ROLES)
+    seen = {}
+    for role in ROLES:
+        headers = {} if role == "anonymous" else {"Authorization": f"Bearer {token(role, f'me-{role}')}"}
+        r = client.get("/auth/me", headers=headers)
+        assert r.status_code == 200, r.text
+        assert "no-store" in r.headers["cache-control"]
+        me = r.json()
+        assert me["role"] == role and me["name"] == ("anonymous" if role == "anonymous" else f"me-{role}")
+        assert (me["role_zh"], me["role_en"]) == ROLE_TITLES[role]
+        assert set(me["can"]) == set(AUTH_PROBES), "a capability without a probe (or a probe without one)"
+        for key, (method, path, body) in AUTH_PROBES.items():
+            got = client.request(method, path, headers=headers, json=body).status_code
+            refused = 401 if role == "anonymous" else 403
+            if me["can"][key]:
+                assert got not in (401, 403), (role, key, path, got)
+            else:
+                assert got == refused, (role, key, path, got)
+        seen[role] = me["can"]
+    # anonymous may do none of it, admin all of it; the panels of the map each have a role that may use them
+    assert not any(seen["anonymous"].values()) and all(seen["admin"].values())
+    assert seen["route_controller"]["route_check"] and not seen["route_controller"]["monitoring_ack"]
+    assert seen["emergency"]["monitoring_ack"] and seen["emergency"]["emergency_incident"]
+    assert seen["planner"]["emergency_read"] and not seen["planner"]["emergency_incident"]
+    assert seen["editor"]["route_data"] and not seen["editor"]["route_check"]
+
+
+def test_auth_me_refuses_a_bad_token(client, clean):
+    for value in ("Bearer not-a-token", "Basic abc"):
+        r = client.get("/auth/me", headers={"Authorization": value})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert set(r.json()) == {"code", "description"} and r.json()["code"] == "Unauthorized"

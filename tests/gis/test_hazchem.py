@@ -9,9 +9,11 @@ from sqlalchemy import text
 
 from gis import hazchem
 from gis.errors import AnalysisError
-from hazchem_world import BOUNDARY_CASES, EXPECTED_VIOLATIONS, add, grading_world, pt, violations_world
+from hazchem_world import (BOUNDARY_CASES, EXPECTED_VIOLATIONS, add, box, grading_world, pt, violations_world,
+                           write_population)
 from layers.crs import METRIC_EPSG
 from layers.derived import latest_run
+from layers.registry import MAX_PEOPLE
 from layers.settings import StoreSettings
 from layers.topics.hazchem import PROTECTION_CLASSES
 
@@ -250,3 +252,50 @@ def test_moved_receptor_is_measured_where_it_now_is(clean, tmp_path):
     stats = hazchem.run(clean, STORE)
     assert stats["violations"] == 3
     assert "R1" not in {r["receptor_name"] for r in violations(clean)}
+
+
+def _crowd_world(conn, tmp_path, people: int, at: float) -> int:
+    """A lone installation K1 (100 m square at the origin, 10 t of chlorine: S = 2), no grid population,
+    a residential area ``at`` m east of its edge and a school ``at`` + 100 m north of it, ``people`` each."""
+    hazchem.reset_rules(conn)
+    write_population(conn, tmp_path / "pop_none.tif", {})
+    k1 = add(conn, "hazard_installations", box(0, 0, 100, 100), name="K1", chemicals=[{"name": "液氯", "quantity_t": 10}])
+    add(conn, "receptors", pt(100 + at, 50), name="大小区", kind="residential", people=people)
+    add(conn, "receptors", pt(50, 200 + at), name="大学校", kind="school", people=people)
+    return k1
+
+
+def test_people_at_the_import_maximum_are_summed_exactly(clean, tmp_path):
+    """Both receptors at the import maximum (10 000 000 people), 200 m and 300 m from K1: α counts
+    max(grid 0, residents 10 000 000) + the school's 10 000 000 = 20 000 000 (α 2: R = 2 · 4 · 10/5 = 16,
+    三级), and the 0-500 m ring holds both: 20 000 000 people at receptors."""
+    with clean.begin() as conn:
+        k1 = _crowd_world(conn, tmp_path, MAX_PEOPLE, 200)
+    hazchem.run(clean, STORE)
+    with clean.connect() as conn:
+        g = conn.execute(text("SELECT exposed_people, population, alpha, r, level FROM installation_gradings "
+                              "WHERE installation_id = :i"), {"i": k1}).one()
+        ring = conn.execute(text("SELECT receptor_people FROM exposure_rings WHERE subject_layer = 'hazard_installations' "
+                                 "AND subject_id = :i AND outer_m = 500"), {"i": k1}).scalar_one()
+    assert g.exposed_people == 20_000_000 and ring == 20_000_000
+    assert (g.population["resident_receptor_people"], g.population["visitor_receptor_people"]) == (MAX_PEOPLE, MAX_PEOPLE)
+    assert (g.alpha, g.r, g.level) == (2.0, 16.0, 3)
+
+
+@pytest.mark.parametrize("at,where", [
+    (200, r"installation \d+: people within 500 m of its installation boundary: 4000000000 people"),
+    # beyond α's 500 m, inside the 500-1000 m exposure ring
+    (700, r"hazard_installations \d+: receptors within 1000 m \(exposure ring\): 4000000000 people"),
+])
+def test_people_sums_beyond_a_result_column_are_a_clear_error(clean, tmp_path, at, where):
+    """People above the import maximum, stored before it existed (``add`` writes without the import's
+    checks): 2 000 000 000 + 2 000 000 000 was an integer overflow of the sum; now it is summed in bigint
+    and refused with where it comes from, as no result column holds 4 000 000 000. Nothing is written."""
+    runs = "SELECT count(*) FROM analysis_runs WHERE analysis = 'hazchem'"
+    with clean.begin() as conn:
+        _crowd_world(conn, tmp_path, 2_000_000_000, at)
+        before = conn.execute(text(runs)).scalar_one()
+    with pytest.raises(AnalysisError, match=where + r", more than a result can hold \(2147483647\)"):
+        hazchem.run(clean, STORE)
+    with clean.connect() as conn:
+        assert conn.execute(text(runs)).scalar_one() == before

@@ -2,9 +2,12 @@
 
 import csv
 import json
+import os
+import subprocess
 import zipfile
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 import shapely
 from sqlalchemy import func, select, text
@@ -14,7 +17,7 @@ from layers.errors import DataError, ImportRejected
 from layers.io import export_layer, import_file
 from layers.settings import StoreSettings
 
-from conftest import FIXTURES, load, settled
+from conftest import FIXTURES, RISKMAP, load, settled
 
 AREA = StoreSettings().area_bbox
 PARKS = registry.get("chemical_parks")
@@ -190,3 +193,137 @@ def test_csv_export_keeps_every_decimal(clean, tmp_path):
     assert back.equals_exact(line, 1e-12)  # (6 decimals would be ~7 cm off)
     with pytest.raises(DataError, match="no folder"):
         export_layer(clean, registry.get("roads"), tmp_path / "none" / "roads.csv", "csv")
+
+
+# ---- bounds of numeric fields (FieldSpec.minimum/maximum) ----------------------------------------
+
+def test_counts_out_of_bounds_are_rejected_row_by_row(clean, tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("name,kind,people,lon,lat\n"
+                    "a,school,-5,102.71,25.04\n"          # below 0
+                    "b,school,10000000,102.72,25.04\n"    # the maximum: fine
+                    "c,school,10000001,102.73,25.04\n"    # one above
+                    "d,school,2147483000,102.74,25.04\n"  # fits the integer column, not the bound
+                    "e,school,0,102.75,25.04\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (1, "people: -5 is below the minimum of 0"), (3, "people: 10000001 is above the maximum of 10000000"),
+        (4, "people: 2147483000 is above the maximum of 10000000")]
+    assert "3 of 5" in err.value.report() and count(clean, RECEPTORS) == 0  # all or nothing
+    path.write_text("name,kind,people,lon,lat\nb,school,10000000,102.72,25.04\ne,school,0,102.75,25.04\n",
+                    encoding="utf-8")
+    assert import_file(clean, RECEPTORS, path, area=AREA).written == 2
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT sum(people) FROM receptors")).scalar_one() == 10_000_000
+
+
+@pytest.mark.parametrize("layer,header,row,reason", [
+    ("accidents", "occurred_at,kind,deaths,injuries", "2024-05-01 08:30,collision,-1,2",
+     "deaths: -1 is below the minimum of 0"),
+    ("emergency_resources", "name,kind,capacity", "消防站,fire_station,-3", "capacity: -3 is below the minimum of 0"),
+    ("tailings_ponds", "name,dam_height_m", "库,-0.5", "dam_height_m: -0.5 is below the minimum of 0"),
+    ("tailings_ponds", "name,toe_lat", "库,91", "toe_lat: 91.0 is above the maximum of 90"),
+    ("admin_areas", "name,adcode,population", "区,530102,-100", "population: -100 is below the minimum of 0"),
+    ("roads", "road_class,length_m", "urban,-12.5", "length_m: -12.5 is below the minimum of 0"),
+])
+def test_bounds_of_other_layers(clean, tmp_path, layer, header, row, reason):
+    spec = registry.get(layer)
+    geom = {"Point": "POINT (102.71 25.04)", "LineString": "LINESTRING (102.71 25.04, 102.72 25.04)",
+            "MultiPolygon": "POLYGON ((102.71 25.04, 102.72 25.04, 102.72 25.05, 102.71 25.04))"}[spec.geometry_type]
+    path = tmp_path / "x.csv"
+    path.write_text(f"{header},wkt\n{row},\"{geom}\"\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, spec, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [(1, reason)]
+
+
+def test_a_field_that_may_be_negative_has_no_minimum(clean, tmp_path):
+    path = tmp_path / "roads.csv"  # roads' layer: -1 is under ground (OSM)
+    path.write_text('road_class,layer,wkt\nurban,-1,"LINESTRING (102.71 25.04, 102.72 25.04)"\n', encoding="utf-8")
+    assert import_file(clean, registry.get("roads"), path, area=AREA).written == 1
+    assert registry.get("roads").field("layer").minimum is None
+
+
+def test_filters_are_not_held_to_the_bounds(client, clean):
+    # A filter of the features API is not held to the bounds: a row stored before them can still be found
+    # (the type and the column's range still are: 400).
+    with clean.begin() as conn:
+        conn.execute(text("INSERT INTO receptors (name, kind, people, geom) "
+                          "VALUES ('旧', 'school', -5, ST_GeomFromText('POINT(102.71 25.04)', 4326))"))
+    r = client.get("/collections/receptors/items", params={"people": "-5"})
+    assert r.status_code == 200 and [f["properties"]["name"] for f in r.json()["features"]] == ["旧"]
+    r = client.get("/collections/receptors/items", params={"people": "1.5"})
+    assert r.status_code == 400 and "people: '1.5' is not a whole number" in r.json()["description"]
+
+
+# ---- GeoPackage with several layers ------------------------------------------------------------------
+
+def _two_layer_gpkg(path):
+    frame = _receptors_frame()
+    frame.iloc[[0]].to_file(path, layer="schools", driver="GPKG")
+    frame.iloc[[1]].to_file(path, layer="hospitals", driver="GPKG")
+    import pyogrio
+    pyogrio.write_dataframe(pd.DataFrame({"note": ["an attribute table"]}), path, layer="notes")
+
+
+def test_geopackage_with_several_layers_needs_one_chosen(clean, tmp_path):
+    path = tmp_path / "two.gpkg"
+    _two_layer_gpkg(path)
+    with pytest.raises(DataError, match=r"^two.gpkg holds 2 layers: schools, hospitals; choose the one to import "
+                                        r"with --source-layer NAME$"):
+        import_file(clean, RECEPTORS, path, area=AREA)
+    with pytest.raises(DataError, match=r"two.gpkg has no layer 'clinics'; its layers: schools, hospitals, notes"):
+        import_file(clean, RECEPTORS, path, area=AREA, source_layer="clinics")
+    with pytest.raises(DataError, match=r"layer 'notes' of two.gpkg is a table without geometries"):
+        import_file(clean, RECEPTORS, path, area=AREA, source_layer="notes")
+    assert count(clean, RECEPTORS) == 0
+    assert import_file(clean, RECEPTORS, path, area=AREA, source_layer="hospitals").written == 1
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT name FROM receptors")).scalars().all() == ["医院二"]
+    one = tmp_path / "one.gpkg"  # one layer with geometries (and an attribute table): taken as before
+    _receptors_frame().to_file(one, layer="receptors", driver="GPKG")
+    import pyogrio
+    pyogrio.write_dataframe(pd.DataFrame({"note": ["x"]}), one, layer="notes")
+    assert import_file(clean, RECEPTORS, one, area=AREA).written == 2
+    (tmp_path / "r.csv").write_text("name,kind,lon,lat\nA,school,102.71,25.04\n", encoding="utf-8")
+    with pytest.raises(DataError, match="--source-layer is for files that hold several layers"):
+        import_file(clean, RECEPTORS, tmp_path / "r.csv", area=AREA, source_layer="x")
+
+
+def test_cli_source_layer(db_url, clean, tmp_path):
+    path = tmp_path / "two.gpkg"
+    _two_layer_gpkg(path)
+    env = {**os.environ, "DATABASE_URL": db_url}
+    r = subprocess.run([RISKMAP, "import", "receptors", str(path)], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "holds 2 layers: schools, hospitals" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([RISKMAP, "import", "receptors", str(path), "--source-layer", "schools"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "imported 1 features into receptors" in r.stdout
+    r = subprocess.run([RISKMAP, "import", "--help"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
+    assert "--source-layer" in r.stdout and "holds several" in r.stdout
+
+
+# ---- a GeoJSON property holding a list or an object ---------------------------------------------------
+
+def test_geojson_list_or_object_property_is_named_as_such(clean, tmp_path):
+    def feat(**props):
+        return {"type": "Feature", "properties": props, "geometry": {"type": "Point", "coordinates": [102.71, 25.04]}}
+
+    path = tmp_path / "nested.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        feat(name="甲", kind="school", people=[1, 2]),
+        feat(name={"a": 1}, kind="school", people=3),
+        feat(name="丙", kind=["school"], people=4),
+        feat(name="丁", kind="school", people=5),  # fine: scalar values beside the lists of other rows
+    ]}, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (1, "people: the property holds a list ([1, 2]); people expects a single value: a whole number (int) "
+            "from 0 to 10000000"),
+        (2, 'name: the property holds an object ({"a": 1}); name expects a single value: text (str)'),
+        (3, 'kind: the property holds a list (["school"]); kind expects a single value: text (str), one of the codes '
+            "school, kindergarten, hospital, care_home, residential, market, office, prison")]
+    assert count(clean, RECEPTORS) == 0

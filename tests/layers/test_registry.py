@@ -98,3 +98,35 @@ def test_structure_length_classes(kind, length, expected):
 def test_route_layers_are_read_by_the_route_roles_and_editors():
     readers = {"route_controller", "planner", "emergency", "editor"}
     assert registry.get("hazmat_routes").roles == registry.get("route_conflicts").roles == readers
+
+
+def test_numeric_bounds_of_the_base_layers():
+    """Counts, sizes, lengths and amounts have a minimum of 0 (people at one receptor a maximum too); fields
+    that may be negative (roads' layer) and ids (the database checks the reference) have none."""
+    bounds = {(spec.id, f.name): (f.minimum, f.maximum) for spec in registry.BASE_LAYERS for f in spec.fields
+              if f.minimum is not None or f.maximum is not None}
+    zero = (0, None)
+    assert bounds == {
+        ("admin_areas", "population"): zero, ("admin_areas", "population_year"): (1900, 2100),
+        ("tailings_ponds", "dam_height_m"): zero, ("tailings_ponds", "capacity_10k_m3"): zero,
+        ("tailings_ponds", "toe_lon"): (-180, 180), ("tailings_ponds", "toe_lat"): (-90, 90),
+        ("tailings_ponds", "downstream_people"): zero, ("tailings_ponds", "downstream_receptors"): zero,
+        ("tailings_ponds", "downstream_facilities"): zero,
+        ("accidents", "deaths"): zero, ("accidents", "injuries"): zero, ("accidents", "vehicles"): zero,
+        ("roads", "speed_kmh"): zero, ("roads", "length_m"): zero, ("restricted_structures", "length_m"): zero,
+        ("hazmat_routes", "quantity_t"): zero, ("receptors", "people"): (0, 10_000_000),
+        ("emergency_resources", "capacity"): zero,
+    }
+    assert registry.MAX_PEOPLE == 10_000_000
+    numeric = {(spec.id, f.name) for spec in registry.BASE_LAYERS for f in spec.fields if f.type in ("int", "float")}
+    unbounded = numeric - set(bounds)
+    assert unbounded == {("enterprises", "park_id"), ("hazard_installations", "enterprise_id"),
+                         ("hazard_installations", "level"), ("tailings_ponds", "grade"),  # (code lists 1-4, 1-5)
+                         ("roads", "layer"), ("roads", "osm_id")}
+
+
+def test_bounds_only_on_numbers_and_in_order():
+    with pytest.raises(ValueError, match="only int and float"):
+        registry.F("name", "str", "名称", "Name", minimum=0)
+    with pytest.raises(ValueError, match="above maximum"):
+        registry.F("n", "int", "数", "N", minimum=5, maximum=1)

@@ -8,7 +8,7 @@
  * Endpoints used (see web/README.md for the contract):
  *   GET /api/config, GET /api/layers, GET /tiles/<id>/{z}/{x}/{y}.pbf,
  *   GET /collections/<id>/items/<fid>, GET /api/search?q=, GET /api/districts,
- *   GET /collections/admin_areas/items?limit=100
+ *   GET /collections/admin_areas/items?limit=100, GET /auth/me (which topic-panel tools the role may use)
  *
  * Syntax is kept to ES2017 (no ?. / ??) so older Chromium-based intranet
  * browsers can run it.
@@ -36,6 +36,7 @@
     login: { zh: '登录', en: 'Log in' },
     logout: { zh: '退出登录', en: 'Log out' },
     logged_in: { zh: '已登录', en: 'Logged in' },
+    role_title: { zh: '角色：{role}', en: 'Role: {role}' },
     token_label: { zh: '访问令牌', en: 'Access token' },
     token_placeholder: { zh: '粘贴访问令牌', en: 'Paste access token' },
     login_submit: { zh: '登录', en: 'Log in' },
@@ -94,6 +95,8 @@
     th_population: { zh: '人口', en: 'Pop.' },
     th_population_title: { zh: '常住人口', en: 'Resident population' },
     total: { zh: '合计', en: 'Total' },
+    outside: { zh: '区外', en: 'Outside districts' },
+    outside_title: { zh: '不在任何区县界内的对象（如市界外的道路）', en: 'Objects in no district (e.g. roads beyond the city boundary)' },
     metric_parks: { zh: '化工园区', en: 'Chemical parks' },
     metric_installations: { zh: '重大危险源（合计）', en: 'Major hazard installations (all)' },
     metric_installations_1: { zh: '一级重大危险源', en: 'Level-1 major hazard installations' },
@@ -154,6 +157,7 @@
     basemap: null,       // L.TileLayer or null
     basemapVisible: true,
     districts: [],
+    outside: null,  // counts of the objects in no district (/api/districts `outside`)
     districtSort: { key: null, dir: 1 },
     selectedDistrict: '',
     adminGeo: null,      // GeoJSON FeatureCollection from /collections/admin_areas/items
@@ -167,8 +171,26 @@
     detailSeq: 0,
     layersSeq: 0,
     districtsSeq: 0,
+    me: null,            // GET /auth/me for the current token ({name, role, can}); null: unknown (every tool shown)
+    meSeq: 0,
+    accessReady: null,   // the promise of the latest /auth/me request
     picking: false       // a topic panel picks points on the map (api.picking)
   };
+  // The token is a property with a setter: whatever sets it (login, logout, a refused token, a test or the
+  // console), the tools shown are asked for again (refreshAccess, below).
+  (function () {
+    var token = state.token;
+    Object.defineProperty(state, 'token', {
+      enumerable: true,
+      get: function () { return token; },
+      set: function (v) {
+        v = v || null;
+        if (v === token) { return; }
+        token = v;
+        refreshAccess();
+      }
+    });
+  }());
 
   function pickLang() {
     var p = params.get('lang');
@@ -1031,6 +1053,7 @@
     return getJSON('/api/districts').then(function (data) {
       if (seq !== state.districtsSeq) { return; }
       state.districts = (data && data.districts) || [];
+      state.outside = (data && data.outside) || null;
       renderDistrictSelect();
       renderDistrictTable();
       if (state.choropleth.on) { refreshChoropleth(); }
@@ -1038,6 +1061,7 @@
       if (seq !== state.districtsSeq) { return; }
       if (isRealError(err)) { console.error('onemap: /api/districts failed', err); }
       state.districts = [];
+      state.outside = null;
       renderDistrictSelect();
       renderDistrictTable(t('districts_failed'));
     });
@@ -1122,6 +1146,16 @@
       });
       tbody.appendChild(tr);
     });
+    var out = state.outside;
+    if (out && DIST_COLS.some(function (c) { return !c.text && !c.pop && c.get(out); })) {  // (a row only when some)
+      var ot = el('tr', { className: 'om-outside', title: t('outside_title') });
+      DIST_COLS.forEach(function (c, i) {
+        var v = c.pop ? null : c.get(out);
+        if (!c.text && v !== null) { totals[i] = (totals[i] || 0) + v; }
+        ot.appendChild(el(c.text ? 'th' : 'td', { scope: c.text ? 'row' : null, text: c.text ? t('outside') : (c.pop ? '' : fmtNum(v)) }));
+      });
+      tfoot.appendChild(ot);
+    }
     var ft = el('tr');
     DIST_COLS.forEach(function (c, i) {
       ft.appendChild(el(c.text ? 'th' : 'td', { scope: c.text ? 'row' : null, text: c.text ? t('total') : (c.pop ? fmtPopulation(totals[i]) : fmtNum(totals[i])) }));
@@ -1328,12 +1362,63 @@
     $('om-logout-btn').hidden = !on;
     var s = $('om-login-state');
     s.hidden = !on;
-    s.textContent = on ? t('logged_in') : '';
+    var me = on && state.me && state.me.role !== 'anonymous' ? state.me : null;
+    var role = me ? (state.lang === 'en' ? me.role_en || me.role : me.role_zh || me.role) : '';
+    s.textContent = on ? t('logged_in') + (role ? ' · ' + role : '') : '';
+    s.title = role ? t('role_title', { role: role }) + (me.name ? ' (' + me.name + ')' : '') : '';
     if (on) { $('om-login-form').hidden = true; $('om-login-btn').setAttribute('aria-expanded', 'false'); }
   }
 
   function reloadAll() {
-    return Promise.all([loadLayers(), loadDistricts()]).then(function (r) { return r[0]; });
+    return Promise.all([loadLayers(), loadDistricts()]).then(function (r) {
+      return whenAccess().then(function () { return r[0]; });
+    });
+  }
+
+  // ---------------------------------------------------------------------------
+  // Access: the tools the caller's role may use (GET /auth/me)
+  // ---------------------------------------------------------------------------
+  // `can` comes from the role sets the API itself enforces. The topic panels hide the buttons and panels
+  // of what the role may not use (api.can, api.onAccess). While unknown, or when /auth/me fails (e.g. 503),
+  // every tool stays shown as before: the server still checks each request.
+  var accessListeners = [];
+
+  function can(key) {
+    return !state.me || !state.me.can || state.me.can[key] !== false;
+  }
+
+  function setAccess(me) {
+    state.me = me || null;
+    renderLoginState();
+    accessListeners.forEach(function (fn) {
+      try { fn(state.me); } catch (e) { console.error('onemap: access listener failed', e); }
+    });
+  }
+
+  function refreshAccess() {
+    var seq = ++state.meSeq;
+    var p = getJSON('/auth/me').then(function (me) {
+      if (seq === state.meSeq) { setAccess(me); }
+    }, function (err) {
+      if (seq !== state.meSeq) { return; }
+      // A refused token: loadLayers drops it, and the anonymous answer follows (no need to show all meanwhile).
+      if (err instanceof HttpError && (err.status === 401 || err.status === 403) && state.token) { return; }
+      if (isRealError(err)) { console.error('onemap: /auth/me failed', err); }
+      setAccess(null);
+    });
+    state.accessReady = p;
+    return p;
+  }
+
+  // Resolves (with state.me) once the answer for the current token is in, however often the token changed.
+  function whenAccess() {
+    var p = state.accessReady || refreshAccess();
+    return p.then(function () { return p === state.accessReady ? state.me : whenAccess(); });
+  }
+
+  function onAccess(fn) {
+    accessListeners.push(fn);
+    fn(state.me);
   }
 
   function login(token) {
@@ -1529,13 +1614,20 @@
   renderMetricSelect();
   renderDistrictTable();
 
+  refreshAccess();
   var ready = loadConfig().then(function () {
     return Promise.all([loadLayers(), loadDistricts()]);
+  }).then(function () {
+    return whenAccess();  // (the panels then start with the tools of the role, no flash of the others)
   }).then(function () {
     // Topic panels (routes, emergency, monitoring) load after this script and share the login token.
     var panels = window.RiskmapPanels || {};
     var api = {
       token: function () { return state.token; },
+      // can(key): whether the role may use a tool (GET /auth/me `can`; true while unknown);
+      // onAccess(fn): fn(me) now and after every change of role (login, logout, a refused token)
+      can: can,
+      onAccess: onAccess,
       // on: a panel picks points on the map, so clicks on features are not opened in the side panel
       picking: function (on) { state.picking = !!on; },
       request: function (path, opts) {
@@ -1575,6 +1667,8 @@
     reloadLayers: loadLayers,
     login: login,
     logout: logout,
+    can: can,
+    whenAccess: whenAccess,
     search: runSearch,
     goToResult: goToResult,
     showFeature: showFeature,
@@ -1589,4 +1683,5 @@
   Object.defineProperty(window.onemap, 'config', { get: function () { return state.config; }, enumerable: true });
   Object.defineProperty(window.onemap, 'selected', { get: function () { return state.selected; }, enumerable: true });
   Object.defineProperty(window.onemap, 'lang', { get: function () { return state.lang; }, enumerable: true });
+  Object.defineProperty(window.onemap, 'me', { get: function () { return state.me; }, enumerable: true });
 })();

@@ -5,6 +5,10 @@
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /emergency/chemicals, POST /emergency/incident, GET /emergency/nearby,
  *            GET /emergency/incidents/{id}/report (offline HTML, downloaded with the token).
+ * By role (GET /auth/me `can`, through api.can / api.onAccess): the 应急 Emergency button shows for a role
+ * that may look up resources (`emergency_read`) or run an incident (`emergency_incident`); 分析 Analyse
+ * only with `emergency_incident`, 仅查资源 Resources only and the report only with `emergency_read`.
+ * Another role's login closes the panel and clears what it drew.
  * Offline: no external asset; Leaflet is the vendored copy already on the page.
  */
 (function () {
@@ -69,10 +73,11 @@
     var hour = new Date().getHours();
     $('em-time').value = hour >= 6 && hour < 19 ? 'day' : 'night';
 
+    var toggle = null;
     var Toggle = L.Control.extend({
       options: { position: 'topleft' },
       onAdd: function () {
-        var b = el('div', { 'class': 'em-toggle leaflet-bar', title: '应急处置 Hazmat incident' }, '应急 Emergency');
+        var b = toggle = el('div', { 'class': 'em-toggle leaflet-bar', title: '应急处置 Hazmat incident' }, '应急 Emergency');
         L.DomEvent.on(b, 'click', function (e) { L.DomEvent.stop(e); panel.hidden = !panel.hidden; if (!panel.hidden) { loadChemicals(''); } });
         return b;
       }
@@ -116,6 +121,22 @@
 
     function clear() { layer.clearLayers(); markers = {}; out().innerHTML = ''; lastId = null; $('em-report').disabled = true; }
     $('em-clear').addEventListener('click', clear);
+
+    // ---- the tools of the role only (the server checks each request all the same)
+    function allowed(key) { return !api.can || api.can(key); }
+    function applyAccess() {
+      var run = allowed('emergency_incident'), read = allowed('emergency_read');
+      $('em-run').hidden = !run;
+      $('em-near').hidden = !read;
+      $('em-report').hidden = !read;
+      toggle.hidden = !(run || read);
+      if (toggle.hidden) {
+        panel.hidden = true;
+        if (picking) { picking = false; api.picking(false); map.getContainer().style.cursor = ''; }
+        clear();
+      }
+    }
+    if (api.onAccess) { api.onAccess(applyAccess); }
 
     $('em-run').addEventListener('click', function () {
       var p;

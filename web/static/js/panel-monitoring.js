@@ -10,6 +10,9 @@
  * set of open alarms changes, this panel redraws that layer's tiles.
  * When the one-map's feature panel (#om-panel-body) shows a tailings pond, a hazard installation, a
  * monitored asset or a sensor, a "在线监测 Monitoring" section with the charts is appended to it.
+ * By role (GET /auth/me `can`, through api.can / api.onAccess): the 预警 Alarms button, the polling and that
+ * section only with `monitoring_read`, the 确认 Acknowledge button only with `monitoring_ack`; another
+ * role's login closes the panel.
  * Offline: no external asset, no chart library. ES2017 syntax only.
  */
 (function () {
@@ -123,11 +126,12 @@
     function json(path, opts) { opts = opts || {}; return api.json(path, opts); }
 
     // ---- toggle with the count of open alarms by colour
-    var count = null;
+    var count = null, toggle = null;
+    function allowed(key) { return !api.can || api.can(key); }
     var Toggle = L.Control.extend({
       options: { position: 'topright' },
       onAdd: function () {
-        var b = el('div', { 'class': 'mo-toggle leaflet-bar', title: '在线监测预警 Online monitoring alarms' }, '预警 Alarms');
+        var b = toggle = el('div', { 'class': 'mo-toggle leaflet-bar', title: '在线监测预警 Online monitoring alarms' }, '预警 Alarms');
         count = el('span'); b.appendChild(count);
         L.DomEvent.on(b, 'click', function (e) {
           L.DomEvent.stop(e); panel.hidden = !panel.hidden;
@@ -169,7 +173,7 @@
     }
 
     function poll() {
-      if (!token()) { count.innerHTML = ''; return Promise.resolve(); }
+      if (!token() || !allowed('monitoring_read')) { count.innerHTML = ''; return Promise.resolve(); }
       return json('/monitoring/alarms').then(function (d) { renderCount(d.alarms); redrawAssets(d.alarms); })
         .catch(function () { count.innerHTML = ''; });
     }
@@ -223,14 +227,19 @@
           hist.appendChild(line);
         });
         box.appendChild(hist);
-        var note = el('input', { type: 'text', placeholder: '处置说明 Note (optional)', style: 'width:100%;box-sizing:border-box' });
-        var ack = el('button', { type: 'button' }, '确认 Acknowledge');
-        ack.addEventListener('click', function () {
-          json('/monitoring/alarms/' + id + '/ack', { method: 'POST', body: JSON.stringify({ note: note.value || null }) })
-            .then(function () { showAlarm(id); loadAlarms(); })
-            .catch(function (e) { box.appendChild(el('div', { 'class': 'mo-warn' }, e.message)); });
-        });
-        box.appendChild(note); box.appendChild(ack);
+        if (a.acknowledged_by) {  // (acknowledged once per level: the server refuses a second one)
+          box.appendChild(el('div', { id: 'mo-acked' }, '✓ 已确认 Acknowledged: ' + a.acknowledged_by + ' ' + fmtTime(a.acknowledged_at)));
+        } else {
+          var note = el('input', { type: 'text', 'class': 'mo-ack', placeholder: '处置说明 Note (optional)', style: 'width:100%;box-sizing:border-box' });
+          var ack = el('button', { type: 'button', 'class': 'mo-ack', id: 'mo-ack' }, '确认 Acknowledge');
+          note.hidden = ack.hidden = !allowed('monitoring_ack');
+          ack.addEventListener('click', function () {
+            json('/monitoring/alarms/' + id + '/ack', { method: 'POST', body: JSON.stringify({ note: note.value || null }) })
+              .then(function () { showAlarm(id); loadAlarms(); })
+              .catch(function (e) { box.appendChild(el('div', { 'class': 'mo-warn' }, e.message)); });
+          });
+          box.appendChild(note); box.appendChild(ack);
+        }
         var charts = el('div');
         box.appendChild(charts);
         renderAsset(charts, a.asset_layer, a.asset_id);
@@ -287,7 +296,7 @@
       new MutationObserver(function () {
         var sel = window.onemap && window.onemap.selected;
         var asset = assetOf(sel);
-        if (!asset || !token() || body.querySelector('.mo-section')) { return; }
+        if (!asset || !token() || !allowed('monitoring_read') || body.querySelector('.mo-section')) { return; }
         var section = el('div', { 'class': 'mo-section' });
         section.appendChild(el('h4', null, '在线监测 Monitoring (48 h)'));
         var inner = el('div');
@@ -297,7 +306,21 @@
       }).observe(body, { childList: true });
     }
 
-    poll();
+    // ---- the tools of the role only (the server checks each request all the same)
+    var lastRole;
+    function applyAccess(me) {
+      var read = allowed('monitoring_read');
+      toggle.hidden = !read;
+      Array.prototype.forEach.call(panel.querySelectorAll('.mo-ack'), function (n) { n.hidden = !allowed('monitoring_ack'); });
+      if (!read) {
+        panel.hidden = true;
+        $('mo-detail').innerHTML = ''; $('mo-list').innerHTML = ''; $('mo-daily').textContent = '';
+        Array.prototype.forEach.call(document.querySelectorAll('.mo-section'), function (n) { n.remove(); });
+      }
+      var role = me ? me.role : null;
+      if (role !== lastRole) { lastRole = role; poll(); }  // (counts for the new role now, not in 30 s)
+    }
+    if (api.onAccess) { api.onAccess(applyAccess); } else { poll(); }
     timer = setInterval(poll, 30000);
     return { reload: loadAlarms, poll: poll, showAlarm: showAlarm, stop: function () { clearInterval(timer); } };
   }

@@ -6,7 +6,9 @@
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /routes/cargo, POST /routes/check, POST /routes/plan (roles route_controller, planner,
- * emergency, admin). Offline: Leaflet only (vendored).
+ * emergency, admin). The 路线 Routes button shows only for a role whose `can.route_check` (GET /auth/me,
+ * through api.can / api.onAccess) is not false; another role's login closes the panel and clears its drawing.
+ * Offline: Leaflet only (vendored).
  */
 (function () {
   'use strict';
@@ -67,10 +69,11 @@
     // Times are China time (UTC+8), the zone of the rules' time windows, whatever the browser's zone.
     $('rt-dep').value = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 16);
 
+    var toggle = null;
     var Toggle = L.Control.extend({
       options: { position: 'topright' },
       onAdd: function () {
-        var b = el('div', { 'class': 'leaflet-bar rt-toggle', title: '危化品路线 Hazmat routes' }, '路线 Routes');
+        var b = toggle = el('div', { 'class': 'leaflet-bar rt-toggle', title: '危化品路线 Hazmat routes' }, '路线 Routes');
         L.DomEvent.on(b, 'click', function (e) {
           L.DomEvent.stop(e);
           if (panel.hidden) { panel.removeAttribute('hidden'); loadCargo(); } else { panel.setAttribute('hidden', ''); }
@@ -79,6 +82,17 @@
       }
     });
     map.addControl(new Toggle());
+
+    // ---- only for a role that may check and plan routes (the server checks each request all the same)
+    function applyAccess() {
+      var allowed = !api.can || api.can('route_check');
+      toggle.hidden = !allowed;
+      if (!allowed) {
+        panel.setAttribute('hidden', '');
+        $('rt-clear').click();  // (stops drawing or picking, removes the route and its result from the map)
+      }
+    }
+    if (api.onAccess) { api.onAccess(applyAccess); }
 
     var cargoLoaded = false;
     function loadCargo() {
