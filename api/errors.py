@@ -58,6 +58,9 @@ def install(app: FastAPI) -> None:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
         message = {404: f"no such path {request.url.path}; see /docs",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        cause = str(exc.__cause__ or "")  # (FastAPI's bare "There was an error parsing the body", e.g. of JSON that
+        if exc.status_code == 400 and cause and cause not in message:  # is not UTF-8: say why)
+            message = f"{message}: {cause}"
         return _json(exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -66,6 +69,11 @@ def install(app: FastAPI) -> None:
         for e in exc.errors():
             if tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
                 msgs.append("the request body must be a JSON object (Content-Type: application/json)")
+                continue
+            if e.get("type") == "json_invalid":  # (its loc is ("body", offset): it read "0: JSON decode error")
+                at = e["loc"][-1] if len(e.get("loc", ())) > 1 and isinstance(e["loc"][-1], int) else None
+                msgs.append(f"the request body is not valid JSON: {(e.get('ctx') or {}).get('error', e.get('msg'))}"
+                            + (f": character {at}" if at is not None else ""))  # (json's "… at: line 1 …")
                 continue
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
             msgs.append(f"{where}: {e.get('msg')}" if where else e.get("msg"))

@@ -385,11 +385,16 @@ def parse_csv(body: bytes | str) -> list[dict]:
             body = body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise DataError("CSV must be UTF-8") from None
-    reader = csv.DictReader(io.StringIO(body))
-    missing = {"sensor", "time", "value", "unit"} - set(reader.fieldnames or ())
-    if missing:
-        raise DataError(f"CSV needs the columns sensor,time,value,unit (missing: {', '.join(sorted(missing))})")
-    return [{k: row.get(k) for k in ("sensor", "time", "value", "unit")} for row in reader]
+    # newline="": line ends (LF, CRLF or a lone CR) are the reader's to find, as the csv module asks; a CR inside
+    # an unquoted field was its "new-line character seen in unquoted field" error, then a 500
+    reader = csv.DictReader(io.StringIO(body, newline=""))
+    try:
+        missing = {"sensor", "time", "value", "unit"} - set(reader.fieldnames or ())
+        if missing:
+            raise DataError(f"CSV needs the columns sensor,time,value,unit (missing: {', '.join(sorted(missing))})")
+        return [{k: row.get(k) for k in ("sensor", "time", "value", "unit")} for row in reader]
+    except csv.Error as exc:  # (e.g. a field over the csv module's limit of 131,072 characters)
+        raise DataError(f"CSV cannot be read: {exc} (after line {reader.line_num})") from None
 
 
 def _time_checker(now: datetime):

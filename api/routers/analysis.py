@@ -62,7 +62,7 @@ class RuleIn(BaseModel):
     installation_kind: Kind
     level: int | None = Field(None, ge=1, le=4, description="GB 18218 level; null: any level")
     receptor_class: ReceptorClass
-    distance_m: float = Field(gt=0, le=20000)
+    distance_m: float = Field(gt=0, le=20000, allow_inf_nan=False)
     basis: str = Field(min_length=1, max_length=2000, description="standard and clause, or the assumption made")
     assumption: bool = True
     note: str | None = Field(None, max_length=2000)
@@ -120,8 +120,10 @@ def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: Rea
     except (ValueError, shapely.errors.GEOSException) as exc:
         raise DataError(f"geometry is not a valid GeoJSON {kind}: {str(exc).split('Error parsing JSON: ')[-1]}") \
             from None
-    if geom.is_empty or not geom.is_valid:
-        raise DataError(f"geometry is empty or invalid: {explain_validity(geom)}")
+    if geom.is_empty:  # (explain_validity calls an empty geometry "Valid Geometry")
+        raise DataError(f"geometry is empty: the {kind} has no coordinates")
+    if not geom.is_valid:
+        raise DataError(f"geometry is invalid: {explain_validity(geom)}")
     geom = shapely.force_2d(geom)
     minx, miny, maxx, maxy = geom.bounds
     area = request.app.state.store_settings.area_bbox

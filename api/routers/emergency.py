@@ -32,8 +32,10 @@ class IncidentRequest(BaseModel):
     chemical: str = Field(..., min_length=1, max_length=100, description="UN number, CAS, name (中文/English) or guide:NNN")
     spill: Literal["small", "large"] = "large"
     time: Literal["day", "night"] = "day"
-    wind_from_deg: float | None = Field(None, ge=0, le=360, description="direction the wind blows FROM (degrees)")
-    wind_speed_ms: float | None = Field(None, ge=0, lt=80, description="for ERG Table 3 wind classes")
+    wind_from_deg: float | None = Field(None, ge=0, le=360, allow_inf_nan=False,
+                                        description="direction the wind blows FROM (degrees)")
+    wind_speed_ms: float | None = Field(None, ge=0, lt=80, allow_inf_nan=False,
+                                        description="for ERG Table 3 wind classes")
     container: str | None = Field(None, description=f"ERG Table 3 container: {', '.join(em.CONTAINERS)}")
     resource_limit: int = Field(5, ge=1, le=50, description="resources listed per kind")
     save: bool = Field(True, description="keep the incident in the duty log")
@@ -71,7 +73,7 @@ def nearby(request: Request, conn: ConnDep, user: UserDep,
            lat: float = Query(..., ge=-90, le=90, allow_inf_nan=False),
            kind: list[str] | None = Query(None, description=", ".join(em.RESOURCE_KINDS)),
            min_capacity: int | None = Query(None, ge=0, le=2**31 - 1), limit: int = Query(10, ge=1, le=200),
-           radius_m: float = Query(em.SEARCH_RADIUS_M, gt=0, le=200000)):
+           radius_m: float = Query(em.SEARCH_RADIUS_M, gt=0, le=200000, allow_inf_nan=False)):
     """Resources ranked by road travel time to a point (straight-line distance beside it)."""
     require_role(user, *READERS)
     kinds = [k for part in (kind or []) for k in part.split(",") if k] or None

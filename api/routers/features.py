@@ -141,7 +141,8 @@ def items(
 
 @router.get("/collections/{layer_id}/items/{fid}")
 def item(request: Request, spec: LayerDep, conn: ConnDep, user: UserDep, fid: str):
-    if not (fid.isascii() and fid.isdigit()) or int(fid) >= 2**31:  # (ids are PostgreSQL integers)
+    # (ids are PostgreSQL integers: at most 10 digits, and int() refuses a string of thousands)
+    if not (fid.isascii() and fid.isdigit()) or len(fid) > 10 or int(fid) >= 2**31:
         raise NotFound(f"no feature {fid!r} in {spec.id}")
     feat = get_item(conn, spec, user.role, int(fid))
     if feat is None:

@@ -54,7 +54,21 @@ def _ingest(engine, ctype: str, body: bytes, form) -> dict:
             return monitoring.ingest(conn, items)
 
 
-@router.post("/readings")
+# The body as the API docs show it (the route reads it itself: JSON, a CSV body or a CSV upload).
+READING = {"type": "object", "required": ["sensor", "time", "value", "unit"], "properties": {
+    "sensor": {"type": "string", "description": "sensor code, e.g. TP1-D1"},
+    "time": {"type": "string", "format": "date-time", "description": "ISO 8601; no offset: Beijing time"},
+    "value": {"type": "number"}, "unit": {"type": "string", "description": "a unit of the kind (GET /monitoring/kinds)"}}}
+READINGS_BODY = {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["readings"],
+                                    "properties": {"readings": {"type": "array", "items": READING}}}},
+    "text/csv": {"schema": {"type": "string", "description": "header sensor,time,value,unit"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "CSV with the header sensor,time,value,unit"}}}},
+}}
+
+
+@router.post("/readings", openapi_extra={"requestBody": READINGS_BODY})
 async def post_readings(request: Request, user: UserDep):
     """Ingest a batch of readings: JSON ``{"readings": [...]}``, a CSV body (``text/csv``) or a CSV
     upload (multipart field ``file``). Bad readings are rejected one by one with the reason; the
@@ -67,8 +81,11 @@ async def post_readings(request: Request, user: UserDep):
     form = await request.form() if ctype.startswith("multipart/") else None
     body = b"" if form is not None else await request.body()
     result = await run_in_threadpool(_ingest, request.app.state.engine, ctype, body, form)
-    status = 422 if result["received"] and result["accepted"] == 0 else 200
-    return JSONResponse(result, status_code=status)
+    if result["received"] and result["accepted"] == 0:  # an error, in the shape of every error, with the details
+        first = "".join(f" (reading {r['index']}: {r['reason']})" for r in result["rejected"][:1])
+        return JSONResponse({"code": "ReadingsRejected", "description": (
+            f"none of the {result['received']} readings was accepted{first}; see rejected"), **result}, status_code=422)
+    return JSONResponse(result)
 
 
 def _check_offline(request: Request) -> None:
@@ -125,7 +142,7 @@ def daily(conn: ConnDep, user: UserDep, days: int = Query(7, ge=1, le=366), asse
 
 @router.get("/assets/{asset_layer}/{asset_id}")
 def asset(conn: ConnDep, user: UserDep, asset_layer: AssetLayer, asset_id: int,
-          hours: float = Query(48, gt=0, le=24 * 31)):
+          hours: float = Query(48, gt=0, le=24 * 31, allow_inf_nan=False)):
     """A monitored asset: current level, open alarms, and every sensor's recent readings with its
     thresholds (what a feature's panel charts)."""
     require_role(user, *READ)
@@ -174,7 +191,7 @@ class ThresholdIn(BaseModel):
     rate_yellow: float | None = Field(None, ge=0, allow_inf_nan=False)
     rate_orange: float | None = Field(None, ge=0, allow_inf_nan=False)
     rate_red: float | None = Field(None, ge=0, allow_inf_nan=False)
-    rate_window_h: float | None = Field(None, gt=0, le=24 * 30)
+    rate_window_h: float | None = Field(None, gt=0, le=24 * 30, allow_inf_nan=False)
     debounce: int | None = Field(None, ge=1, le=20)
     source: str | None = Field(None, max_length=1000)
 

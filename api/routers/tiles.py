@@ -163,10 +163,14 @@ def ogc_tilesets(request: Request, spec: LayerDep):
 
 # ---------------------------------------------------------------- fast path (no FastAPI on the way)
 
+# Tile numbers as the routes take them, in ASCII digits and no longer than a valid one can be (zoom 0-22, x and y
+# below 2^22): anything else (a number of thousands of digits, which int() refuses, or other scripts' digits) is
+# left to the routes, which answer it 400/404.
+_Z, _XY = "[0-9]{1,2}", "[0-9]{1,7}"
 _FAST_PATHS = (
-    (re.compile(r"/tiles/onemap/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.pbf"), "/tiles/onemap/{z}/{x}/{y}.pbf"),
-    (re.compile(r"/tiles/(?P<layer>\w+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.pbf"), "/tiles/{layer_id}/{z}/{x}/{y}.pbf"),
-    (re.compile(r"/collections/(?P<layer>\w+)/tiles/WebMercatorQuad/(?P<z>\d+)/(?P<y>\d+)/(?P<x>\d+)"),
+    (re.compile(rf"/tiles/onemap/(?P<z>{_Z})/(?P<x>{_XY})/(?P<y>{_XY})\.pbf"), "/tiles/onemap/{z}/{x}/{y}.pbf"),
+    (re.compile(rf"/tiles/(?P<layer>\w+)/(?P<z>{_Z})/(?P<x>{_XY})/(?P<y>{_XY})\.pbf"), "/tiles/{layer_id}/{z}/{x}/{y}.pbf"),
+    (re.compile(rf"/collections/(?P<layer>\w+)/tiles/WebMercatorQuad/(?P<z>{_Z})/(?P<y>{_XY})/(?P<x>{_XY})"),
      "/collections/{layer_id}/tiles/WebMercatorQuad/{z}/{row}/{col}"),
 )
 

@@ -115,7 +115,11 @@ def test_siting_check_rejects_bad_input(client, token, violated):
     for geometry, message in (({"type": "Circle", "coordinates": [102.7, 25]}, "geometry type must be one of"),
                               ({"type": "FeatureCollection", "features": []}, "geometry type must be one of"),
                               ({"type": "Point", "coordinates": 102.7}, "not a valid GeoJSON Point"),
-                              ({"type": "Polygon"}, "not a valid GeoJSON Polygon")):
+                              ({"type": "Polygon"}, "not a valid GeoJSON Polygon"),
+                              # (an empty one was "empty or invalid: Valid Geometry")
+                              ({"type": "MultiPoint", "coordinates": []}, "geometry is empty: the MultiPoint has no"),
+                              ({"type": "Polygon", "coordinates": [[[102.7, 25], [102.7, 25], [102.7, 25], [102.7, 25]]]},
+                               "geometry is invalid: Too few points")):
         r = client.post("/analysis/siting-check", headers=h, json={"geometry": geometry, "use": "school"})
         assert r.status_code == 400 and message in r.json()["description"], r.text
 

@@ -71,6 +71,7 @@ def test_bbox_and_property_filters(client, receptors):
     ("/collections/receptors/items?people=many", 400, "people"),
     ("/collections/receptors/items/999999", 404, "no feature"),
     ("/collections/receptors/items/1;DROP", 404, "no feature"),
+    ("/collections/receptors/items/" + "9" * 5000, 404, "no feature"),  # (int() refuses it: it was a 500)
     ("/collections/'%3B--/items", 404, "unknown layer"),
 ])
 def test_bad_requests_get_a_clear_4xx(client, receptors, url, status, words):
@@ -134,6 +135,35 @@ def test_unknown_paths_and_methods_answer_in_the_same_shape(client):
     assert r.status_code == 404 and r.json()["code"] == "NotFound" and "/no/such/path" in r.json()["description"]
     r = client.delete("/collections")
     assert r.status_code == 405 and r.json()["code"] == "MethodNotAllowed"
+
+
+def test_a_body_that_is_not_json_is_a_400_saying_why(client, token):
+    """Found by tests/api/test_fuzz.py: broken JSON read "0: JSON decode error" (the offset taken for a field), JSON
+    that is not UTF-8 FastAPI's bare "There was an error parsing the body"."""
+    editor = {"Authorization": f"Bearer {token('editor')}", "Content-Type": "application/json"}
+    r = client.post("/analysis/safety-rules", content=b'{"installation_kind": ', headers=editor)
+    assert r.status_code == 400 and r.json() == {"code": "InvalidParameter", "description": (
+        "the request body is not valid JSON: Expecting value: character 22")}
+    r = client.post("/analysis/safety-rules", content=b'{"basis": "\xff"}', headers=editor)
+    assert r.status_code == 400 and r.json()["code"] == "HTTPError"
+    assert r.json()["description"].startswith("There was an error parsing the body: 'utf-8' codec can't decode byte 0xff")
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/analysis/safety-rules", b'{"installation_kind": "toxic", "receptor_class": "important", "basis": "x", '
+                                       b'"distance_m": NaN}'),
+    ("POST", "/emergency/incident", b'{"lon": 102.7, "lat": 25.0, "chemical": "1017", "wind_speed_ms": NaN}'),
+    ("POST", "/emergency/incident", b'{"lon": 102.7, "lat": 25.0, "chemical": "1017", "wind_from_deg": NaN}'),
+    ("PUT", "/monitoring/thresholds", b'{"kind": "pond_level", "red": 1, "rate_window_h": NaN}'),
+    ("GET", "/emergency/nearby?lon=102.7&lat=25.0&radius_m=NaN", None),
+    ("GET", "/monitoring/assets/tailings_ponds/1?hours=NaN", None),
+])
+def test_a_number_that_is_not_finite_is_refused_as_such(client, token, method, path, body):
+    """(NaN, which Python's JSON and float() read, failed the bounds instead: "should be less than or equal to
+    20000".)"""
+    headers = {"Authorization": f"Bearer {token('admin')}", "Content-Type": "application/json"}
+    r = client.request(method, path, content=body, headers=headers)
+    assert r.status_code == 400 and "Input should be a finite number" in r.json()["description"], r.text
 
 
 def test_another_crs_or_format_is_refused_not_ignored(client, receptors):

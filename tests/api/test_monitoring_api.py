@@ -87,8 +87,11 @@ def test_ingest_json_csv_and_rejections(client, site, token):
     assert out["accepted"] == 2 and out["stored"] == 2
     assert [(r["index"], r["sensor"]) for r in out["rejected"]] == [(2, "TP9-D1"), (3, "TP1-D1"), (4, "TP1-P1"),
                                                                     (5, "TP1-P1")]
-    assert client.post("/monitoring/readings", json={"readings": body["readings"][2:]},
-                       headers=editor).status_code == 422            # nothing acceptable
+    nothing = client.post("/monitoring/readings", json={"readings": body["readings"][2:]}, headers=editor)
+    assert nothing.status_code == 422            # nothing acceptable: an error like any other, with the details
+    assert nothing.json()["code"] == "ReadingsRejected" and nothing.json()["description"] == (
+        "none of the 4 readings was accepted (reading 0: unknown sensor 'TP9-D1'); see rejected")
+    assert [r["index"] for r in nothing.json()["rejected"]] == [0, 1, 2, 3] and nothing.json()["received"] == 4
     assert client.post("/monitoring/readings", content=b"{not json", headers=editor |
                        {"Content-Type": "application/json"}).status_code == 400
     assert client.post("/monitoring/readings", json={"rows": []}, headers=editor).status_code == 400
@@ -100,6 +103,13 @@ def test_ingest_json_csv_and_rejections(client, site, token):
     assert res.status_code == 200 and res.json()["stored"] == 1
     assert client.post("/monitoring/readings", content=b"a,b\n1,2\n", headers=editor |
                        {"Content-Type": "text/csv"}).status_code == 400
+    # a CR in an unquoted field (was a 500: csv.Error) is a line end; a field the csv module refuses is a 400
+    res = client.post("/monitoring/readings", content=f"sensor,time,value,unit\rTP1-D3,{at(7)},4,mm\rx\ry,z\r".encode(),
+                      headers=editor | {"Content-Type": "text/csv"})
+    assert res.status_code == 200 and res.json()["stored"] == 1 and len(res.json()["rejected"]) == 2
+    res = client.post("/monitoring/readings", content=("sensor,time,value,unit\n" + "x" * 200_000).encode(),
+                      headers=editor | {"Content-Type": "text/csv"})
+    assert res.status_code == 400 and "field larger than field limit" in res.json()["description"]
     readings = client.get("/monitoring/sensors/TP1-D1/readings", headers=editor).json()
     assert readings["readings"] == [[at(20), 10.0], [at(19), 11.0]] and readings["unit"] == "mm"
 

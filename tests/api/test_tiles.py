@@ -1,5 +1,6 @@
 """Vector tiles from the registry: content, fields per role, clustering, cap, cache/ETag, GDAL."""
 
+import logging
 import subprocess
 
 import geopandas as gpd
@@ -107,6 +108,19 @@ def test_empty_tile_is_204_and_bad_tile_is_404(client, data):
     assert client.get("/tiles/chemical_parks/14/0/0.pbf").status_code == 204
     assert client.get("/tiles/chemical_parks/3/9/9.pbf").status_code == 404
     assert client.get("/tiles/nolayer/3/1/1.pbf").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/tiles/onemap/{n}/0/0.pbf", "/tiles/accidents/1/{n}/0.pbf",
+                                  "/collections/accidents/tiles/WebMercatorQuad/1/0/{n}"])
+@pytest.mark.parametrize("n", ["9" * 5000, "\u0663"])
+def test_odd_tile_numbers_go_to_the_route_without_an_error(client, data, caplog, path, n):
+    """Numbers of thousands of digits (int() refuses them) or in another script's digits (the fast path served
+    U+0663 as tile 3): the tile fast path leaves them to the route (it used to log an error with a traceback for
+    the first), which answers as for any bad tile number."""
+    r = client.get(path.format(n=n))
+    assert r.status_code in (400, 404), r.text
+    assert r.json()["code"] in ("InvalidParameter", "NotFound")
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
 
 
 def test_feature_cap_is_announced_in_the_tile(client, data, monkeypatch):

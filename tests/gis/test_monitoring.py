@@ -316,3 +316,18 @@ def test_gc_pauses_nest_and_restore_the_collector():
         assert not gc.isenabled()  # was off before: stays off
     finally:
         gc.enable()
+
+
+def test_csv_line_ends_and_unreadable_csv():
+    """Any line end (LF, CRLF, a lone CR) is one; a CR inside an unquoted field used to raise csv.Error out of
+    the parser, a 500 of POST /monitoring/readings (found by tests/api/test_fuzz.py); what the csv module cannot
+    read is a DataError (400) naming the line."""
+    from layers.errors import DataError
+
+    row = {"sensor": "TP1-D1", "time": "2024-07-01T08:00", "value": "1", "unit": "mm"}
+    assert monitoring.parse_csv("sensor,time,value,unit\rTP1-D1,2024-07-01T08:00,1,mm\r") == [row]
+    assert monitoring.parse_csv(b"sensor,time,value,unit\r\nTP1-D1,2024-07-01T08:00,1,mm\r\n") == [row]
+    rows = monitoring.parse_csv("sensor,time,value,unit\nTP1-D1,a\rb,1,mm\n")
+    assert [r["sensor"] for r in rows] == ["TP1-D1", "b"]  # (two rows, each then rejected on its own)
+    with pytest.raises(DataError, match=r"CSV cannot be read: field larger than field limit \(131072\) \(after line 1\)"):
+        monitoring.parse_csv("sensor,time,value,unit\nTP1-D1," + "x" * 200_000 + ",1,mm\n")
