@@ -1022,6 +1022,9 @@ def set_threshold(conn: Connection, kind: str, values: dict, asset_layer: str | 
         raise DataError("give both asset_layer and asset_id (one asset) or neither (the kind's default)")
     if asset_layer is not None and asset_layer != KINDS[kind].asset_layer:
         raise DataError(f"{kind} sensors belong to {KINDS[kind].asset_layer}, not {asset_layer}")
+    if asset_layer is not None and conn.execute(text(  # (the table: KINDS', equal to asset_layer just above)
+            f"SELECT NOT EXISTS (SELECT 1 FROM {KINDS[kind].asset_layer} WHERE id = :i)"), {"i": asset_id}).scalar():
+        raise DataError(f"no {asset_layer} {asset_id}: thresholds are set for an asset that exists")
     if not any(values.get(c) is not None for c in ("blue", "yellow", "orange", "red")):
         raise DataError("give at least one of blue, yellow, orange, red")
     row = {c: values.get(c) for c in THRESHOLD_FIELDS}

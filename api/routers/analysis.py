@@ -115,8 +115,12 @@ def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: Rea
     kind = body.geometry.get("type")
     if kind not in SITE_TYPES:
         raise DataError(f"geometry type must be one of {', '.join(SITE_TYPES)}, got {kind!r}")
+    try:
+        geojson = json.dumps(body.geometry, allow_nan=False)
+    except ValueError:
+        raise DataError("geometry coordinates must be finite numbers (no NaN or Infinity)") from None
     try:  # (GEOS's own GeoJSON reader: it says what is wrong in the coordinates)
-        geom = shapely.from_geojson(json.dumps(body.geometry))
+        geom = shapely.from_geojson(geojson)
     except (ValueError, shapely.errors.GEOSException) as exc:
         raise DataError(f"geometry is not a valid GeoJSON {kind}: {str(exc).split('Error parsing JSON: ')[-1]}") \
             from None

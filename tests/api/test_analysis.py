@@ -122,6 +122,9 @@ def test_siting_check_rejects_bad_input(client, token, violated):
                                "geometry is invalid: Too few points")):
         r = client.post("/analysis/siting-check", headers=h, json={"geometry": geometry, "use": "school"})
         assert r.status_code == 400 and message in r.json()["description"], r.text
+    r = client.post("/analysis/siting-check", headers={**h, "Content-Type": "application/json"},
+                    content='{"geometry": {"type": "Point", "coordinates": [NaN, 25]}, "use": "school"}')
+    assert r.status_code == 400 and "finite numbers" in r.json()["description"], r.text
 
 
 def test_rule_editing_roles_and_staleness(client, token, violated):

@@ -154,6 +154,9 @@ def test_thresholds_api(client, site, token):
     bad = client.put("/monitoring/thresholds", headers=editor, json={"kind": "temperature", "blue": 50, "yellow": 40})
     assert bad.status_code == 400 and "yellow" in bad.json()["description"]
     assert client.put("/monitoring/thresholds", headers=editor, json={"kind": "nope", "red": 1}).status_code == 400
+    missing = client.put("/monitoring/thresholds", headers=editor, json={  # (a typo'd asset is not stored)
+        "kind": "temperature", "asset_layer": "hazard_installations", "asset_id": 999999, "red": 55})
+    assert missing.status_code == 400 and "no hazard_installations 999999" in missing.json()["description"]
     for body in ('{"kind": "temperature", "blue": Infinity}', '{"kind": "temperature", "red": NaN}',
                  '{"kind": "displacement", "rate_red": -5}'):  # (refused, and nothing stored)
         r = client.put("/monitoring/thresholds", headers={**editor, "Content-Type": "application/json"}, content=body)
@@ -162,5 +165,5 @@ def test_thresholds_api(client, site, token):
     planner = {"Authorization": f"Bearer {token('planner')}"}
     assert client.put("/monitoring/thresholds", headers=planner, json={"kind": "temperature", "red": 1}).status_code == 403
     rows = client.get("/monitoring/thresholds", headers=planner).json()["thresholds"]
-    mine = [r for r in rows if r["kind"] == "temperature" and r["asset_id"] == 1]
-    assert len(mine) == 1 and mine[0]["hysteresis"] == 0.5
+    mine = [r for r in rows if r["kind"] == "temperature" and r["asset_id"] is not None]
+    assert len(mine) == 1 and mine[0]["asset_id"] == 1 and mine[0]["hysteresis"] == 0.5
