@@ -29,7 +29,6 @@ from gis.errors import AnalysisError, UnknownSubstanceError
 from gis.raster import Registered, registered, zonal_sum
 from layers.crs import METRIC_EPSG
 from layers.derived import finish_run, layer_versions, start_run
-from layers.registry import MAX_PEOPLE
 from layers.spec import RISK_GRADES
 from layers.topics.hazchem import PROTECTION_CLASSES, InstallationGrading, RiskScore, SafetyRule
 
@@ -45,18 +44,6 @@ DERIVED = ("safety_violations", "exposure_rings", "risk_scores", "installation_g
 M = METRIC_EPSG  # spelled as a literal in SQL so that the metric GiST indexes (migration 0003) apply
 QUAD_SEGS = 16  # buffer arcs: 64 segments per circle, area within 0.2 % of the true disc
 GRADE_ORDER = ("blue", "yellow", "orange", "red")
-# The largest count the results' integer columns hold (installation_gradings.exposed_people,
-# exposure_rings.receptor_people). Sums of receptors' people are taken as bigint or float and checked
-# against it before they are stored: never an integer overflow halfway through a run.
-INT_MAX = 2**31 - 1
-
-
-def _storable(people: int, what: str) -> int:
-    """``people`` if an integer column holds it; else AnalysisError saying where the sum comes from."""
-    if people > INT_MAX:
-        raise AnalysisError(f"{what}: {people} people, more than a result can hold ({INT_MAX}); check the people "
-                            f"of the receptors there (an import takes at most {MAX_PEOPLE} at one receptor)")
-    return people
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +284,6 @@ def grade_installations(conn: Connection, run_id: int, raster: Registered, confi
         key = ("enterprise", inst.enterprise_id) if inst.enterprise_id is not None else ("installation", inst.id)
         site = sites[key]
         n, residents = exposed_people(grid_by_key[key], site.residents, site.visitors, config)
-        n = _storable(n, f"installation {inst.id}: people within {config.alpha_buffer_m:g} m of its {key[0]} boundary")
         substances = inventory.get(inst.id, [])
         population = {
             "exposed_people": n, "grid_people": round(float(grid_by_key[key]), 2),
@@ -612,11 +598,10 @@ def exposure_rings(conn: Connection, run_id: int, raster: Registered, config: Co
     arrays = ", ".join(f"CAST(:{c} AS int[])" for c in classes)
     conn.execute(text(
         f"UPDATE exposure_rings e SET {sets}, receptor_people = v.people, synthetic = e.synthetic OR v.syn "
-        f"FROM unnest(CAST(:ids AS int[]), {arrays}, CAST(:people AS int[]), CAST(:syn AS bool[])) "
+        f"FROM unnest(CAST(:ids AS int[]), {arrays}, CAST(:people AS bigint[]), CAST(:syn AS bool[])) "
         f"AS v(id, {', '.join(classes)}, people, syn) WHERE e.id = v.id"),
         {"ids": [r.id for r in rows],
-         "people": [_storable(int(round(heads[i, k])), f"{r.subject_layer} {r.subject_id}: receptors within "
-                              f"{r.outer_m:g} m (exposure ring)") for r, (i, k) in zip(rows, idx)],
+         "people": [int(round(heads[i, k])) for i, k in idx],
          "syn": [bool(synthetic[i * n_r + k]) for i, k in idx],
          **{c: [int(counts[i, k, j]) for i, k in idx] for j, c in enumerate(classes)}})
     return len(rows)

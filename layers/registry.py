@@ -21,8 +21,8 @@ from layers.topics import emergency, hazchem, monitoring, roadnet
 # never negative; a field that may be (roads' ``layer``: -1 is below ground) has no minimum.
 COUNT = {"minimum": 0}
 # People at one protection target: 10 million is more than any one school, hospital or residential area
-# holds (Kunming has about 8.7 million residents in all). It keeps a typing error out (e.g. 2147483000),
-# and with it no sum of the receptors within an analysis' reach nears the 2147483647 of an integer column.
+# holds (Kunming has about 8.7 million residents in all). It keeps a typing error out (e.g. 2147483000);
+# the analyses' sums of people are bigint all the same (migration 0013).
 MAX_PEOPLE = 10_000_000
 
 BASE_LAYERS: tuple[LayerSpec, ...] = (

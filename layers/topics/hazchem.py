@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from geoalchemy2 import Geometry
-from sqlalchemy import ARRAY, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, Text, func
+from sqlalchemy import ARRAY, BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -64,7 +64,7 @@ class InstallationGrading(DerivedMixin, Base):
     level: Mapped[int | None] = mapped_column(Integer)
     is_major: Mapped[bool | None] = mapped_column(Boolean)
     kinds: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
-    exposed_people: Mapped[int | None] = mapped_column(Integer)
+    exposed_people: Mapped[int | None] = mapped_column(BigInteger)
     population: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default="{}")
     substances: Mapped[list] = mapped_column(JSONB, nullable=False, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
@@ -115,7 +115,7 @@ class ExposureRing(DerivedMixin, Base):
     receptors_general_1: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     receptors_general_2: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     receptors_general_3: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    receptor_people: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    receptor_people: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     geom: Mapped[str] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True), nullable=False)
 
 
