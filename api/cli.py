@@ -6,6 +6,7 @@ import gc
 import logging
 import logging.handlers
 import queue
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -105,6 +106,10 @@ def serve(
         url, cluster, started = resolve_url(store)
     except EmbeddedClusterError as exc:
         fail(str(exc))
+    # A service manager's SIGTERM: uvicorn shuts down gracefully, then raises the signal again under the
+    # handler found before it. This one makes that an exit through the `finally` below, which stops the
+    # embedded cluster (the default action would end the process there and leave the cluster running).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         try:
             migrate(url)

@@ -79,9 +79,9 @@ def output(proc: subprocess.Popen) -> str:
     return proc.log.read()
 
 
-def stop(proc: subprocess.Popen) -> str:
-    """Stop a server started by :func:`serve` (Ctrl-C) and return its output."""
-    proc.send_signal(signal.SIGINT)
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    """Stop a server started by :func:`serve` (Ctrl-C, or ``sig``) and return its output."""
+    proc.send_signal(sig)
     proc.wait(timeout=60)
     out = output(proc)
     proc.log.close()

@@ -35,7 +35,7 @@ def test_cli_import_errors_exit_2_with_rows(db_url, clean, tmp_path):
 
 
 def test_embedded_cluster_lifecycle_tokens_and_gdal():
-    """`riskmap serve` with no DATABASE_URL: own cluster, reused on restart, stopped on Ctrl-C."""
+    """`riskmap serve` with no DATABASE_URL: own cluster, reused on restart, stopped on Ctrl-C and on SIGTERM."""
     data = Path(tempfile.mkdtemp(prefix="riskmap-embedded-"))
     os.chmod(data, 0o755)
     port, pg_port = free_port(), free_port()
@@ -64,7 +64,12 @@ def test_embedded_cluster_lifecycle_tokens_and_gdal():
     try:
         assert httpx.get(base + "/collections/hazard_installations/items", headers=headers).status_code == 200
     finally:
-        stop(proc)
+        out = stop(proc, signal.SIGTERM)  # (as a service manager stops it: the cluster stops too)
+    try:
+        assert "stopping the embedded cluster" in out and proc.returncode == 128 + signal.SIGTERM
+        status = subprocess.run([RISKMAP, "db", "status"], env=env, capture_output=True, text=True).stdout
+        assert "stopped" in status
+    finally:
         shutil.rmtree(data, ignore_errors=True)
 
 
