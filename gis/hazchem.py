@@ -472,7 +472,7 @@ def siting_check(conn: Connection, geometry, use: str, config: Config, *, level:
     rows = conn.execute(text(
         f"SELECT c.*, ST_AsGeoJSON(c.geom, 7) AS line FROM ({sql}) c ORDER BY c.shortfall_m DESC, c.installation_id, "
         "c.receptor_id"), params).mappings().all()
-    keep = [c for c in CONFLICT_COLUMNS if c not in ("geom", "synthetic")]
+    keep = [c for c in CONFLICT_COLUMNS if c != "geom"]  # (synthetic: the existing feature's, the proposal is not)
     conflicts = []
     for r in rows:
         item = {c: r[c] for c in keep}

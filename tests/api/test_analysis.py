@@ -79,6 +79,7 @@ def test_siting_check_school_near_installations(client, token, violated):
     assert c["installation_name"] == "T1" and c["protection_class"] == "high_sensitive"
     assert c["distance_m"] == pytest.approx(940, abs=0.01) and c["required_m"] == 1000
     assert c["shortfall_m"] == pytest.approx(60, abs=0.01) and c["line"]["type"] == "LineString"
+    assert c["synthetic"] is True  # (the existing installation's flag: the test world's are synthetic)
     # a small residential (20 people, 三类) 99 m from F1 conflicts only with F1's 100 m rule
     home = client.post("/analysis/siting-check", headers=auth(token, "planner"), json={
         "geometry": geojson(shapely.Point(5199, 50)), "use": "residential", "people": 20}).json()

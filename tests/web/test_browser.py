@@ -95,7 +95,7 @@ def test_panel_tools_follow_the_role(site, token):
                     for m, v in ((15, 20), (10, 55), (8, 60))]
         assert monitoring.ingest(conn, monitoring.parse_json(json.dumps({"readings": readings}).encode()))["alarms"]
     planner, editor, emergency = token("planner"), token("editor"), token("emergency")
-    toggles = {"emergency": ".em-toggle", "routes": ".rt-toggle", "alarms": ".mo-toggle"}
+    toggles = {"emergency": ".em-toggle", "routes": ".rt-toggle", "alarms": ".mo-toggle", "siting": ".st-toggle"}
 
     with browser_page() as (page, errors):
         def shown():
@@ -113,7 +113,7 @@ def test_panel_tools_follow_the_role(site, token):
         page.goto(base + "/")
         page.evaluate("onemap.ready")
         assert page.evaluate("onemap.me.role") == "anonymous"
-        assert shown() == {"emergency": False, "routes": False, "alarms": False}
+        assert shown() == {"emergency": False, "routes": False, "alarms": False, "siting": False}
         assert page.locator(".em-toggle").count() == 1  # (there, hidden)
 
         # planner: routes, alarms (no acknowledging) and the emergency look-ups (no incident analysis)
@@ -121,7 +121,7 @@ def test_panel_tools_follow_the_role(site, token):
         page.fill("#om-token-input", planner)
         page.click("#om-token-submit")
         role_is("planner")
-        assert shown() == {"emergency": True, "routes": True, "alarms": True}
+        assert shown() == {"emergency": True, "routes": True, "alarms": True, "siting": True}
         assert "规划人员" in page.inner_text("#om-login-state")
         open_alarm()
         assert page.locator("#mo-ack").count() == 1 and not page.locator("#mo-ack").is_visible()
@@ -131,17 +131,17 @@ def test_panel_tools_follow_the_role(site, token):
         # logging out hides every tool and closes the open panels
         page.click("#om-logout-btn")
         role_is("anonymous")
-        assert shown() == {"emergency": False, "routes": False, "alarms": False}
+        assert shown() == {"emergency": False, "routes": False, "alarms": False, "siting": False}
         assert not page.locator(".mo-panel").is_visible() and not page.locator(".em-panel").is_visible()
 
         # editor: alarms and acknowledging, but neither route checks nor emergency tools
         assert page.evaluate(f"onemap.login({editor!r}).then(r => r.ok)")
         assert page.evaluate("onemap.me.role") == "editor"  # (login resolves with the new role's tools)
-        assert shown() == {"emergency": False, "routes": False, "alarms": True}
+        assert shown() == {"emergency": False, "routes": False, "alarms": True, "siting": True}
 
         # emergency: everything; the Acknowledge button shows and works
         assert page.evaluate(f"onemap.login({emergency!r}).then(r => r.ok)")
-        assert shown() == {"emergency": True, "routes": True, "alarms": True}
+        assert shown() == {"emergency": True, "routes": True, "alarms": True, "siting": True}
         open_alarm()
         assert page.locator("#mo-ack").is_visible()
         page.click("#mo-ack")
