@@ -26,7 +26,7 @@
   };
   var ZONES = { isolation: ['初始隔离区', 'Isolation zone', '#e60012'], protective: ['防护行动区', 'Protective action zone', '#ff8c00'] };
   var CSS = '.em-toggle{background:#fff;padding:4px 8px;cursor:pointer;font-weight:bold;border-radius:4px}' +
-    '.em-panel{position:absolute;z-index:1000;top:10px;left:54px;width:360px;max-height:calc(100% - 20px);overflow:auto;' +
+    '.em-panel{position:absolute;z-index:1000;top:10px;left:120px;width:360px;max-height:calc(100% - 20px);overflow:auto;' +
     'background:#fff;border:1px solid #999;border-radius:4px;padding:8px;font:12px/1.4 sans-serif;box-shadow:0 1px 5px #0004}' +
     '.em-panel label{display:block;margin-top:4px}.em-panel input,.em-panel select{width:100%;box-sizing:border-box}' +
     '.em-row{display:flex;gap:4px}.em-row>*{flex:1}.em-warn{color:#a00;font-weight:bold}.em-ok{color:#1a7f37}' +

@@ -28,7 +28,7 @@
   var EVENTS = { open: '开启 open', escalate: '升级 escalate', deescalate: '降级 de-escalate', close: '关闭 close', ack: '确认 ack' };
   var CSS = '.mo-toggle{background:#fff;padding:4px 8px;cursor:pointer;font-weight:bold;border-radius:4px;white-space:nowrap}' +
     '.mo-toggle .mo-n{display:inline-block;min-width:16px;padding:0 4px;margin-left:3px;border-radius:8px;color:#fff;text-align:center}' +
-    '.mo-panel{position:absolute;z-index:1000;top:10px;right:10px;width:380px;max-height:calc(100% - 20px);overflow:auto;' +
+    '.mo-panel{position:absolute;z-index:1000;top:10px;right:98px;width:380px;max-height:calc(100% - 20px);overflow:auto;' +
     'background:#fff;border:1px solid #999;border-radius:4px;padding:8px;font:12px/1.4 sans-serif;box-shadow:0 1px 5px #0004}' +
     '.mo-chip{display:inline-block;padding:0 6px;border-radius:8px;color:#fff;font-weight:bold}' +
     '.mo-chip.yellow{color:#333}.mo-alarm{border-bottom:1px dotted #ccc;padding:4px 0;cursor:pointer}' +
