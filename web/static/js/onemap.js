@@ -1630,6 +1630,26 @@
       onAccess: onAccess,
       // on: a panel picks points on the map, so clicks on features are not opened in the side panel
       picking: function (on) { state.picking = !!on; },
+      // A panel's box over the map (class opts.className, inner HTML opts.html; clicks and wheel turns stay
+      // in it) and its toggle button (a Leaflet control at opts.position, class opts.button, text opts.label,
+      // tooltip opts.title): the button shows or hides the box, then calls opts.toggled(open).
+      // Returns { panel, toggle, $ } ($(id): the element of the box with that id).
+      box: function (opts) {
+        var panel = el('div', { className: opts.className, hidden: true });
+        panel.innerHTML = opts.html;
+        map.getContainer().appendChild(panel);
+        L.DomEvent.disableClickPropagation(panel);
+        L.DomEvent.disableScrollPropagation(panel);
+        var toggle = el('div', { className: 'leaflet-bar ' + opts.button, title: opts.title, text: opts.label });
+        L.DomEvent.on(toggle, 'click', function (e) {
+          L.DomEvent.stop(e);
+          panel.hidden = !panel.hidden;
+          if (opts.toggled) { opts.toggled(!panel.hidden); }
+        });
+        var Toggle = L.Control.extend({ options: { position: opts.position }, onAdd: function () { return toggle; } });
+        map.addControl(new Toggle());
+        return { panel: panel, toggle: toggle, $: function (id) { return panel.querySelector('#' + id); } };
+      },
       request: function (path, opts) {
         opts = opts || {};
         var headers = opts.headers || {};

@@ -1,7 +1,8 @@
 /* Emergency panel (应急处置): ERG2024 zones, counts and ranked resources for a hazmat spill.
  *
  * Usage (wired by the page): RiskmapPanels.emergency.init(map, api)
- *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
+ *   box(opts), ... } (onemap.js)
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /emergency/chemicals, POST /emergency/incident, GET /emergency/nearby,
  *            GET /emergency/incidents/{id}/report (offline HTML, downloaded with the token).
@@ -44,13 +45,15 @@
     var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
     var picking = false, layer = L.featureGroup().addTo(map), markers = {}, lastId = null;
 
-    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts)}: one fetch helper for all panels.
+    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts), box(opts), ...}: one fetch
+    // helper and one panel box with its toggle button for all panels.
     var token = api.token, request = api.request;
     function json(path, opts) { opts = opts || {}; opts.who = 'emergency role'; return api.json(path, opts); }
 
-    // ---- panel
-    var panel = el('div', { 'class': 'em-panel', hidden: '' });
-    panel.innerHTML =
+    // ---- panel and its toggle (api.box)
+    var box = api.box({ className: 'em-panel', position: 'topleft', button: 'em-toggle',
+      title: '应急处置 Hazmat incident', label: '应急 Emergency', toggled: function (open) { if (open) { loadChemicals(''); } },
+      html:
       '<b>应急处置 Hazmat incident</b> <span class="em-muted">ERG2024 · 辅助决策 decision support</span>' +
       '<label>化学品 Chemical (UN/名称/CAS)<input list="em-chem-list" id="em-chem" placeholder="液氨 / 1005 / chlorine"></label>' +
       '<datalist id="em-chem-list"></datalist>' +
@@ -65,24 +68,11 @@
       '<label>容器（表3）Container (Table 3)<select id="em-container"><option value="">未知 unknown</option></select></label>' +
       '<button type="button" id="em-run">分析 Analyse</button><button type="button" id="em-near">仅查资源 Resources only</button>' +
       '<button type="button" id="em-report" disabled>离线报告 Report</button><button type="button" id="em-clear">清除 Clear</button>' +
-      '<div id="em-out"></div>';
-    map.getContainer().appendChild(panel);
-    L.DomEvent.disableClickPropagation(panel);
-    L.DomEvent.disableScrollPropagation(panel);
-    var $ = function (id) { return panel.querySelector('#' + id); };
+      '<div id="em-out"></div>' });
+    var panel = box.panel, toggle = box.toggle, $ = box.$;
     var hour = new Date().getHours();
     $('em-time').value = hour >= 6 && hour < 19 ? 'day' : 'night';
 
-    var toggle = null;
-    var Toggle = L.Control.extend({
-      options: { position: 'topleft' },
-      onAdd: function () {
-        var b = toggle = el('div', { 'class': 'em-toggle leaflet-bar', title: '应急处置 Hazmat incident' }, '应急 Emergency');
-        L.DomEvent.on(b, 'click', function (e) { L.DomEvent.stop(e); panel.hidden = !panel.hidden; if (!panel.hidden) { loadChemicals(''); } });
-        return b;
-      }
-    });
-    map.addControl(new Toggle());
 
     var chemTimer = null;
     function loadChemicals(q) {

@@ -121,36 +121,22 @@
     var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
     var lastSignature = null, timer = null;
 
-    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts)}: one fetch helper for all panels.
+    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts), box(opts), ...}: one fetch
+    // helper and one panel box with its toggle button for all panels.
     var token = api.token, request = api.request;
     function json(path, opts) { opts = opts || {}; return api.json(path, opts); }
 
-    // ---- toggle with the count of open alarms by colour
-    var count = null, toggle = null;
+    // ---- panel and its toggle (api.box), with the count of open alarms by colour
     function allowed(key) { return !api.can || api.can(key); }
-    var Toggle = L.Control.extend({
-      options: { position: 'topright' },
-      onAdd: function () {
-        var b = toggle = el('div', { 'class': 'mo-toggle leaflet-bar', title: '在线监测预警 Online monitoring alarms' }, '预警 Alarms');
-        count = el('span'); b.appendChild(count);
-        L.DomEvent.on(b, 'click', function (e) {
-          L.DomEvent.stop(e); panel.hidden = !panel.hidden;
-          if (!panel.hidden) { loadAlarms(); }
-        });
-        return b;
-      }
-    });
-    map.addControl(new Toggle());
-
-    var panel = el('div', { 'class': 'mo-panel', hidden: '' });
-    panel.innerHTML = '<b>在线监测预警 Monitoring alarms</b> <span class="mo-muted">未关闭 open, 高等级在前 highest first</span>' +
+    var box = api.box({ className: 'mo-panel', position: 'topright', button: 'mo-toggle',
+      title: '在线监测预警 Online monitoring alarms', label: '预警 Alarms', toggled: function (open) { if (open) { loadAlarms(); } },
+      html: '<b>在线监测预警 Monitoring alarms</b> <span class="mo-muted">未关闭 open, 高等级在前 highest first</span>' +
       '<div><label><input type="checkbox" id="mo-all"> 含已关闭 include closed</label> ' +
       '<button type="button" id="mo-refresh">刷新 Refresh</button><button type="button" id="mo-close">关闭 Close</button></div>' +
-      '<div id="mo-daily" class="mo-muted"></div><div id="mo-detail"></div><div id="mo-list"></div>';
-    map.getContainer().appendChild(panel);
-    L.DomEvent.disableClickPropagation(panel);
-    L.DomEvent.disableScrollPropagation(panel);
-    var $ = function (id) { return panel.querySelector('#' + id); };
+      '<div id="mo-daily" class="mo-muted"></div><div id="mo-detail"></div><div id="mo-list"></div>' });
+    var panel = box.panel, toggle = box.toggle, $ = box.$;
+    var count = el('span');
+    toggle.appendChild(count);
     $('mo-refresh').addEventListener('click', function () { loadAlarms(); });
     $('mo-close').addEventListener('click', function () { panel.hidden = true; });
     $('mo-all').addEventListener('change', function () { loadAlarms(); });

@@ -3,7 +3,8 @@
  *
  * Usage (wired by the page, after Leaflet and with web/static/css/panel-routes.css):
  *   RiskmapPanels.routes.init(map, api)
- *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
+ *   box(opts), ... } (onemap.js)
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /routes/cargo, POST /routes/check, POST /routes/plan (roles route_controller, planner,
  * emergency, admin). The 路线 Routes button shows only for a role whose `can.route_check` (GET /auth/me,
@@ -34,13 +35,15 @@
     var layer = L.featureGroup().addTo(map);
     var mode = null, vertices = [], origin = null, destination = null, uploaded = null;
 
-    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts)}: one fetch helper for all panels.
+    // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts), box(opts), ...}: one fetch
+    // helper and one panel box with its toggle button for all panels.
     var token = api.token, request = api.request;
     function json(path, opts) { opts = opts || {}; opts.who = 'route controller'; return api.json(path, opts); }
 
-    // ---- panel
-    var panel = el('div', { 'class': 'rt-panel', hidden: '' });
-    panel.innerHTML =
+    // ---- panel and its toggle (api.box)
+    var box = api.box({ className: 'rt-panel', position: 'topright', button: 'rt-toggle',
+      title: '危化品路线 Hazmat routes', label: '路线 Routes', toggled: function (open) { if (open) { loadCargo(); } },
+      html:
       '<b>危化品路线 Hazmat routes</b> <span class="rt-muted">检查与合规规划 check &amp; plan</span>' +
       '<h4>货物 Cargo</h4>' +
       '<div class="rt-row"><label>UN 编号 UN number<input id="rt-un" list="rt-un-list" placeholder="1017"></label>' +
@@ -60,28 +63,12 @@
       '<span style="background:' + COLORS.compliant + '"></span>合规 compliant' +
       '<span style="background:' + COLORS.forbidden + '"></span>禁止 forbidden' +
       '<span style="background:' + COLORS.warning + '"></span>注意 warning</div>' +
-      '<div id="rt-out"></div>';
-    map.getContainer().appendChild(panel);
-    L.DomEvent.disableClickPropagation(panel);
-    L.DomEvent.disableScrollPropagation(panel);
-    var $ = function (id) { return panel.querySelector('#' + id); };
+      '<div id="rt-out"></div>' });
+    var panel = box.panel, toggle = box.toggle, $ = box.$;
     CLASSES.forEach(function (c) { $('rt-class').appendChild(el('option', { value: c }, c)); });
     // Times are China time (UTC+8), the zone of the rules' time windows, whatever the browser's zone.
     $('rt-dep').value = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 16);
 
-    var toggle = null;
-    var Toggle = L.Control.extend({
-      options: { position: 'topright' },
-      onAdd: function () {
-        var b = toggle = el('div', { 'class': 'leaflet-bar rt-toggle', title: '危化品路线 Hazmat routes' }, '路线 Routes');
-        L.DomEvent.on(b, 'click', function (e) {
-          L.DomEvent.stop(e);
-          if (panel.hidden) { panel.removeAttribute('hidden'); loadCargo(); } else { panel.setAttribute('hidden', ''); }
-        });
-        return b;
-      }
-    });
-    map.addControl(new Toggle());
 
     // ---- only for a role that may check and plan routes (the server checks each request all the same)
     function applyAccess() {

@@ -3,7 +3,7 @@
  *
  * Usage (wired by the page, after Leaflet and with web/static/css/panel-siting.css):
  *   RiskmapPanels.siting.init(map, api)
- *   map: the Leaflet map; api: { token(), request(path, opts), json(path, opts), picking(on), can(key), onAccess(fn) }
+ *   map: the Leaflet map; api: { token(), request(path, opts), json(path, opts), box(opts), picking(on), can(key), onAccess(fn) }
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: POST /analysis/siting-check (planner, emergency, editor, admin), GET /api/layers (the registry's
  * labels and colours of protection classes and GB 18218 levels), GET /collections/{layer}/items/{id} (the
@@ -52,9 +52,10 @@
 
     function json(path, opts) { opts = opts || {}; opts.who = 'planner, emergency, editor'; return api.json(path, opts); }
 
-    // ---- panel
-    var panel = el('div', { 'class': 'st-panel', hidden: '' });
-    panel.innerHTML =
+    // ---- panel and its toggle (api.box)
+    var box = api.box({ className: 'st-panel', position: 'topleft', button: 'st-toggle',
+      title: '选址检查 Siting check', label: '选址 Siting', toggled: function (open) { if (!open) { clearAll(); } },
+      html:
       '<b>选址检查 Siting check</b> <span class="st-muted">安全防护距离 safety distances</span>' +
       '<label>拟建用途 Proposed use<select id="st-use">' +
       '<optgroup label="防护目标（对照危险源）Receptor (checked against installations)">' + options(RECEPTOR_USES) + '</optgroup>' +
@@ -75,25 +76,8 @@
       '<button type="button" id="st-clear">清除 Clear</button></div>' +
       '<div id="st-hint" class="st-muted"></div>' +
       '<button type="button" id="st-run">检查 Check</button>' +
-      '<div id="st-out"></div>';
-    map.getContainer().appendChild(panel);
-    L.DomEvent.disableClickPropagation(panel);
-    L.DomEvent.disableScrollPropagation(panel);
-    var $ = function (id) { return panel.querySelector('#' + id); };
-
-    var toggle = null;
-    var Toggle = L.Control.extend({
-      options: { position: 'topleft' },
-      onAdd: function () {
-        var b = toggle = el('div', { 'class': 'leaflet-bar st-toggle', title: '选址检查 Siting check' }, '选址 Siting');
-        L.DomEvent.on(b, 'click', function (e) {
-          L.DomEvent.stop(e);
-          if (panel.hidden) { panel.hidden = false; } else { close(); }
-        });
-        return b;
-      }
-    });
-    map.addControl(new Toggle());
+        '<div id="st-out"></div>' });
+    var panel = box.panel, toggle = box.toggle, $ = box.$;
 
     function close() { panel.hidden = true; clearAll(); }
     function clearAll() {
