@@ -29,8 +29,10 @@ from gis.errors import AnalysisError, UnknownSubstanceError
 from gis.raster import Registered, registered, zonal_sum
 from layers.crs import METRIC_EPSG
 from layers.derived import finish_run, layer_versions, start_run
-from layers.spec import RISK_GRADES
-from layers.topics.hazchem import PROTECTION_CLASSES, InstallationGrading, RiskScore, SafetyRule
+from layers import registry
+from layers.spec import HAZARD_LEVELS, RISK_GRADES
+from layers.topics.hazchem import (INSTALLATION_KINDS, PROTECTION_CLASSES, InstallationGrading, RiskScore,
+                                  SafetyRule)
 
 ANALYSIS = "hazchem"
 POPULATION_RASTER = "population"
@@ -408,11 +410,24 @@ def find_violations(conn: Connection, run_id: int, config: Config) -> int:
         {"run": run_id, **config.class_params()}).rowcount
 
 
-# Uses a planner may propose: receptor kinds (checked against installations) and installations
-# (checked against receptors).
-RECEPTOR_USES = ("school", "kindergarten", "hospital", "care_home", "residential", "market", "office", "prison")
-INSTALLATION_USES = ("chemical_plant", "hazchem_storage")
-ALL_KINDS = ("toxic", "flammable", "explosive")
+# Uses a planner may propose: the receptors' kinds (checked against installations) and installations
+# (checked against receptors), with their names (zh, en); siting_options() lists them for a form.
+RECEPTOR_USES = tuple(registry.get("receptors").field("kind").codes)
+INSTALLATION_USES = {"chemical_plant": ("化工厂", "Chemical plant"), "hazchem_storage": ("危险化学品仓储", "Hazchem storage")}
+USES = RECEPTOR_USES + tuple(INSTALLATION_USES)
+ALL_KINDS = tuple(k for k in INSTALLATION_KINDS if k != "any")
+
+
+def siting_options() -> dict:
+    """What :func:`siting_check` takes, with the registry's names: the uses (receptor kinds and
+    installations), GB 18218 levels and hazard kinds, each ``{"code", "zh", "en"}``."""
+    def listed(table: dict) -> list[dict]:  # (values: (zh, en, ...))
+        return [{"code": k, "zh": v[0], "en": v[1]} for k, v in table.items()]
+
+    kinds = registry.get("receptors").field("kind").codes
+    return {"receptor_uses": listed({k: (c.zh, c.en) for k, c in kinds.items()}),
+            "installation_uses": listed(INSTALLATION_USES), "levels": listed(HAZARD_LEVELS),
+            "kinds": listed({k: INSTALLATION_KINDS[k] for k in ALL_KINDS})}
 
 
 def siting_check(conn: Connection, geometry, use: str, config: Config, *, level: int | None = None,
@@ -468,7 +483,7 @@ def siting_check(conn: Connection, geometry, use: str, config: Config, *, level:
         params |= {"pname": "proposal", "level": level, "kinds": kinds}
         direction = "installation_near_receptor"
     else:
-        raise AnalysisError(f"unknown use {use!r}; one of {', '.join(RECEPTOR_USES + INSTALLATION_USES)}")
+        raise AnalysisError(f"unknown use {use!r}; one of {', '.join(USES)}")
     rows = conn.execute(text(
         f"SELECT c.*, ST_AsGeoJSON(c.geom, 7) AS line FROM ({sql}) c ORDER BY c.shortfall_m DESC, c.installation_id, "
         "c.receptor_id"), params).mappings().all()

@@ -33,7 +33,7 @@ Reader = Annotated[Principal, Depends(needs(*READERS))]
 Editor = Annotated[Principal, Depends(needs(*EDITORS))]
 RULES = SafetyRule.__table__
 
-Use = Literal[hazchem.RECEPTOR_USES + hazchem.INSTALLATION_USES]  # type: ignore[valid-type]
+Use = Literal[hazchem.USES]  # type: ignore[valid-type]
 Kind = Literal[tuple(INSTALLATION_KINDS)]  # type: ignore[valid-type]
 ReceptorClass = Literal[tuple(PROTECTION_CLASSES)]  # type: ignore[valid-type]
 
@@ -106,6 +106,13 @@ def grading(installation_id: int, conn: ConnDep, user: UserDep):
         "exposed_people": g["exposed_people"], "population": g["population"],
         "run": _run_info(conn),
     }
+
+
+@router.get("/siting-check/options")
+def siting_options():
+    """What the siting check takes, with their names (中文/English): the uses (receptor kinds, installations),
+    GB 18218 levels and hazard kinds, each ``{code, zh, en}`` (the web map's siting form; public)."""
+    return hazchem.siting_options()
 
 
 @router.post("/siting-check")

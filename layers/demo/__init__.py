@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import shapely
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
@@ -187,10 +187,9 @@ def load_demo_if_empty(engine: Engine, store: StoreSettings) -> bool:
     table = registry.get("admin_areas").model.__table__
     with engine.begin() as conn:
         if conn.execute(select(func.count()).select_from(table)).scalar_one():
-            names = district_names_en()
-            for adcode, name_en in zip(names["adcode"], names["name_en"]):
-                conn.execute(table.update().where(table.c.adcode == adcode, table.c.name_en.is_(None),
-                                                  table.c.source == SOURCE_DISTRICTS).values(name_en=name_en))
+            conn.execute(table.update().where(table.c.adcode == bindparam("a"), table.c.name_en.is_(None),
+                                              table.c.source == SOURCE_DISTRICTS).values(name_en=bindparam("n")),
+                         [{"a": a, "n": n} for a, n in district_names_en().itertuples(index=False)])
             return False
     log.info("loading the Kunming demo data")
     load_demo(engine, store, replace=True)

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from gis import hazchem
 from hazchem_world import EXPECTED_VIOLATIONS, grading_world, metric, violations_world
+from layers import registry
 from layers.crs import METRIC_EPSG
 from layers.settings import StoreSettings
 
@@ -84,6 +85,14 @@ def test_siting_check_school_near_installations(client, token, violated):
     home = client.post("/analysis/siting-check", headers=auth(token, "planner"), json={
         "geometry": geojson(shapely.Point(5199, 50)), "use": "residential", "people": 20}).json()
     assert [(c["installation_name"], c["required_m"]) for c in home["conflicts"]] == [("F1", 100.0)]
+
+
+def test_siting_options_are_what_the_check_takes(client):
+    o = client.get("/analysis/siting-check/options").json()  # (public: the names of a form)
+    assert [u["code"] for u in o["receptor_uses"]] == list(registry.get("receptors").field("kind").codes)
+    assert [u["code"] for u in o["installation_uses"]] == ["chemical_plant", "hazchem_storage"]
+    assert [(lv["code"], lv["zh"]) for lv in o["levels"]] == [(1, "一级"), (2, "二级"), (3, "三级"), (4, "四级")]
+    assert [k["code"] for k in o["kinds"]] == ["toxic", "flammable", "explosive"]
 
 
 def test_siting_check_proposed_plant_near_receptors(client, token, violated):

@@ -325,8 +325,7 @@ INCIDENT = st.builds(
     spill=st.sampled_from(["small", "large"]), wind_from_deg=st.one_of(st.none(), st.floats(0, 360)),
     wind_speed_ms=st.one_of(st.none(), st.floats(0, 79)), container=st.one_of(st.none(), either(*em.CONTAINERS)),
     save=st.booleans())
-SITING = st.fixed_dictionaries({"geometry": geometry(), "use": st.sampled_from(hazchem.RECEPTOR_USES
-                                                                               + hazchem.INSTALLATION_USES)},
+SITING = st.fixed_dictionaries({"geometry": geometry(), "use": st.sampled_from(hazchem.USES)},
                                optional={"level": st.integers(1, 4), "people": st.integers(0, 10**7),
                                          "kinds": st.lists(st.sampled_from(["toxic", "flammable", "explosive"]))})
 CODES = st.lists(st.one_of(st.sampled_from(["*", "2.3", "3", "tunnel_l", "bridge_xl", "B", "grade1", "motorway"]),

@@ -157,7 +157,7 @@ def test_siting_panel(site, token):
 
         # an API error (a self-intersecting polygon: 400) is shown in the panel
         page.click("#st-polygon")
-        for x, y in [(300, 0), (400, 100), (400, 0), (300, 100)]:
+        for x, y in [(300, -300), (400, -200), (400, -300), (300, -200)]:  # (below the panel)
             page.mouse.click(*screen(x, y))
         page.click("#st-finish")
         check()

@@ -5,7 +5,8 @@
  *   RiskmapPanels.siting.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts), json(path, opts), box(opts), picking(on), can(key), onAccess(fn) }
  *   from the page (onemap.js), which holds the login token.
- * Endpoints: POST /analysis/siting-check (planner, emergency, editor, admin), GET /api/layers (the registry's
+ * Endpoints: POST /analysis/siting-check (planner, emergency, editor, admin), GET /analysis/siting-check/options
+ * (the uses, levels and hazard kinds it takes, with their names; public), GET /api/layers (the registry's
  * labels and colours of protection classes and GB 18218 levels), GET /collections/{layer}/items/{id} (the
  * conflicting installations, outlined on the map).
  * By role (GET /auth/me `can`, through api.can / api.onAccess): the 选址 Siting button shows only with
@@ -19,13 +20,6 @@
   window.RiskmapPanels = window.RiskmapPanels || {};
 
   var RED = '#e60012', SITE = '#333', OK = '#27ae60';
-  // The uses POST /analysis/siting-check accepts (gis.hazchem RECEPTOR_USES + INSTALLATION_USES).
-  var RECEPTOR_USES = [['school', '学校', 'School'], ['kindergarten', '幼儿园', 'Kindergarten'], ['hospital', '医院', 'Hospital'],
-    ['care_home', '养老院', 'Care home'], ['residential', '居住区', 'Residential'], ['market', '商场市场', 'Market'],
-    ['office', '办公场所', 'Office'], ['prison', '监所', 'Prison']];
-  var INSTALLATION_USES = [['chemical_plant', '化工厂', 'Chemical plant'], ['hazchem_storage', '危化品仓储', 'Hazchem storage']];
-  var KINDS = [['toxic', '有毒', 'Toxic'], ['flammable', '易燃', 'Flammable'], ['explosive', '爆炸', 'Explosive']];
-  var LEVELS = [[1, '一级', 'Level 1'], [2, '二级', 'Level 2'], [3, '三级', 'Level 3'], [4, '四级', 'Level 4']];
   var FEATURE_LOOKUPS = 50;  // conflicting installations fetched for their outline; the lines are drawn for all
 
   function el(tag, attrs, text) {
@@ -36,19 +30,19 @@
   }
   function metres(m) { return (Math.round(m * 10) / 10).toFixed(1) + ' m'; }
   function latlngs(geom) { return (geom.coordinates || []).map(function (c) { return [c[1], c[0]]; }); }
-  function options(list) {
-    return list.map(function (u) { return '<option value="' + u[0] + '">' + u[1] + ' ' + u[2] + '</option>'; }).join('');
+  // {code, zh, en} of a list of GET /analysis/siting-check/options, by code: "zh en"
+  function named(list, code) {
+    var u = list.filter(function (x) { return String(x.code) === String(code); })[0];
+    return u ? u.zh + ' ' + u.en : (code == null ? '' : String(code));
   }
-  function useLabel(kind) {
-    var u = RECEPTOR_USES.filter(function (x) { return x[0] === kind; })[0];
-    return u ? u[1] + ' ' + u[2] : (kind || '');
-  }
-  function isInstallation(use) { return INSTALLATION_USES.some(function (u) { return u[0] === use; }); }
 
   function init(map, api) {
     var siteLayer = L.featureGroup().addTo(map);   // the proposed site being drawn or checked
     var layer = L.featureGroup().addTo(map);       // the result: conflict lines and conflicting features
     var mode = null, vertices = [], site = null, registry = null, seq = 0;
+    // what the check takes, with the server's names (GET /analysis/siting-check/options, filled in below)
+    var choices = { receptor_uses: [], installation_uses: [], levels: [], kinds: [] };
+    function isInstallation(use) { return choices.installation_uses.some(function (u) { return u.code === use; }); }
 
     function json(path, opts) { opts = opts || {}; opts.who = 'planner, emergency, editor'; return api.json(path, opts); }
 
@@ -58,17 +52,16 @@
       html:
       '<b>选址检查 Siting check</b> <span class="st-muted">安全防护距离 safety distances</span>' +
       '<label>拟建用途 Proposed use<select id="st-use">' +
-      '<optgroup label="防护目标（对照危险源）Receptor (checked against installations)">' + options(RECEPTOR_USES) + '</optgroup>' +
-      '<optgroup label="危险化学品设施（对照防护目标）Hazardous installation (checked against receptors)">' +
-      options(INSTALLATION_USES) + '</optgroup></select></label>' +
+      '<optgroup id="st-receptor-uses" label="防护目标（对照危险源）Receptor (checked against installations)"></optgroup>' +
+      '<optgroup id="st-installation-uses" label="危险化学品设施（对照防护目标）Hazardous installation (checked against receptors)">' +
+      '</optgroup></select></label>' +
       '<div id="st-receptor-opts"><label>人数（可选）People (optional)<input id="st-people" type="number" min="0" step="1" ' +
       'placeholder="默认按一般一类 default: general class 1"></label></div>' +
       '<div id="st-installation-opts" hidden>' +
       '<label>GB 18218 等级 Level<select id="st-level"><option value="">未定（按一级）Unknown (as level 1)</option>' +
-      options(LEVELS) + '</select></label>' +
-      '<div class="st-kinds">危险类型 Hazard kinds: ' + KINDS.map(function (k) {
-        return '<label><input type="checkbox" class="st-kind" value="' + k[0] + '"> ' + k[1] + ' ' + k[2] + '</label>';
-      }).join('') + '<div class="st-muted">不选即全部（最严）None ticked: all (the strictest)</div></div></div>' +
+      '</select></label>' +
+      '<div class="st-kinds">危险类型 Hazard kinds: <span id="st-kinds"></span>' +
+      '<div class="st-muted">不选即全部（最严）None ticked: all (the strictest)</div></div></div>' +
       '<h4>拟建场址 Proposed site</h4><div class="st-mode">' +
       '<button type="button" id="st-point">点 Point</button>' +
       '<button type="button" id="st-polygon">面 Polygon</button>' +
@@ -76,7 +69,7 @@
       '<button type="button" id="st-clear">清除 Clear</button></div>' +
       '<div id="st-hint" class="st-muted"></div>' +
       '<button type="button" id="st-run">检查 Check</button>' +
-        '<div id="st-out"></div>' });
+      '<div id="st-out"></div>' });
     var panel = box.panel, toggle = box.toggle, $ = box.$;
 
     function close() { panel.hidden = true; clearAll(); }
@@ -102,6 +95,19 @@
     }
     $('st-use').addEventListener('change', useChanged);
     useChanged();
+    api.json('/analysis/siting-check/options').then(function (o) {
+      choices = o;
+      function fill(parent, list) { list.forEach(function (u) { parent.appendChild(el('option', { value: u.code }, u.zh + ' ' + u.en)); }); }
+      fill($('st-receptor-uses'), o.receptor_uses);
+      fill($('st-installation-uses'), o.installation_uses);
+      fill($('st-level'), o.levels);
+      o.kinds.forEach(function (k) {
+        var box = el('input', { type: 'checkbox', 'class': 'st-kind', value: k.code });
+        var lab = el('label'); lab.appendChild(box); lab.appendChild(document.createTextNode(' ' + k.zh + ' ' + k.en));
+        $('st-kinds').appendChild(lab);
+      });
+      useChanged();
+    }).catch(function (e) { $('st-hint').textContent = e.message; });
 
     // ---- drawing
     function hint(text) { $('st-hint').textContent = text || ''; }
@@ -240,8 +246,7 @@
           a.protection_class_from.people + ' people'));
       } else if (a.level) {
         out.appendChild(el('div', { 'class': 'st-muted' }, '按 Assumed: ' + label(reg.levels, a.level, a.level + '级') +
-          ' · ' + (a.kinds || []).map(function (k) { var x = KINDS.filter(function (y) { return y[0] === k; })[0];
-          return x ? x[1] + ' ' + x[2] : k; }).join('、')));
+          ' · ' + (a.kinds || []).map(function (k) { return named(choices.kinds, k); }).join('、')));
       }
       if (r.run && r.run.stale) {
         out.appendChild(el('div', { 'class': 'st-warn' }, '⚠ 危险源分级已过期（数据已改动），请重新运行分析 ' +
@@ -288,7 +293,7 @@
       r.appendChild(head);
       var what = nearInstallation
         ? (c.level ? label(reg.levels, c.level) : '未定级 not graded') + (c.kinds ? ' · ' + c.kinds : '')
-        : useLabel(c.receptor_kind) + ' · ' + label(reg.classes, c.protection_class);
+        : named(choices.receptor_uses, c.receptor_kind) + ' · ' + label(reg.classes, c.protection_class);
       r.appendChild(el('div', null, what + (nearInstallation ? ' ↔ ' + label(reg.classes, c.protection_class) : '')));
       var d = el('div');
       d.appendChild(document.createTextNode('要求 Required ' + metres(c.required_m) + ' · 实际 Actual ' + metres(c.distance_m) + ' · '));
