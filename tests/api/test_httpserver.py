@@ -4,6 +4,7 @@ for a response sent in one go, the bytes unchanged and in order, streamed respon
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import httpx
@@ -72,29 +73,51 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"hello"})
 
 
-def test_a_real_server_answers_whole_and_streams():
+async def serving(check):
+    """Run ``check(port)`` against a real uvicorn server with the protocol."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, http=HttpProtocol, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, http=HttpProtocol, log_level="error"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        await check(port)
+    finally:
+        server.should_exit = True
+        await task
 
-    async def run():
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                for _ in range(3):  # keep-alive: several answers on one connection
-                    r = await client.get("/")
-                    assert (r.status_code, r.text) == (200, "hello")
-                r = await client.get("/stream")
-                assert r.text == "".join(f"{i}" * 1000 for i in range(5)) + "end"
-            # the whole small answer arrives in one segment: headers and body were one write
+
+def test_a_real_server_answers_whole_and_streams():
+    async def check(port):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(3):  # keep-alive: several answers on one connection
+                r = await client.get("/")
+                assert (r.status_code, r.text) == (200, "hello")
+            r = await client.get("/stream")
+            assert r.text == "".join(f"{i}" * 1000 for i in range(5)) + "end"
+        # the whole small answer arrives in one segment: headers and body were one write
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await reader.read(65536)
+        assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\nhello")
+        writer.close()
+    asyncio.run(serving(check))
+
+
+def test_a_request_the_parser_refuses_gets_the_json_error_shape():
+    async def check(port):
+        for bad in (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 400 + b"\r\n\r\n",
+                    b"GET /\x01 HTTP/1.1\r\n\r\n"):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            first = await reader.read(65536)
-            assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\nhello")
+            writer.write(bad)
+            answer = await reader.read()  # (the server closes the connection)
             writer.close()
-        finally:
-            server.should_exit = True
-            await task
-    asyncio.run(run())
+            head, body = answer.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"content-type: application/json" in head
+            assert int(head.split(b"content-length: ")[1].split(b"\r\n")[0]) == len(body)
+            assert json.loads(body)["code"] == "BadRequest" and "Content-Length" in json.loads(body)["description"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:  # and serves on
+            assert (await client.get("/")).text == "hello"
+    asyncio.run(serving(check))
