@@ -72,7 +72,10 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
          F("unit_type", "str", "单元类型", "Unit type", codes={
              "production": ("生产单元", "Production unit"), "storage": ("储存单元", "Storage unit")}),
          F("level", "int", "危险源等级", "Level (GB 18218)", codes=HAZARD_LEVELS), *COMMON),
-        Style("#e60012", fill="#e60012", by_field="level"), roles=STAFF, minzoom=8,
+        # (no level: S < 1 under GB 18218, or not graded yet; never in a level's colour)
+        Style("#7f8c8d", fill="#95a5a6", by_field="level",
+              blank=("无等级（未构成重大危险源或未分级）", "No level (not a major hazard, or not graded)")),
+        roles=STAFF, minzoom=8,
         popup=("name", "unit_type", "level"),
     ),
     LayerSpec(

@@ -167,6 +167,7 @@ class Style:
     weight: float = 2
     radius: float = 5
     by_field: str | None = None  # colour features by this coded field
+    blank: tuple[str, str] | None = None  # (zh, en) legend label of features without a value there, drawn in fill
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,12 @@ class LayerSpec:
     def legend(self) -> list[dict]:
         if self.style.by_field:
             table = self.field(self.style.by_field).codes or {}
-            return [
-                {"value": k, "label_zh": c.zh, "label_en": c.en, "color": c.color}
-                for k, c in table.items() if c.color
-            ]
+            items = [{"value": k, "label_zh": c.zh, "label_en": c.en, "color": c.color}
+                     for k, c in table.items() if c.color]
+            if self.style.blank:
+                zh, en = self.style.blank
+                items.append({"value": None, "label_zh": zh, "label_en": en, "color": self.style.fill or self.style.color})
+            return items
         return [{"value": None, "label_zh": self.title_zh, "label_en": self.title_en, "color": self.style.color}]
 
 

@@ -130,3 +130,11 @@ def test_bounds_only_on_numbers_and_in_order():
         registry.F("name", "str", "名称", "Name", minimum=0)
     with pytest.raises(ValueError, match="above maximum"):
         registry.F("n", "int", "数", "N", minimum=5, maximum=1)
+
+
+def test_installations_without_a_level_have_their_own_legend_entry_not_a_level_colour():
+    spec = registry.get("hazard_installations")
+    *levels, blank = spec.legend()
+    assert [i["value"] for i in levels] == [1, 2, 3, 4]
+    assert blank["value"] is None and blank["label_en"] == "No level (not a major hazard, or not graded)"
+    assert blank["color"] == spec.style.fill and blank["color"] not in {i["color"] for i in levels}

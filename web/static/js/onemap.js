@@ -251,9 +251,9 @@
   // District numbers; null where the caller may not see the layer (the API sends null): shown as '—', not 0.
   function num(v) { if (v === null || v === undefined) { return null; } var n = Number(v); return isFinite(n) ? n : null; }
   function level(d, k) { return d && d.installations_by_level ? num(d.installations_by_level[k]) || 0 : null; }
-  function sumLevels(o) {
+  function sumLevels(o) {  // the major hazard installations: levels 1..4 (not 'none', those without a level)
     if (!o) { return null; }
-    return Object.keys(o).reduce(function (a, k) { return a + (num(o[k]) || 0); }, 0);
+    return ['1', '2', '3', '4'].reduce(function (a, k) { return a + (num(o[k]) || 0); }, 0);
   }
 
   function fmtNum(v) {
@@ -536,8 +536,8 @@
         fill: false, lineCap: 'round', lineJoin: 'round'
       };
     }
-    return {
-      color: color, weight: weight !== null ? weight : 1, opacity: st.opacity !== undefined ? st.opacity : 0.9,
+    return {  // (outlined in the class colour too, so a class reads the same through overlapping fills)
+      color: by || color, weight: weight !== null ? weight : 1, opacity: st.opacity !== undefined ? st.opacity : 0.9,
       fill: true, fillColor: by || fill, fillOpacity: st.fill_opacity !== undefined ? st.fill_opacity : 0.35
     };
   }
@@ -778,7 +778,7 @@
       var items = (def.legend && def.legend.length) ? def.legend.map(function (it) {
         return { label: loc(it, 'label'), color: it.color };
       }) : [{ label: loc(def, 'title') || def.id, color: st.fill || st.color || '#3388ff' }];
-      var stroke = g === 'polygon' ? (st.color || null) : (g === 'point' ? (st.color || '#ffffff') : null);
+      var stroke = g === 'polygon' ? ((!st.by && st.color) || null) : (g === 'point' ? (st.color || '#ffffff') : null);
       var key = g + '|' + stroke + '|' + JSON.stringify(items);
       if (byKey[key]) { byKey[key].defs.push(def); return; }
       byKey[key] = { g: g, stroke: stroke, items: items, defs: [def] };
