@@ -618,13 +618,23 @@ def _run_machines(readings: list, states: dict, rules: dict) -> _Run:
         counts = Counter()  # readings per day of this sensor
         band = _band(state, rule)
         sign = rule.direction if rule else 1
-        prev = None
+        prev, late_red = None, False
         for t, v in series:
             if t == prev:  # the same time twice in the batch: the first one counts
                 continue
             prev = t
             if last is not None and t <= last:
                 run.late += 1
+                if rule is not None and state.level < RED and rule.value_level(v) == RED:
+                    # Out of order, so not stepped (it would break debouncing), but a red value is never
+                    # lost: the point goes red as of the sensor's latest reading (red is never debounced,
+                    # see step) and later readings lower it as usual.
+                    state.level = state.raw_level = RED
+                    state.up_n = state.down_n = 0
+                    band, late_red = _band(state, rule), True
+                    run.crossings += 1
+                    run.daily[(meta.asset, datetime.fromtimestamp(last, CN).date())]["crossings"] += 1
+                    run.transitions.append((last, meta.id, RED, v))
                 continue
             day = days.get(t)
             if day is None:
@@ -642,7 +652,7 @@ def _run_machines(readings: list, states: dict, rules: dict) -> _Run:
                 run.transitions.append((t, meta.id, state.level, v))
         for day, n in counts.items():
             run.daily[(meta.asset, day)]["readings"] += n
-        if state.last_time is not None and state.last_time != last:
+        if late_red or (state.last_time is not None and state.last_time != last):
             run.touched.append(state)
     return run
 

@@ -6,6 +6,7 @@ the incident log and reports). Resource contact fields are shown to the roles th
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -73,7 +74,9 @@ def nearby(request: Request, conn: ConnDep, user: UserDep,
            lat: float = Query(..., ge=-90, le=90, allow_inf_nan=False),
            kind: list[str] | None = Query(None, description=", ".join(em.RESOURCE_KINDS)),
            min_capacity: int | None = Query(None, ge=0, le=2**31 - 1), limit: int = Query(10, ge=1, le=200),
-           radius_m: float = Query(em.SEARCH_RADIUS_M, gt=0, le=200000, allow_inf_nan=False)):
+           radius_m: float = Query(em.SEARCH_RADIUS_M, gt=0, le=200000, allow_inf_nan=False),
+           per_kind: int | None = Query(None, ge=1, le=200, description="at most this many of each kind "
+                                        "(the first in the ranking), so one kind cannot crowd out the others")):
     """Resources ranked by road travel time to a point (straight-line distance beside it)."""
     require_role(user, *READERS)
     kinds = [k for part in (kind or []) for k in part.split(",") if k] or None
@@ -81,6 +84,14 @@ def nearby(request: Request, conn: ConnDep, user: UserDep,
     em.IncidentInput(lon, lat, "-").check(area)
     ranked = em.rank_resources(conn, lon, lat, kinds=kinds, min_capacity=min_capacity, radius_m=radius_m,
                                show_contacts=shows_contacts(user))
+    if per_kind is not None:
+        seen: Counter = Counter()
+        kept = []
+        for r in ranked:
+            seen[r["kind"]] += 1
+            if seen[r["kind"]] <= per_kind:
+                kept.append(r)
+        ranked = kept
     return {"lon": lon, "lat": lat, "kinds": kinds, "min_capacity": min_capacity, "count": len(ranked),
             "resources": ranked[:limit], "access_speed_kmh": em.ACCESS_SPEED_KMH}
 

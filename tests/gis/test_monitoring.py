@@ -331,3 +331,21 @@ def test_csv_line_ends_and_unreadable_csv():
     assert [r["sensor"] for r in rows] == ["TP1-D1", "b"]  # (two rows, each then rejected on its own)
     with pytest.raises(DataError, match=r"CSV cannot be read: field larger than field limit \(131072\) \(after line 1\)"):
         monitoring.parse_csv("sensor,time,value,unit\nTP1-D1," + "x" * 200_000 + ",1,mm\n")
+
+
+def test_a_late_red_reading_still_raises_red_and_later_readings_lower_it(site):
+    # a gateway with a fast clock: a reading 4 minutes ahead makes the real ones after it late
+    res = post(site, [r("G1", 4, 1.0, "%LEL")], T0)
+    assert res["stored"] == 1 and not res["alarms"]
+    res = post(site, [r("G1", 1, 20.0, "%LEL"), r("G1", 2, 85.0, "%LEL")], T0 + timedelta(minutes=2))
+    assert res["late"] == 2 and res["crossings"] == 1  # 20 %LEL (below red) is not evaluated, 85 is
+    assert [(e["event"], e["level"]) for e in res["alarms"]] == [("open", "red")]
+    (alarm,) = alarms(site, "open")
+    assert alarm["level"] == "red"
+    with site.connect() as conn:  # raised as of the sensor's latest reading, which the red one came after
+        history = monitoring.alarm_detail(conn, alarm["id"])["history"]
+    assert history[0]["time"] == (T0 + timedelta(minutes=4)).isoformat()
+    # a late red on a point already red changes nothing; in-order readings below lower it as usual
+    assert post(site, [r("G1", 3, 90.0, "%LEL")], T0 + timedelta(minutes=5))["alarms"] == []
+    res = post(site, [r("G1", 10, 1.0, "%LEL"), r("G1", 20, 1.0, "%LEL")], T0 + timedelta(minutes=20))
+    assert [(e["event"], e["level"]) for e in res["alarms"]] == [("close", "normal")]
