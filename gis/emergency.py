@@ -380,21 +380,31 @@ def zone_contents(conn: Connection, zones: dict, session: Session | None = None)
 
 # --------------------------------------------------------------------------- resources
 
+# Resources not to be used inside a zone: people are not sent to a shelter in either zone, casualties not
+# to a hospital in the isolation zone. Others in a zone (fire stations, rescue teams, depots, hospitals in the
+# protective zone) stay usable, with a warning.
+NO_GO = {"shelter": ("isolation", "protective"), "hospital": ("isolation",)}
+ZONE_TEXT = {"isolation": ("隔离区", "isolation zone"), "protective": ("防护区", "protective action zone")}
+
 _CANDIDATES = """
 WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g, ST_GeomFromWKB(:iso, 4326) AS iso,
                   ST_GeomFromWKB(:paz, 4326) AS paz)
 SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic, r.lon, r.lat,
-       r.straight_m,
-       CASE WHEN ST_Intersects(r.g, p.iso) THEN 'isolation' WHEN ST_Intersects(r.g, p.paz) THEN 'protective' END
-         AS in_zone
+       r.straight_m, r.in_zone
 FROM p CROSS JOIN unnest(CAST(:kinds AS text[])) AS k(kind)
 CROSS JOIN LATERAL (
-  SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic, r.geom AS g,
-         ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, ST_Distance(r.geom::geography, p.g::geography) AS straight_m
+  SELECT r.id, r.name, r.kind, r.capacity, r.address, r.contact_name, r.contact_phone, r.synthetic,
+         ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, ST_Distance(r.geom::geography, p.g::geography) AS straight_m,
+         z.in_zone
   FROM emergency_resources r
+  CROSS JOIN LATERAL (SELECT CASE WHEN ST_Intersects(r.geom, p.iso) THEN 'isolation'
+                                  WHEN ST_Intersects(r.geom, p.paz) THEN 'protective' END AS in_zone) z
   WHERE r.kind = k.kind AND (CAST(:cap AS int) IS NULL OR r.capacity >= CAST(:cap AS int))
     AND ST_DWithin(r.geom::geography, p.g::geography, :radius)
-  ORDER BY r.geom <-> p.g LIMIT :per_kind) r"""
+  -- those not to be used come last, so they never crowd out usable ones (a large zone holds many shelters)
+  ORDER BY coalesce(r.kind || ':' || z.in_zone = ANY(CAST(:nogo AS text[])), false), r.geom <-> p.g
+  LIMIT :per_kind) r"""
+_NO_GO_KEYS = [f"{kind}:{zone}" for kind, zones in NO_GO.items() for zone in zones]
 
 
 def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str] | None = None,
@@ -409,8 +419,10 @@ def rank_resources(conn: Connection, lon: float, lat: float, *, kinds: list[str]
     the incident, on the in-memory graph (:mod:`gis.roadgraph`). Off-network legs (point to node) count at
     ``ACCESS_SPEED_KMH``.
 
-    Order: usable resources by travel time; then shelters inside a danger zone (flagged, not to be
-    used); then resources not reachable on the network, each with the reason.
+    Per kind, the candidates not to be used inside a zone (:data:`NO_GO`) are taken only after all others.
+    Order: usable resources by travel time (those inside a zone with a ``warning``); then the ones inside
+    a zone not to be used (flagged, with the reason); then resources not reachable on the network, each
+    with the reason. Reasons and warnings are Chinese and English.
     """
     rows, g = resource_candidates(conn, lon, lat, kinds=kinds, min_capacity=min_capacity, zones=zones,
                                   radius_m=radius_m, per_kind=per_kind)
@@ -428,7 +440,7 @@ def resource_candidates(conn: Connection, lon: float, lat: float, *, kinds: list
             raise AnalysisError(f"kind must be one of {', '.join(RESOURCE_KINDS)}; got {k!r}")
     zones = zones or {}
     params = {"x": lon, "y": lat, "kinds": list(kinds or RESOURCE_KINDS), "cap": min_capacity, "radius": radius_m,
-              "per_kind": per_kind,
+              "per_kind": per_kind, "nogo": _NO_GO_KEYS,
               "iso": zones["isolation"]["geom"].wkb if "isolation" in zones else EMPTY_WKB,
               "paz": zones["protective"]["geom"].wkb if "protective" in zones else EMPTY_WKB}
     session = session or prepare(conn)
@@ -453,25 +465,32 @@ def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
         item["straight_m"] = round(r["straight_m"], 1)
         reason = None
         if inc is None:
-            reason = "road graph is empty (import roads, run `riskmap analyze roads`)"
+            reason = "路网为空（导入道路并运行 riskmap analyze roads）；road graph is empty (import roads, run `riskmap analyze roads`)"
         elif inc_snap > MAX_SNAP_M:
-            reason = f"incident is {inc_snap:.0f} m from the nearest road (> {MAX_SNAP_M:.0f} m)"
+            reason = (f"事故点距最近道路 {inc_snap:.0f} 米（> {MAX_SNAP_M:.0f} 米）；"
+                      f"incident is {inc_snap:.0f} m from the nearest road (> {MAX_SNAP_M:.0f} m)")
         elif snap[i] > MAX_SNAP_M:
-            reason = f"no road within {MAX_SNAP_M:.0f} m of the resource"
+            reason = f"资源点 {MAX_SNAP_M:.0f} 米内无道路；no road within {MAX_SNAP_M:.0f} m of the resource"
         elif g.node_component[node[i]] != g.node_component[inc]:
-            reason = "on a road network part not connected to the incident's"
+            reason = "所在路网与事故点不连通；on a road network part not connected to the incident's"
         elif not np.isfinite(times[i]):
-            reason = "no drivable path (one-way roads)"
+            reason = "无可行驶路径（单行道）；no drivable path (one-way roads)"
         if reason:
-            unreachable.append(dict(item, reachable=False, reason=reason, travel_s=None, road_m=None))
+            unreachable.append(dict(item, reachable=False, reason=reason, travel_s=None, road_m=None, warning=None))
             continue
         net = float(times[i])
-        item.update(reachable=True, reason=None, network_s=round(net, 1),
+        item.update(reachable=True, reason=None, warning=None, network_s=round(net, 1),
                     travel_s=round(net + (snap[i] + inc_snap) / access, 1))
-        if r["kind"] == "shelter" and r["in_zone"]:
-            item.update(usable=False, reason=f"shelter inside the {r['in_zone']} zone: do not send people there")
+        zone = r["in_zone"]
+        if zone in NO_GO.get(r["kind"], ()):
+            whom = ("人员", "people") if r["kind"] == "shelter" else ("伤员", "casualties")
+            item.update(usable=False, reason=f"位于{ZONE_TEXT[zone][0]}内，勿送{whom[0]}前往；"
+                                             f"inside the {ZONE_TEXT[zone][1]}: do not send {whom[1]} there")
             flagged.append(item)
         else:
+            if zone:
+                item["warning"] = (f"位于{ZONE_TEXT[zone][0]}内，需防护并从上风向出入；inside the {ZONE_TEXT[zone][1]}: "
+                                   "protective equipment, approach from upwind")
             item["usable"] = True
             usable.append(item)
     usable.sort(key=lambda i: (i["travel_s"], i["straight_m"]))

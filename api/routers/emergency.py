@@ -6,7 +6,6 @@ the incident log and reports). Resource contact fields are shown to the roles th
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -85,13 +84,8 @@ def nearby(request: Request, conn: ConnDep, user: UserDep,
     ranked = em.rank_resources(conn, lon, lat, kinds=kinds, min_capacity=min_capacity, radius_m=radius_m,
                                show_contacts=shows_contacts(user))
     if per_kind is not None:
-        seen: Counter = Counter()
-        kept = []
-        for r in ranked:
-            seen[r["kind"]] += 1
-            if seen[r["kind"]] <= per_kind:
-                kept.append(r)
-        ranked = kept
+        kept = {id(r) for rows in em.top_per_kind(ranked, per_kind).values() for r in rows}
+        ranked = [r for r in ranked if id(r) in kept]
     return {"lon": lon, "lat": lat, "kinds": kinds, "min_capacity": min_capacity, "count": len(ranked),
             "resources": ranked[:limit], "access_speed_kmh": em.ACCESS_SPEED_KMH}
 

@@ -85,6 +85,9 @@ def test_nearby_and_chemicals(client, scene, token):
     r = client.get("/emergency/nearby", params={"lon": lon, "lat": lat, "kind": "hospital", "limit": 5}, headers=h)
     names = [(x["name"], x["reachable"]) for x in r.json()["resources"]]
     assert names == [("H2", True), ("H1", False)]
+    # per_kind: at most one of each kind, in rank order (fire stations alone would fill a limit of 3)
+    r = client.get("/emergency/nearby", params={"lon": lon, "lat": lat, "per_kind": 1, "limit": 3}, headers=h).json()
+    assert [x["name"] for x in r["resources"]] == ["S1", "F2", "H2"]
     assert client.get("/emergency/nearby", params={"lon": lon, "lat": lat, "kind": "tank"},
                       headers=h).status_code == 400
     chem = client.get("/emergency/chemicals", params={"q": "氯"}, headers=h).json()

@@ -242,3 +242,28 @@ def test_saved_incident_keeps_inputs_result_and_zones(scene):
     assert (row["created_by"], row["chemical"], row["spill"], row["status"]) == ("duty-officer", "chlorine", "small", "open")
     assert row["result"]["zones"]["protective"]["shape"].startswith("downwind square")
     assert [(z.zone, z.distance_m) for z in zones] == [("isolation", 60), ("protective", 1500)]
+
+
+def test_resources_inside_a_zone_never_crowd_out_usable_ones_and_are_flagged_or_warned(scene):
+    lon, lat = ll(*INCIDENT)
+
+    def zones(isolation_m, protective_m):  # circles around the incident (no wind)
+        return em.zone_geometries(lon, lat, em.Distances(isolation_m, protective_m, "table1", "124", [], True), None)
+
+    with scene.connect() as conn:
+        near = zones(100, 1500)  # S1 (300 m away) inside the protective zone, S2 (2 km) outside
+        ranked = em.rank_resources(conn, lon, lat, kinds=["shelter"], zones=near, per_kind=1)
+        # S1 is nearer in a straight line, but inside the zone: S2 is the one candidate
+        assert [(r["name"], r["usable"], r["in_zone"]) for r in ranked] == [("S2", True, None)]
+        ranked = em.rank_resources(conn, lon, lat, kinds=["shelter"], zones=near)
+        assert [(r["name"], r["usable"]) for r in ranked] == [("S2", True), ("S1", False)]
+        assert "勿送人员" in ranked[1]["reason"] and "do not send people" in ranked[1]["reason"]
+        # a fire station in a zone stays usable, with a warning; so does a hospital in the protective zone
+        ranked = {r["name"]: r for r in em.rank_resources(conn, lon, lat, kinds=["fire_station", "hospital"],
+                                                          zones=zones(100, 4100))}
+        assert ranked["F1"]["usable"] and ranked["F1"]["in_zone"] == "protective" and "upwind" in ranked["F1"]["warning"]
+        assert ranked["H2"]["usable"] and ranked["H2"]["in_zone"] == "protective" and ranked["H2"]["warning"]
+        # a hospital in the isolation zone is not to be used
+        h2 = next(r for r in em.rank_resources(conn, lon, lat, kinds=["hospital"], zones=zones(4100, 4200))
+                  if r["name"] == "H2")
+        assert not h2["usable"] and h2["in_zone"] == "isolation" and "do not send casualties" in h2["reason"]
