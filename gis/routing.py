@@ -25,6 +25,7 @@ same operations the former PostGIS query made), each reloaded when its ``layer_v
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
@@ -432,15 +433,38 @@ def route_geojson(value, max_vertices: int = 50000, area: tuple[float, float, fl
     return {"type": "LineString", "coordinates": _check_positions(value.get("coordinates"), max_vertices, area)}
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # (UTF-32 LE starts as UTF-16 LE)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
+
+
+def _xml_text(data: bytes) -> str:
+    """An XML document's text, decoded by its byte-order mark, else its declared encoding (GBK, GB18030,
+    Big5… which the XML parser does not take itself), else UTF-8. Decoded before anything looks at it, so
+    a check for a DOCTYPE sees one in any encoding."""
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is None:
+        declared = _XML_ENCODING.match(data)
+        encoding = declared.group(1).decode() if declared else "utf-8"
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise AnalysisError(f"GPX encoding {encoding!r} is not known; save the file as UTF-8") from None
+    except UnicodeDecodeError as exc:
+        raise AnalysisError(f"GPX is not valid {encoding} text (byte {exc.start}); save the file as UTF-8") from None
+
+
 def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000,
                    area: tuple[float, float, float, float] | None = None) -> dict:
     """The track (trk/trkseg/trkpt, all segments joined) or else the route (rte/rtept) of a GPX document
     (``area``: as :func:`route_geojson`)."""
-    if (b"<!DOCTYPE" if isinstance(gpx, bytes) else "<!DOCTYPE") in gpx:  # (anywhere: after a long comment too)
+    if isinstance(gpx, bytes):
+        gpx = _xml_text(gpx)
+    if "<!DOCTYPE" in gpx:  # (anywhere: after a long comment too)
         raise AnalysisError("GPX with a DOCTYPE (entity declarations) is refused")
     try:
         root = ElementTree.fromstring(gpx)
-    except ElementTree.ParseError as exc:
+    except (ElementTree.ParseError, ValueError) as exc:
         raise AnalysisError(f"not a GPX (XML) document: {exc}") from None
     if not root.tag.endswith("gpx"):
         raise AnalysisError("not a GPX document (root element is not <gpx>)")

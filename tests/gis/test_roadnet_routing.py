@@ -220,6 +220,24 @@ def test_gpx_parsing():
             routing.gpx_to_geojson(bad)
 
 
+def test_gpx_files_in_other_encodings():
+    text_ = '<gpx><trk><name>道路</name><trkseg><trkpt lat="25.03" lon="102.7"/><trkpt lat="25.04" lon="102.72"/>' \
+            '</trkseg></trk></gpx>'
+    want = [[102.7, 25.03], [102.72, 25.04]]
+    for encoding in ("GBK", "GB2312", "GB18030", "Big5", "Shift_JIS", "UTF-8"):  # declared, as Chinese GPS tools do
+        data = f'<?xml version="1.0" encoding="{encoding}"?>'.encode() + text_.encode(encoding)
+        assert routing.gpx_to_geojson(data)["coordinates"] == want, encoding
+    for bom in ("utf-8-sig", "utf-16", "utf-32"):  # a byte-order mark, no declaration
+        assert routing.gpx_to_geojson(text_.encode(bom))["coordinates"] == want, bom
+    assert routing.gpx_to_geojson(text_.encode())["coordinates"] == want  # neither: UTF-8
+    for data, msg in [(b'<?xml version="1.0" encoding="FOO"?><gpx/>', "encoding 'FOO' is not known"),
+                      (text_.encode("gbk"), "not valid utf-8 text"),  # GBK bytes, no declaration
+                      # a DOCTYPE is seen whatever the encoding (UTF-16: not the bytes b"<!DOCTYPE")
+                      ('<!DOCTYPE gpx [<!ENTITY a "102.7">]><gpx/>'.encode("utf-16"), "DOCTYPE")]:
+        with pytest.raises(AnalysisError, match=msg):
+            routing.gpx_to_geojson(data)
+
+
 def test_check_finds_the_tunnel_where_it_is(net):
     route = {"type": "LineString", "coordinates": [list(O), list(P), list(D)]}
     with net.begin() as conn:
