@@ -1105,10 +1105,13 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
         if not matching:
             continue
         dist = lo * where.length
-        eta = _eta(profile, departure, dist)
+        eta, leave = _eta(profile, departure, dist), None
         for rule in matching:
-            if not in_force(rule, eta):
-                continue
+            # a time window counts when it meets the stretch, from entering it to leaving it
+            if eta is not None and has_window(rule):
+                leave = leave or _eta(profile, departure, hi * where.length)
+                if not _window_hits(rule, eta, leave):
+                    continue
             key = (info["target"], info["id"])
             if key in best and VERDICT_ORDER[best[key]["verdict"]] >= VERDICT_ORDER[rule["verdict"]]:
                 continue

@@ -346,6 +346,23 @@ def test_time_window_met_on_the_way_replans(net):
     assert early["found"] and early["length_m"] == pytest.approx(FREE_M, abs=0.2) and early["conflicts"] == []
 
 
+def test_a_window_starting_while_inside_a_structure_is_met(net):
+    # by hand, at 80 km/h: the tunnel is entered after 2522 m (113.5 s) and left after 3531 m (158.9 s)
+    enter_s, leave_s = metric(O, TUNNEL[0]) / (80 / 3.6), metric(O, TUNNEL[1]) / (80 / 3.6)
+    eight = datetime(2026, 3, 2, 8, 0, tzinfo=routing.LOCAL_TZ)
+    with net.begin() as conn:
+        rules(conn, ("tunnel 08-09", {**TUNNEL_RULE[1], "ban_start": "08:00", "ban_end": "09:00"}))
+        chlorine = routing.resolve_cargo({"un_number": "1017"})
+        # in the tunnel from 07:59:40 to 08:00:25: the ban starts inside it, so this way is not allowed
+        inside = routing.plan_route(conn, O, D, chlorine, eight - timedelta(seconds=enter_s + 20))
+        # out of the tunnel at 07:59:55, before the ban
+        before = routing.plan_route(conn, O, D, chlorine, eight - timedelta(seconds=leave_s + 5))
+    (met,) = inside["unrestricted"]["conflicts"]
+    assert met["target_name"] == "长隧道" and met["eta"].startswith("2026-03-02T07:59:40")
+    assert inside["found"] and inside["length_m"] == pytest.approx(DETOUR_M, abs=0.2)
+    assert before["found"] and before["length_m"] == pytest.approx(FREE_M, abs=0.2) and before["conflicts"] == []
+
+
 def test_road_class_time_ban(net):
     with net.begin() as conn:
         rules(conn, ("expressway night", {"cargo_classes": ["*"], "target": "road", "road_classes": ["motorway"],
