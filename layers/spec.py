@@ -187,6 +187,7 @@ class LayerSpec:
     default_visible: bool = True
     cluster_below_zoom: int | None = None  # server-side clustering of dense point layers
     derived: bool = False
+    tile_where: str | None = None  # fixed SQL condition on the rows (alias t) the map tiles show, from code only
 
     @property
     def table(self) -> str:

@@ -69,7 +69,7 @@ def _layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
     table, name, cap = _quote(spec.table), spec.id, int(cap)
     env = f"ST_TileEnvelope({_ZXY}, margin => {BUFFER / EXTENT})"
     tile_env = f"ST_TileEnvelope({_ZXY})"
-    filt = f"t.geom && ST_Transform({env}, 4326)"
+    filt = f"t.geom && ST_Transform({env}, 4326)" + (f" AND ({spec.tile_where})" if spec.tile_where else "")
     if spec.cluster_below_zoom is not None and tile.z < spec.cluster_below_zoom:
         # Server-side clustering on a global grid (clients cannot cluster vector tiles): one point
         # per occupied cell with the count and summed casualties. Never capped.

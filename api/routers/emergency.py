@@ -139,6 +139,9 @@ def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user:
                                                                                'text', CAST(:note AS text))) END
         WHERE id = :i"""), {"s": body.status, "note": (body.note or "").strip() or None, "by": user.name,
                             "i": incident_id})
+    if body.status is not None:  # the one-map shows the zones of open incidents only
+        conn.execute(text("UPDATE incident_zones SET open = :o WHERE incident_id = :i AND open <> :o"),
+                     {"o": body.status == "open", "i": incident_id})
     conn.commit()
     row = reports.stored_incident(conn, incident_id)
     return {"id": incident_id, "status": row["status"], "notes": row["notes"]}

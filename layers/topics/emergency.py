@@ -47,6 +47,7 @@ class IncidentZone(LayerMixin, Base):
     distance_m: Mapped[float] = mapped_column(Float, nullable=False)
     shape: Mapped[str] = mapped_column(Text, nullable=False)
     people: Mapped[float | None] = mapped_column(Float)
+    open: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")  # the incident's status
     geom: Mapped[str] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True), nullable=False)
 
 
@@ -79,8 +80,9 @@ LAYERS: tuple[LayerSpec, ...] = (
         (F("name", "str", "名称", "Name"), F("incident_id", "int", "事故编号", "Incident id"),
          F("zone", "str", "区域", "Zone", codes=ZONES),
          F("distance_m", "float", "距离（米）", "Distance (m)"), F("shape", "str", "形状", "Shape"),
-         F("people", "float", "估算人口", "Estimated people"), *COMMON),
+         F("people", "float", "估算人口", "Estimated people"),
+         F("open", "bool", "事故处置中", "Incident open"), *COMMON),
         Style("#ff8c00", fill="#ff8c00", by_field="zone"), roles=EMERGENCY_ROLES,
-        popup=("name", "zone", "distance_m", "people"),
+        popup=("name", "zone", "distance_m", "people"), tile_where="t.open",
     ),
 )

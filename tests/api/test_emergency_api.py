@@ -6,6 +6,8 @@ import re
 import sys
 from pathlib import Path
 
+import mapbox_vector_tile
+import mercantile
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gis"))
@@ -57,6 +59,16 @@ def test_incident_answer_is_kept_for_hand_over(client, scene, token):
     r = client.patch(f"/emergency/incidents/{iid}", json={"note": "交班：已疏散学校B", "status": "closed"}, headers=h)
     assert r.status_code == 200 and r.json()["status"] == "closed"
     assert r.json()["notes"][0]["by"] == "test-emergency" and "学校B" in r.json()["notes"][0]["text"]
+    # the map shows the zones of open incidents only; the features API keeps a closed one's, marked
+    tile = mercantile.tile(*ll(*INCIDENT), 14)
+    url = f"/tiles/incident_zones/{tile.z}/{tile.x}/{tile.y}.pbf"
+    assert client.get(url, headers=h).status_code == 204
+    kept = client.get("/collections/incident_zones/items", params={"incident_id": iid}, headers=h).json()["features"]
+    assert sorted(f["properties"]["zone"] for f in kept) == ["isolation", "protective"]
+    assert {f["properties"]["open"] for f in kept} == {False}
+    assert client.patch(f"/emergency/incidents/{iid}", json={"status": "open"}, headers=h).status_code == 200
+    shown = mapbox_vector_tile.decode(client.get(url, headers=h).content)["incident_zones"]["features"]
+    assert sorted(f["properties"]["zone"] for f in shown) == ["isolation", "protective"]
     assert client.patch(f"/emergency/incidents/{iid}", json={}, headers=h).status_code == 400
     assert client.get("/emergency/incidents/99999", headers=h).status_code == 404
 
