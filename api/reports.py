@@ -16,7 +16,7 @@ from layers import registry
 from layers.errors import DataError
 from layers.registry import HAZARD_LEVELS, RISK_GRADES
 from layers.topics.emergency import SPILLS, TIMES, ZONES
-from layers.settings import REPO_ROOT
+from layers.settings import LOCAL_TZ, REPO_ROOT
 
 VENDOR = REPO_ROOT / "web" / "static" / "vendor" / "leaflet"
 
@@ -66,8 +66,13 @@ def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def local_time(t: datetime) -> str:
+    """A moment as the duty staff read it: Beijing time, labelled."""
+    return t.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") + " 北京时间 Beijing time (UTC+8)"
+
+
 def render(m: folium.Map, title: str, panel_html: str, synthetic: bool) -> str:
-    now = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    now = local_time(datetime.now(timezone.utc))
     banner = ("<p class='banner'>演示数据为合成数据，不代表真实设施 / Demo data is synthetic, not real facilities</p>"
               if synthetic else "")
     m.get_root().html.add_child(folium.Element(
@@ -249,7 +254,7 @@ def incident_report(conn: Connection, incident_id: int, contacts: bool = False) 
         {"k": "泄漏 Spill", "v": " ".join(SPILLS[inp["spill"]])}, {"k": "昼夜 Time", "v": " ".join(TIMES[inp["time"]])},
         {"k": "风向 Wind from (°)", "v": inp["wind_from_deg"] if inp["wind_from_deg"] is not None else "未给出 not given"},
         {"k": "风速 Wind speed (m/s)", "v": inp["wind_speed_ms"]}, {"k": "容器 Container", "v": inp["container"]},
-        {"k": "记录 Recorded", "v": f"{row['created_at']:%Y-%m-%d %H:%M %Z} · {row['created_by']} · {row['status']}"},
+        {"k": "记录 Recorded", "v": f"{local_time(row['created_at'])} · {row['created_by']} · {row['status']}"},
         {"k": f"{erg['edition']} 依据 Basis", "v": f"{erg['basis']} · {verified}"},
     ]
     zone_rows = []

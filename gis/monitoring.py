@@ -48,7 +48,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
@@ -59,9 +58,9 @@ from gis.errors import ConflictError
 from layers import registry
 from layers.db import db_key
 from layers.errors import DataError
+from layers.settings import LOCAL_TZ
 from layers.topics.monitoring import ASSET_LAYERS, ITEMS, KINDS, LEVELS
 
-CN = ZoneInfo("Asia/Shanghai")
 OFFLINE_AFTER = 3                        # missed sampling intervals before a sensor is offline
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew accepted on reading times
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -363,7 +362,8 @@ def parse_json(body: bytes) -> list:
     try:
         data = pydantic_core.from_json(body)
     except ValueError as exc:
-        raise DataError(f"body is not valid JSON: {exc}") from None
+        raise DataError(f"body is not valid JSON: {exc} (a CSV is sent as Content-Type text/csv or as a multipart "
+                        "upload in the field 'file')") from None
     if not isinstance(data, dict) or not isinstance(data.get("readings"), list):
         raise DataError('body must be {"readings": [{"sensor", "time", "value", "unit"}, ...]} '
                         "(or a CSV with the header sensor,time,value,unit)")
@@ -375,7 +375,7 @@ def parse_time(value) -> datetime:
     if not isinstance(value, str):
         raise ValueError("time must be an ISO 8601 string, e.g. 2024-07-01T08:00:00+08:00")
     t = datetime.fromisoformat(value.strip())
-    return t.replace(tzinfo=CN) if t.tzinfo is None else t
+    return t.replace(tzinfo=LOCAL_TZ) if t.tzinfo is None else t
 
 
 def parse_csv(body: bytes | str) -> list[dict]:
@@ -633,12 +633,12 @@ def _run_machines(readings: list, states: dict, rules: dict) -> _Run:
                     state.up_n = state.down_n = 0
                     band, late_red = _band(state, rule), True
                     run.crossings += 1
-                    run.daily[(meta.asset, datetime.fromtimestamp(last, CN).date())]["crossings"] += 1
+                    run.daily[(meta.asset, datetime.fromtimestamp(last, LOCAL_TZ).date())]["crossings"] += 1
                     run.transitions.append((last, meta.id, RED, v))
                 continue
             day = days.get(t)
             if day is None:
-                day = days[t] = datetime.fromtimestamp(t, CN).date()
+                day = days[t] = datetime.fromtimestamp(t, LOCAL_TZ).date()
             counts[day] += 1
             if band is not None and band[0] <= sign * v < band[1]:  # fast path: nothing changes
                 state.last_time, state.last_value, state.offline = t, v, False
@@ -776,7 +776,7 @@ def _alarm_change(conn: Connection, alarms: dict, pending: dict, meta, item: str
     alarm = alarms.get(key)
     old = alarm["level"] if alarm else 0
     msg = note or _message(item, level, meta, value)
-    counts = daily[(asset, when.astimezone(CN).date())]
+    counts = daily[(asset, when.astimezone(LOCAL_TZ).date())]
     if alarm is None:
         if level == 0:
             return {}
@@ -1007,6 +1007,8 @@ def sensor_readings(conn: Connection, code: str, since: datetime | None = None, 
     meta = conn.execute(text("SELECT id, kind FROM monitoring_sensors WHERE code = :c"), {"c": code}).first()
     if meta is None:
         return None
+    # (bounds without an offset are Beijing time, as reading times are on upload)
+    since, until = (t.replace(tzinfo=LOCAL_TZ) if t is not None and t.tzinfo is None else t for t in (since, until))
     rows = conn.execute(text(
         "SELECT time, value FROM monitoring_readings WHERE sensor_id = :id AND (CAST(:a AS timestamptz) IS NULL OR "
         "time >= :a) AND (CAST(:b AS timestamptz) IS NULL OR time <= :b) ORDER BY time DESC LIMIT :n"),

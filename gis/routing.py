@@ -39,7 +39,6 @@ from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from xml.etree import ElementTree
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
@@ -52,9 +51,9 @@ from gis.roadnet import GraphSettings
 from gis.tmerc import project
 from layers.db import db_key
 from layers.derived import layer_versions
+from layers.settings import LOCAL_TZ
 
 DATA = Path(__file__).with_name("data")
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 HAZARD_CLASS = re.compile(r"^(1(\.[1-6][A-L]?)?|2(\.[1-3])?|3|4(\.[1-3])?|5(\.[12])?|6(\.[12])?|7|8|9)$")
 TARGETS = ("structure", "water_zone", "road")
 VERDICT_ORDER = {"forbidden": 2, "warning": 1}

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# China Standard Time (Beijing time, UTC+8): times without an offset (departures, readings, query bounds) are
+# read in it, and duty logs, reports and time-window bans are in it.
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 
 class StoreSettings(BaseSettings):

@@ -35,7 +35,9 @@ AssetLayer = Literal["tailings_ponds", "hazard_installations"]
 
 
 def _items(ctype: str, body: bytes, form) -> list:
-    if ctype in ("text/csv", "application/csv"):
+    # (a CSV sent as text/plain or octet-stream, as curl --data-binary does, is known by its header)
+    if ctype in ("text/csv", "application/csv") or (ctype in ("text/plain", "application/octet-stream")
+                                                     and body.lstrip()[:7].lower() == b"sensor,"):
         return monitoring.parse_csv(body)
     if ctype == "multipart/form-data":
         upload = form.get("file") if form is not None else None

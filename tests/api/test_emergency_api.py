@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import mapbox_vector_tile
@@ -116,6 +117,11 @@ def test_offline_report(client, scene, token):
     assert "L.map" in page or "L.Map" in page  # Leaflet inlined
     assert not re.findall(r"""<(?:script|link|img)[^>]+(?:src|href)=["'](?:https?:)?//""", page)  # no external asset
     assert "0871-0000000" not in page  # planner: no contacts
+    # times as the duty staff read them: Beijing time, labelled (the API gives the moment with its offset)
+    created = datetime.fromisoformat(client.get(f"/emergency/incidents/{iid}", headers=h).json()["created_at"])
+    beijing = (created.astimezone(timezone.utc) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
+    assert f"{beijing} 北京时间 Beijing time (UTC+8) · test-emergency" in page
+    assert page.count("北京时间 Beijing time (UTC+8)") == 2  # recorded, and generated
 
 
 def test_cli_incident_and_report(scene, db_url, monkeypatch, tmp_path):

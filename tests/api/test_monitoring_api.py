@@ -11,7 +11,7 @@ from sqlalchemy import text
 from gis import monitoring
 from layers import registry
 from layers.io import validate, write
-from layers.settings import StoreSettings
+from layers.settings import LOCAL_TZ, StoreSettings
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -112,6 +112,16 @@ def test_ingest_json_csv_and_rejections(client, site, token):
     assert res.status_code == 400 and "field larger than field limit" in res.json()["description"]
     readings = client.get("/monitoring/sensors/TP1-D1/readings", headers=editor).json()
     assert readings["readings"] == [[at(20), 10.0], [at(19), 11.0]] and readings["unit"] == "mm"
+    # bounds without an offset are Beijing time, as reading times are on upload
+    half = (NOW - timedelta(minutes=19.5)).astimezone(LOCAL_TZ).replace(tzinfo=None).isoformat()
+    later = client.get("/monitoring/sensors/TP1-D1/readings", params={"since": half}, headers=editor).json()
+    assert later["readings"] == [[at(19), 11.0]]
+    # a CSV sent as text/plain is read by its header; a body that is neither says how to send a CSV
+    res = client.post("/monitoring/readings", content=f"sensor,time,value,unit\nTP1-D3,{at(6)},5,mm\n".encode(),
+                      headers=editor | {"Content-Type": "text/plain"})
+    assert res.status_code == 200 and res.json()["stored"] == 1
+    res = client.post("/monitoring/readings", content=b"TP1-D3;5", headers=editor | {"Content-Type": "text/plain"})
+    assert res.status_code == 400 and "text/csv" in res.json()["description"]
 
 
 def test_alarm_visible_acknowledged_and_panel_data(client, site, token):
