@@ -144,10 +144,14 @@ def _norm(s: str) -> str:
 @cache
 def _index() -> dict[str, str]:
     idx: dict[str, str] = {}
-    for m in materials().values():
-        for key in (m.un_number, "un" + m.un_number, m.name_en, m.name_zh, m.cas or "", *m.aliases):
-            if key:
-                idx.setdefault(_norm(key), m.un_number)
+    # a material's own number and names before any other's aliases ("butane" is Butane, UN1011, not the
+    # LPG, UN1075, that lists it as an alias); within each pass the first material wins
+    for keys in (lambda m: (m.un_number, "un" + m.un_number, m.name_en, m.name_zh, m.cas or ""),
+                 lambda m: m.aliases):
+        for m in materials().values():
+            for key in keys(m):
+                if key:
+                    idx.setdefault(_norm(key), m.un_number)
     return idx
 
 

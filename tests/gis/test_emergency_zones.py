@@ -80,6 +80,14 @@ def test_every_required_material_and_guide_is_shipped():
         assert m.table1 == (m.un_number in em.distance_rows()) or m.guide in em.guides(), m
 
 
+def test_a_materials_own_name_wins_over_another_materials_alias():
+    # butane and 丁烷 are Butane (UN1011), though LPG (UN1075) lists both as aliases; LPG's own aliases still work
+    assert [em.find_material(q).un_number for q in ("butane", "丁烷", "Butane", "液化气", "LPG")] == \
+        ["1011", "1011", "1011", "1075", "1075"]
+    for m in em.materials().values():  # every material is found by its own names and number
+        assert {em.find_material(q).un_number for q in (m.un_number, m.name_en, m.name_zh)} == {m.un_number}, m
+
+
 # --------------------------------------------------------------- zone shapes
 
 def test_isolation_circle_and_protective_circle_without_wind():
