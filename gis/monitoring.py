@@ -442,7 +442,12 @@ def check(items: list, known: dict[str, SensorMeta], now: datetime, offset: int 
                 kind = KINDS[meta.kind]
                 raise ValueError(f"unit {item.get('unit')!r} is wrong for {meta.kind} (expected {kind.unit}; "
                                  f"accepted: {', '.join(kind.units)})")
-            accepted.append((meta, t, value * factor if factor != 1.0 else value, t_text))
+            value = value * factor if factor != 1.0 else value
+            lo, hi = KINDS[meta.kind].possible
+            if not lo <= value <= hi:
+                raise ValueError(f"value {value:g} {KINDS[meta.kind].unit} is beyond what a {meta.kind} sensor can "
+                                 f"report ({lo:g} to {hi:g}): a sensor fault, not stored")
+            accepted.append((meta, t, value, t_text))
         except (ValueError, TypeError, OverflowError) as exc:
             rejected.append({"index": i, "sensor": code if isinstance(code, str) else None, "reason": str(exc)})
     return accepted, rejected

@@ -167,9 +167,11 @@ def readings(conn: ConnDep, user: UserDep, code: str, since: datetime | None = N
 
 @router.get("/kinds")
 def kinds():
-    """Sensor kinds: what they measure, for which asset layer, unit and accepted units, worse direction."""
+    """Sensor kinds: what they measure, for which asset layer, unit and accepted units, worse direction, and
+    the range a working sensor can report (a reading beyond it is refused as a sensor fault)."""
     return {"kinds": [{"kind": k, "zh": v.zh, "en": v.en, "asset_layer": v.asset_layer, "unit": v.unit,
-                       "units": list(v.units), "direction": v.direction} for k, v in KINDS.items()],
+                       "units": list(v.units), "direction": v.direction, "possible": list(v.possible)}
+                      for k, v in KINDS.items()],
             "asset_layers": {k: {"zh": zh, "en": en} for k, (zh, en) in ASSET_LAYERS.items()}}
 
 

@@ -44,30 +44,37 @@ ASSET_LAYERS = {
 class Kind:
     """A sensor kind: what it measures, for which asset layer, in which unit, and which way is worse."""
 
-    def __init__(self, zh: str, en: str, asset_layer: str, unit: str, direction: str, units: dict[str, float]):
+    def __init__(self, zh: str, en: str, asset_layer: str, unit: str, direction: str, units: dict[str, float],
+                 possible: tuple[float, float]):
         self.zh, self.en, self.asset_layer, self.unit, self.direction = zh, en, asset_layer, unit, direction
         self.units = units  # accepted unit -> factor to ``unit``
+        self.possible = possible  # (min, max) in ``unit`` a working sensor can report; beyond: a fault
 
 
 _LEN_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 _LEN_M = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 # Monitoring items of GB 39496-2020 5.5.2 (tailings) and the usual on-line items of a major hazard
 # installation (tank level, temperature, pressure, gas detectors). Direction "below": a smaller value
-# is worse (a shallower phreatic line, less freeboard or a shorter dry beach).
+# is worse (a shallower phreatic line, less freeboard or a shorter dry beach). The possible ranges are
+# generous physical bounds (absolute zero, the 24 h rainfall record, a gas detector's scale…), only to
+# refuse a sensor fault such as 1e25 mm, never a real alarm value.
 KINDS: dict[str, Kind] = {
-    "displacement": Kind("坝体表面位移", "Dam surface displacement", "tailings_ponds", "mm", "above", _LEN_MM),
-    "phreatic_depth": Kind("浸润线埋深", "Phreatic line depth", "tailings_ponds", "m", "below", _LEN_M),
-    "pond_level": Kind("库水位", "Pond water level", "tailings_ponds", "m", "above", {"m": 1.0}),
-    "freeboard": Kind("安全超高", "Freeboard", "tailings_ponds", "m", "below", _LEN_M),
-    "dry_beach": Kind("干滩长度", "Dry beach length", "tailings_ponds", "m", "below", _LEN_M),
-    "rainfall": Kind("降水量（24小时）", "Rainfall (24 h)", "tailings_ponds", "mm", "above", {"mm": 1.0}),
-    "tank_level": Kind("储罐液位", "Tank level", "hazard_installations", "%", "above", {"%": 1.0}),
+    "displacement": Kind("坝体表面位移", "Dam surface displacement", "tailings_ponds", "mm", "above", _LEN_MM,
+                         (-100_000, 100_000)),
+    "phreatic_depth": Kind("浸润线埋深", "Phreatic line depth", "tailings_ponds", "m", "below", _LEN_M, (-100, 1000)),
+    "pond_level": Kind("库水位", "Pond water level", "tailings_ponds", "m", "above", {"m": 1.0}, (-500, 9000)),
+    "freeboard": Kind("安全超高", "Freeboard", "tailings_ponds", "m", "below", _LEN_M, (-1000, 1000)),
+    "dry_beach": Kind("干滩长度", "Dry beach length", "tailings_ponds", "m", "below", _LEN_M, (-100, 100_000)),
+    "rainfall": Kind("降水量（24小时）", "Rainfall (24 h)", "tailings_ponds", "mm", "above", {"mm": 1.0}, (-10, 3000)),
+    "tank_level": Kind("储罐液位", "Tank level", "hazard_installations", "%", "above", {"%": 1.0}, (-50, 200)),
     "temperature": Kind("温度", "Temperature", "hazard_installations", "°C", "above",
-                        {"°C": 1.0, "℃": 1.0, "degC": 1.0, "C": 1.0}),
+                        {"°C": 1.0, "℃": 1.0, "degC": 1.0, "C": 1.0}, (-273.15, 5000)),
     "pressure": Kind("压力", "Pressure", "hazard_installations", "MPa", "above",
-                     {"MPa": 1.0, "kPa": 0.001, "bar": 0.1}),
-    "gas_flammable": Kind("可燃气体浓度", "Flammable gas", "hazard_installations", "%LEL", "above", {"%LEL": 1.0}),
-    "gas_toxic": Kind("有毒气体浓度", "Toxic gas", "hazard_installations", "ppm", "above", {"ppm": 1.0}),
+                     {"MPa": 1.0, "kPa": 0.001, "bar": 0.1}, (-0.2, 1000)),
+    "gas_flammable": Kind("可燃气体浓度", "Flammable gas", "hazard_installations", "%LEL", "above", {"%LEL": 1.0},
+                          (-100, 10_000)),
+    "gas_toxic": Kind("有毒气体浓度", "Toxic gas", "hazard_installations", "ppm", "above", {"ppm": 1.0},
+                      (-1000, 1_000_000)),
 }
 # Alarm items besides the sensor kinds: a sensor that stopped reporting, and the pond as a whole when
 # the GB 39496 escalation raises it above every single item.

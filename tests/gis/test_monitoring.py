@@ -148,19 +148,21 @@ def test_bad_readings_rejected_one_by_one_and_ingest_is_idempotent(site):
              {"sensor": "D1", "time": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat(), "value": 1,
               "unit": "mm"},
              r("D1", 30, "abc", "mm"), {"sensor": "D1", "value": 1, "unit": "mm"}, "junk", r("P1", 0, 650, "cm"),
-             r("D1", 0, 10, "mm")]
+             r("D1", 0, 10, "mm"), r("D2", 0, 1e25, "mm"), r("P1", 10, 2, "m")]
     res = post(site, batch, T0 + timedelta(minutes=40))
     reasons = {x["index"]: x["reason"] for x in res["rejected"]}
-    assert set(reasons) == {1, 2, 3, 4, 5, 6, 7}
+    assert set(reasons) == {1, 2, 3, 4, 5, 6, 7, 10}
+    assert reasons[10] == ("value 1e+25 mm is beyond what a displacement sensor can report (-100000 to 100000): "
+                           "a sensor fault, not stored")
     assert "unknown sensor 'NOPE'" in reasons[1] and "unit 'furlong'" in reasons[2] and "finite" in reasons[3]
     assert "future" in reasons[4] and "time must be" in reasons[6] and "object" in reasons[7]
-    assert res["accepted"] == 3 and res["stored"] == 2 and res["duplicates"] == 1
+    assert res["accepted"] == 4 and res["stored"] == 3 and res["duplicates"] == 1
     again = post(site, batch, T0 + timedelta(minutes=40))
-    assert again["stored"] == 0 and again["duplicates"] == 3
+    assert again["stored"] == 0 and again["duplicates"] == 4
     with site.connect() as conn:
         rows = conn.execute(text("SELECT s.code, r.value FROM monitoring_readings r JOIN monitoring_sensors s "
                                  "ON s.id = r.sensor_id ORDER BY s.code")).all()
-    assert [tuple(x) for x in rows] == [("D1", 10.0), ("P1", 6.5)]  # 650 cm stored as 6.5 m
+    assert [tuple(x) for x in rows] == [("D1", 10.0), ("P1", 6.5), ("P1", 2.0)]  # 650 cm stored as 6.5 m
 
 
 def test_one_alarm_per_item_opens_escalates_and_closes_with_history(site):
