@@ -30,8 +30,10 @@ def new_map(bounds: list[float], title: str) -> folium.Map:
     m.get_root().header.add_child(folium.Element(
         f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{leaflet_css}</style>"
         f"<script>{leaflet_js}</script>"
-        "<style>body{font-family:sans-serif}.report{position:absolute;z-index:1000;top:8px;right:8px;"
-        "max-width:40%;max-height:90%;overflow:auto;background:#fff;padding:8px;border:1px solid #999;font-size:12px}"
+        # the map on the left 60 %, the report beside it: nothing of the map (the zones) under the report
+        "<style>body{font-family:sans-serif}.folium-map{width:60%!important}"
+        ".report{position:absolute;z-index:1000;top:0;right:0;width:40%;height:100%;box-sizing:border-box;"
+        "overflow:auto;background:#fff;padding:8px;border-left:1px solid #999;font-size:12px}"
         ".report table{border-collapse:collapse}.report td,.report th{border:1px solid #ccc;padding:2px 4px}"
         ".banner{color:#a00;font-weight:bold}</style>"
     ))
