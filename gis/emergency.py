@@ -63,6 +63,7 @@ MAX_SNAP_M = 1000.0       # farther than this from any road node: not reachable 
 SEARCH_RADIUS_M = 60000.0  # resources considered around the incident (straight line)
 CANDIDATES_PER_KIND = 20   # nearest by straight line, per kind, then ranked by travel time
 EMPTY_WKB = shapely.from_wkt("POLYGON EMPTY").wkb
+SYNTHETIC_FEATURES = "统计的要素中含合成演示数据 / some features counted are synthetic demo data"
 
 
 # --------------------------------------------------------------------------- ERG data
@@ -251,12 +252,14 @@ def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, conta
                 raise AnalysisError(f"ERG Table 3 has no row for {subject.label()} in container {container!r}; "
                                     f"choose from {', '.join(sorted({r['container'] for r in rows if r['table'] == 3}))}")
         else:
-            notes.append("container not given: largest Table 3 distance over all containers used")
+            notes.append("未给出容器：取表 3 各容器中最大的距离 / container not given: largest Table 3 distance over all "
+                         "containers used")
         wind = wind_class(wind_speed_ms)
         if wind:
             t3 = [r for r in t3 if r["wind"] == wind]
         else:
-            notes.append("wind speed not given: largest Table 3 distance over all wind classes used")
+            notes.append("未给出风速：取表 3 各风速等级中最大的距离 / wind speed not given: largest Table 3 distance over "
+                         "all wind classes used")
         r = max(t3, key=lambda r: (r[col], r["isolation_m"]))
         iso = max(x["isolation_m"] for x in t3)
         return Distances(iso, r[col] * 1000, "table3", subject.guide, [r], all(x["verified"] for x in t3),
@@ -268,11 +271,12 @@ def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, conta
     row = {"table": "guide", "guide": g.guide, "title_en": g.title_en, "title_zh": g.title_zh,
            "isolation_m": g.isolation_m, "large_spill_downwind_m": g.large_spill_downwind_m,
            "fire_isolation_m": g.fire_isolation_m, "edition": EDITION, "verified": g.verified, "source": g.source}
-    notes = [f"not in ERG Table 1: Guide {g.guide} ({g.title_en}) distances; if a tank is on fire isolate "
+    notes = [f"不在 ERG 表 1 中：按指南 {g.guide}（{g.title_zh}）的距离；储罐着火时四周隔离 {g.fire_isolation_m:.0f} 米 / "
+             f"not in ERG Table 1: Guide {g.guide} ({g.title_en}) distances; if a tank is on fire isolate "
              f"{g.fire_isolation_m:.0f} m in all directions"]
     protective = g.large_spill_downwind_m if spill == "large" else None
     if spill == "small":
-        notes.append("small spill: the guide gives an isolation distance only")
+        notes.append("小量泄漏：该指南只给出隔离距离 / small spill: the guide gives an isolation distance only")
     elif protective is None and g.note:
         notes.append(g.note)
     verified = g.verified and (subject.verified if isinstance(subject, Material) else True)
@@ -299,14 +303,14 @@ def zone_geometries(lon: float, lat: float, d: Distances, wind_from_deg: float |
     """WGS84 zone polygons: ``isolation`` and (when there is a distance) ``protective`` with shape names."""
     c = to_metric(Point(lon, lat))
     iso = c.buffer(d.isolation_m, quad_segs=32)
-    out = {"isolation": {"geom": from_metric(iso), "distance_m": d.isolation_m, "shape": "circle"}}
+    out = {"isolation": {"geom": from_metric(iso), "distance_m": d.isolation_m, "shape": "圆形 circle"}}
     if d.protective_m:
         if wind_from_deg is None:
-            outer, shape = c.buffer(d.protective_m, quad_segs=32), "circle (no wind given)"
+            outer, shape = c.buffer(d.protective_m, quad_segs=32), "圆形（未给风向） circle (no wind given)"
         else:
-            outer, shape = downwind_square(c.x, c.y, d.protective_m, wind_from_deg), "downwind square (ERG)"
+            outer, shape = downwind_square(c.x, c.y, d.protective_m, wind_from_deg), "顺风方形 downwind square (ERG)"
         out["protective"] = {"geom": from_metric(outer.difference(iso)), "distance_m": d.protective_m,
-                             "shape": shape + ", isolation circle excluded"}
+                             "shape": shape + "，不含隔离圆 / isolation circle excluded"}
     return out
 
 
@@ -598,15 +602,17 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
     synthetic = features_synthetic or grid_synthetic
     warnings = list(d.notes)
     if not d.verified:
-        warnings.insert(0, "UNVERIFIED ERG data: at least one row used could not be verified against the ERG text")
+        warnings.insert(0, "ERG 数据未核实：所用数据至少一行未能与 ERG 原文核对 / UNVERIFIED ERG data: at least one row "
+                           "used could not be verified against the ERG text")
     if people is None:
-        warnings.append("no population grid registered: population not counted")
+        warnings.append("未登记人口栅格：未统计人口 / no population grid registered: population not counted")
     if d.at_least:
-        warnings.append("ERG marks this distance '+': it can be larger in certain atmospheric conditions")
+        warnings.append("ERG 标注“+”：特定气象条件下距离可能更大 / ERG marks this distance '+': it can be larger in "
+                        "certain atmospheric conditions")
     if grid_synthetic:
         warnings.append(path.note)
     if features_synthetic:
-        warnings.append("some features counted are synthetic demo data")
+        warnings.append(SYNTHETIC_FEATURES)
     return {
         "decision_support": "辅助决策，不替代现场指挥判断 / Decision support only: it does not replace the "
                             "incident commander's judgement",

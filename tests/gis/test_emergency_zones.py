@@ -188,7 +188,7 @@ def test_population_from_a_synthetic_grid_marks_the_answer_synthetic(scene):
         conn.rollback()
     assert on_grid["zones"]["isolation"]["population"] > 0
     assert on_grid["synthetic_data"] is True and note in on_grid["warnings"]
-    assert "some features counted are synthetic demo data" not in on_grid["warnings"]
+    assert em.SYNTHETIC_FEATURES not in on_grid["warnings"]
     assert real["synthetic_data"] is False and note not in real["warnings"]
 
 def test_resources_ranked_by_travel_time_with_reasons(scene):
@@ -248,7 +248,7 @@ def test_saved_incident_keeps_inputs_result_and_zones(scene):
         zones = conn.execute(text("SELECT zone, distance_m, round(people::numeric, 1) AS people FROM incident_zones "
                                   "WHERE incident_id = :i ORDER BY zone"), {"i": iid}).all()
     assert (row["created_by"], row["chemical"], row["spill"], row["status"]) == ("duty-officer", "chlorine", "small", "open")
-    assert row["result"]["zones"]["protective"]["shape"].startswith("downwind square")
+    assert row["result"]["zones"]["protective"]["shape"].startswith("顺风方形 downwind square")
     assert [(z.zone, z.distance_m) for z in zones] == [("isolation", 60), ("protective", 1500)]
 
 
