@@ -60,6 +60,7 @@ WINDS = {"low": ("弱风 <10 km/h", "Low wind <10 km/h"), "moderate": ("中等�
 RESOURCE_KINDS = ("fire_station", "rescue_team", "hospital", "depot", "shelter")
 ACCESS_SPEED_KMH = 20.0   # between a point and its nearest road node (off the network)
 MAX_SNAP_M = 1000.0       # farther than this from any road node: not reachable on the network
+INCIDENT_MAX_SNAP_M = 5000.0  # an incident up to this far still gets travel times (off-road leg, with a warning)
 SEARCH_RADIUS_M = 60000.0  # resources considered around the incident (straight line)
 CANDIDATES_PER_KIND = 20   # nearest by straight line, per kind, then ranked by travel time
 EMPTY_WKB = shapely.from_wkt("POLYGON EMPTY").wkb
@@ -473,10 +474,11 @@ def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
         item["straight_m"] = round(r["straight_m"], 1)
         reason = None
         if inc is None:
-            reason = "路网为空（导入道路并运行 riskmap analyze roads）；road graph is empty (import roads, run `riskmap analyze roads`)"
-        elif inc_snap > MAX_SNAP_M:
-            reason = (f"事故点距最近道路 {inc_snap:.0f} 米（> {MAX_SNAP_M:.0f} 米）；"
-                      f"incident is {inc_snap:.0f} m from the nearest road (> {MAX_SNAP_M:.0f} m)")
+            reason = ("路网为空（导入道路并运行 riskmap analyze roads）；road graph is empty (import roads, run "
+                      "`riskmap analyze roads`)")
+        elif inc_snap > INCIDENT_MAX_SNAP_M:
+            reason = (f"事故点距最近道路 {inc_snap:.0f} 米（> {INCIDENT_MAX_SNAP_M:.0f} 米）；"
+                      f"incident is {inc_snap:.0f} m from the nearest road (> {INCIDENT_MAX_SNAP_M:.0f} m)")
         elif snap[i] > MAX_SNAP_M:
             reason = f"资源点 {MAX_SNAP_M:.0f} 米内无道路；no road within {MAX_SNAP_M:.0f} m of the resource"
         elif g.node_component[node[i]] != g.node_component[inc]:
@@ -489,17 +491,22 @@ def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
         net = float(times[i])
         item.update(reachable=True, reason=None, warning=None, network_s=round(net, 1),
                     travel_s=round(net + (snap[i] + inc_snap) / access, 1))
-        zone = r["in_zone"]
+        zone, warnings = r["in_zone"], []
+        if inc_snap > MAX_SNAP_M:
+            warnings.append(f"事故点距最近道路 {inc_snap:.0f} 米，时间含按 {ACCESS_SPEED_KMH:g} km/h 估算的非道路段；"
+                            f"the incident is {inc_snap:.0f} m from the nearest road: the time includes that leg at "
+                            f"{ACCESS_SPEED_KMH:g} km/h")
         if zone in NO_GO.get(r["kind"], ()):
             whom = ("人员", "people") if r["kind"] == "shelter" else ("伤员", "casualties")
-            item.update(usable=False, reason=f"位于{ZONE_TEXT[zone][0]}内，勿送{whom[0]}前往；"
-                                             f"inside the {ZONE_TEXT[zone][1]}: do not send {whom[1]} there")
+            item.update(usable=False, warning=" | ".join(warnings) or None,
+                        reason=f"位于{ZONE_TEXT[zone][0]}内，勿送{whom[0]}前往；inside the {ZONE_TEXT[zone][1]}: "
+                               f"do not send {whom[1]} there")
             flagged.append(item)
         else:
             if zone:
-                item["warning"] = (f"位于{ZONE_TEXT[zone][0]}内，需防护并从上风向出入；inside the {ZONE_TEXT[zone][1]}: "
-                                   "protective equipment, approach from upwind")
-            item["usable"] = True
+                warnings.append(f"位于{ZONE_TEXT[zone][0]}内，需防护并从上风向出入；inside the {ZONE_TEXT[zone][1]}: "
+                                "protective equipment, approach from upwind")
+            item.update(usable=True, warning=" | ".join(warnings) or None)
             usable.append(item)
     usable.sort(key=lambda i: (i["travel_s"], i["straight_m"]))
     flagged.sort(key=lambda i: i["travel_s"])

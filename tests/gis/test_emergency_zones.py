@@ -15,6 +15,7 @@ from shapely.geometry import Point, box
 from sqlalchemy import text
 
 from gis import emergency as em
+from gis import roadgraph
 from gis.errors import UnknownSubstanceError
 from gis.raster import SYNTHETIC_NOTES, registered, zonal_sum
 from layers.crs import from_metric, to_metric
@@ -275,3 +276,18 @@ def test_resources_inside_a_zone_never_crowd_out_usable_ones_and_are_flagged_or_
         h2 = next(r for r in em.rank_resources(conn, lon, lat, kinds=["hospital"], zones=zones(4100, 4200))
                   if r["name"] == "H2")
         assert not h2["usable"] and h2["in_zone"] == "isolation" and "do not send casualties" in h2["reason"]
+
+
+def test_an_incident_off_the_road_network_still_gets_travel_times_with_a_warning(scene):
+    with scene.connect() as conn:
+        g = roadgraph.get(conn, em.prepare(conn).graph_key)
+        lon, lat = ll(500, 1900)  # near the depot D1, 2 km from any road
+        snap = float(g.nearest([lon], [lat])[1][0])
+        assert em.MAX_SNAP_M < snap < em.INCIDENT_MAX_SNAP_M
+        ranked = em.rank_resources(conn, lon, lat, kinds=["fire_station"])
+        far = em.rank_resources(conn, *ll(500, 15000), kinds=["fire_station"])  # beyond 5 km: no times
+    assert sorted(r["name"] for r in ranked if r["reachable"]) == ["F1", "F2", "F4"]
+    for r in ranked:  # the incident's off-road leg at the access speed is in the time, and said
+        assert r["travel_s"] - r["network_s"] >= snap / (em.ACCESS_SPEED_KMH / 3.6) - 0.1
+        assert f"the incident is {snap:.0f} m from the nearest road" in r["warning"]
+    assert far and all(not r["reachable"] and "(> 5000 m)" in r["reason"] for r in far)
