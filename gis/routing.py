@@ -127,6 +127,8 @@ def resolve_cargo(spec: dict | None) -> Cargo:
     if not isinstance(spec, dict):
         raise AnalysisError(f"cargo missing: {CARGO_HELP}")
     qty = spec.get("quantity_t")
+    if isinstance(qty, bool):  # (JSON true would read as 1 t)
+        raise AnalysisError(f"cargo quantity_t must be a number of tonnes, got {qty!r}")
     if qty is not None:
         try:
             qty = float(qty)
@@ -134,8 +136,9 @@ def resolve_cargo(spec: dict | None) -> Cargo:
             raise AnalysisError(f"cargo quantity_t must be a number of tonnes, got {qty!r}") from None
         if not math.isfinite(qty) or qty < 0:
             raise AnalysisError(f"cargo quantity_t must be ≥ 0 tonnes, got {qty}")
-    un = str(spec.get("un_number") or "").strip().upper().removeprefix("UN").strip()
-    cls = str(spec.get("hazard_class") or "").strip()
+    un, cls = (spec.get(k) for k in ("un_number", "hazard_class"))
+    un, cls = ("" if v is None else str(v).strip() for v in (un, cls))
+    un = un.upper().removeprefix("UN").strip()
     if un:
         row = un_table().get(un.zfill(4))
         if row is None:
@@ -185,9 +188,12 @@ def _time(value, name: str) -> time | None:
     if isinstance(value, time):
         return value
     try:
-        return time.fromisoformat(str(value))
+        t = time.fromisoformat(str(value))
     except ValueError:
         raise AnalysisError(f"rule {name} must be a time of day HH:MM, got {value!r}") from None
+    if t.tzinfo is not None:  # (the column holds local times: an offset would be dropped)
+        raise AnalysisError(f"rule {name} is a local time of day (Beijing time) HH:MM without an offset, got {value!r}")
+    return t
 
 
 def validate_rule(payload: dict) -> dict:
@@ -201,6 +207,9 @@ def validate_rule(payload: dict) -> dict:
     for k in ("name_zh", "name_en"):
         if not isinstance(r[k], str) or not r[k].strip():
             raise AnalysisError(f"rule {k} is required (Chinese and English names)")
+    for k, most in (("name_zh", 200), ("name_en", 200), ("source", 2000)):
+        if r[k] is not None and (not isinstance(r[k], str) or len(r[k]) > most):
+            raise AnalysisError(f"rule {k} must be text of at most {most} characters")
     if r["target"] not in TARGETS:
         raise AnalysisError(f"rule target must be one of {', '.join(TARGETS)}")
     for k in _LISTS:

@@ -75,7 +75,7 @@ def _ends_in_area(body, area) -> None:
 
 def _check_body(conn, body: CheckIn, area, versions: dict | None = None) -> dict:
     given = [k for k in ("route", "gpx", "origin") if getattr(body, k) is not None]
-    if len(given) != 1:
+    if len(given) != 1 or (body.destination is not None and body.origin is None):
         raise AnalysisError("give exactly one of route (GeoJSON LineString), gpx (GPX text) or origin+destination")
     if body.route is not None:
         route = routing.route_geojson(body.route, area=area)

@@ -111,6 +111,9 @@ def test_check_default_rules(client, net, rc):
     ({"route": {"type": "LineString", "coordinates": [MAIN["coordinates"][0], [True, False]]}, "cargo": CHLORINE},
      "position 1 is not [lon, lat]: [True, False]"),
     ({"route": MAIN, "gpx": GPX, "cargo": CHLORINE}, "exactly one of"),
+    ({"route": MAIN, "destination": list(D), "cargo": CHLORINE}, "exactly one of"),  # (was dropped silently)
+    ({"route": MAIN, "cargo": {"un_number": "1017", "quantity_t": True}}, "quantity_t must be a number"),
+    ({"route": MAIN, "cargo": {"un_number": 0}}, "unknown UN number '0'"),
     ({"route": MAIN, "cargo": CHLORINE, "departure": "tomorrow"}, "ISO 8601"),
     ({"route": MAIN, "cargo": CHLORINE, "speed": 3}, "speed"),
     ({"gpx": "<gpx><trk>", "cargo": CHLORINE}, "not a GPX"),

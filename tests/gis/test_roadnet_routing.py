@@ -126,7 +126,10 @@ def test_rule_matching_and_time_windows():
                      ({"ban_start": "25:00"}, "HH:MM"), ({"weekdays": [0]}, "weekday"), ({"colour": 1}, "unknown rule"),
                      ({"weekdays": "12"}, "weekday"), ({"weekdays": [1.9]}, "weekday"), ({"weekdays": [True]}, "weekday"),
                      ({"active": "false"}, "true or false"), ({"min_quantity_t": "nan"}, "min_quantity_t"),
-                     ({"min_quantity_t": float("inf")}, "min_quantity_t"), ({"min_quantity_t": -5}, "0 or more")]:
+                     ({"min_quantity_t": float("inf")}, "min_quantity_t"), ({"min_quantity_t": -5}, "0 or more"),
+                     # an offset would be dropped by the column: refused, not stored as another time
+                     ({"ban_start": "22:00+08:00"}, "without an offset"), ({"source": "x" * 2001}, "at most 2000"),
+                     ({"name_en": "x" * 201}, "at most 200")]:
         with pytest.raises(AnalysisError, match=msg):
             routing.validate_rule({"name_zh": "x", "name_en": "x", "cargo_classes": ["*"], "target": "structure",
                                    **bad})
