@@ -1285,10 +1285,13 @@ def fastest_route(conn: Connection, origin, destination, settings: RouteSettings
     s = settings or DEFAULT_SETTINGS
     g = roadgraph.get(conn) if versions is None else roadgraph.get(conn, versions.get("road_graph"))
     (o, _), (d, _) = _snap(g, origin, destination, s)
-    path = _route(g, o, d) if o != d else None
+    if o == d:
+        raise AnalysisError("origin and destination snap to the same road node: no route to check")
+    path = _route(g, o, d)
     if path is None:
-        raise AnalysisError("no road route between origin and destination (disconnected parts of the network, "
-                            "or the same road node)")
+        why = ("they are on disconnected parts of the road network" if g.node_component[o] != g.node_component[d]
+               else "one-way roads allow no way from the origin to the destination")
+        raise AnalysisError(f"no road route between origin and destination: {why}")
     return path.geometry
 
 
@@ -1329,7 +1332,8 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     if co != cd:
         sizes = {c: int(np.count_nonzero(g.node_component == c)) for c in (co, cd)}
         return {**base, "found": False, "blocked_by": [],
-                "reason": (f"origin and destination are on disconnected parts of the road network (parts of "
+                "reason": (f"起点与终点位于互不连通的路网部分（{sizes[co]} 与 {sizes[cd]} 个节点），不考虑限制也无路可达 / "
+                           f"origin and destination are on disconnected parts of the road network (parts of "
                            f"{sizes[co]} and {sizes[cd]} nodes); no route exists even without restrictions")}
     active = _active_rules(conn, versions)
     rules = _rule_set(active, cargo).rules
@@ -1346,7 +1350,8 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     free = _route(g, o, d)
     if free is None:
         return {**base, "found": False, "blocked_by": [],
-                "reason": "no route exists even without restrictions (one-way roads)"}
+                "reason": "单行道使起点无法到达终点，不考虑限制也无路可达 / no route exists even without restrictions "
+                          "(one-way roads)"}
     free_check = conflicts_of(free)
     forbidding = [r for r in rules if r["verdict"] == "forbidden"]
     features = _features_banned(conn, [r for r in forbidding if in_force(r, departure)], versions)
@@ -1375,9 +1380,10 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
             c["unblocks"] = g.shortest_path(o, d, _banned_edges(g, others, classes)) is not None
         names = ", ".join(f"{c['target_name'] or c['target']} ({c['rule']['zh']})" for c in blocked[:5])
         return {**base, "found": False, "unrestricted": unrestricted, "blocked_by": blocked,
-                "reason": (f"no route for {cargo.label} obeys the rules: every way is blocked by banned "
-                           f"structures, zones or roads ({len(features)} banned); the fastest route is blocked by "
-                           f"{names or 'time-window bans'}")}
+                "reason": (f"{cargo.label} 无合规路线：所有路径均被禁行的构筑物、保护区或道路阻断（共 {len(features)} 处），"
+                           f"最快路线受阻于 {names or '时段禁行'} / no route for {cargo.label} obeys the rules: every "
+                           f"way is blocked by banned structures, zones or roads ({len(features)} banned); the "
+                           f"fastest route is blocked by {names or 'time-window bans'}")}
     avoided = [c for c in free_check["conflicts"] if c["verdict"] == "forbidden"]
     return {**base, "found": True, "verdict": check["verdict"], "verdict_zh": check["verdict_zh"],
             "route": {"type": "Feature", "geometry": path.geometry,

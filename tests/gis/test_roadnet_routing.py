@@ -349,6 +349,20 @@ def test_time_window_met_on_the_way_replans(net):
     assert early["found"] and early["length_m"] == pytest.approx(FREE_M, abs=0.2) and early["conflicts"] == []
 
 
+def test_checking_an_origin_destination_without_a_road_route_says_why(net):
+    with net.begin() as conn:
+        conn.execute(text("INSERT INTO roads (name, road_class, speed_kmh, oneway, geom) VALUES ('trap', 'urban', 40, "
+                          "true, ST_GeomFromText(:g, 4326))"), {"g": line(D, (102.76, 25.0))})
+        roadnet.build_graph(conn)  # the one-way 'trap' leads from D to a dead end
+        with pytest.raises(AnalysisError, match="disconnected parts of the road network"):
+            routing.fastest_route(conn, O, (102.905, 25.0))
+        with pytest.raises(AnalysisError, match="one-way roads allow no way"):
+            routing.fastest_route(conn, (102.76, 25.0), O)
+        with pytest.raises(AnalysisError, match="same road node"):
+            routing.fastest_route(conn, O, (102.7001, 25.0))
+        assert routing.fastest_route(conn, O, (102.76, 25.0))["coordinates"][-1] == [102.76, 25.0]
+
+
 def test_a_window_starting_while_inside_a_structure_is_met(net):
     # by hand, at 80 km/h: the tunnel is entered after 2522 m (113.5 s) and left after 3531 m (158.9 s)
     enter_s, leave_s = metric(O, TUNNEL[0]) / (80 / 3.6), metric(O, TUNNEL[1]) / (80 / 3.6)
