@@ -5,6 +5,7 @@ import os
 import geopandas as gpd
 import pytest
 import shapely
+from sqlalchemy import text
 
 from conftest import browser_page, free_port, load, serve, stop
 
@@ -74,8 +75,6 @@ def test_panel_tools_follow_the_role(site, token):
     none for anonymous; after a login those of the role; logging out closes an open panel of the old role."""
     import json
     from datetime import datetime, timedelta, timezone
-
-    from sqlalchemy import text
 
     from gis import monitoring
     from layers import registry
@@ -166,3 +165,86 @@ def test_panel_tools_stay_when_auth_me_fails(site):
             assert page.locator(sel).is_visible(), sel
     # the failure is reported (as for the other endpoints' 5xx), nothing else
     assert errors and all("503" in e or "/auth/me failed" in e for e in errors), errors
+
+
+def test_controls_numbers_choropleth_and_login_messages(site, token):
+    """Top-left controls keep their order (zoom, home, then the tools) through language switches and logins;
+    the feature panel rounds float fields by the registry's field types; the choropleth opens on a metric the
+    caller has numbers for; the login form says a refused token was not accepted and refuses an empty one."""
+    base, engine = site
+    load(engine, "tailings_ponds", gpd.GeoDataFrame(
+        {"name": ["测试尾矿库"], "dam_height_m": [35.456], "capacity_10k_m3": [482.976836], "toe_lon": [102.7012345],
+         "downstream_people": [1234]}, geometry=[shapely.box(102.70, 25.00, 102.71, 25.01)], crs=4326))
+    planner = token("planner")
+    with browser_page() as (page, errors):
+        page.goto(base + "/")
+        page.evaluate("onemap.ready")
+
+        def top_left():
+            return page.evaluate("[...document.querySelector('.leaflet-top.leaflet-left').children].map(c =>"
+                                 " c.classList.contains('leaflet-control-zoom') ? 'zoom' : c.classList.contains('om-home')"
+                                 " ? 'home' : [...c.classList].find(k => k.endsWith('-toggle')))")
+
+        order = top_left()
+        assert order[:2] == ["zoom", "home"] and {"em-toggle", "st-toggle"} <= set(order[2:])
+        page.evaluate("onemap.setLang('en')")
+        assert top_left() == order
+        assert page.get_attribute(".leaflet-control-zoom-in", "title") == "Zoom in"
+        assert page.get_attribute(".om-home a", "title") == "Whole city"
+        page.evaluate("onemap.setLang('zh')")
+        assert page.get_attribute(".leaflet-control-zoom-in", "title") == "放大"
+        assert page.evaluate(f"onemap.login({planner!r}).then(r => r.ok)")
+        page.evaluate("onemap.setLang('en')")
+        page.evaluate("onemap.setLang('zh')")
+        assert top_left() == order
+        page.evaluate("onemap.logout()")
+
+        # floats: at most 1 decimal (metres…), people whole, lon/lat 6 decimals; ints as they are
+        with engine.connect() as conn:
+            pond = conn.execute(text("SELECT id FROM tailings_ponds")).scalar_one()
+        page.evaluate(f"onemap.showFeature('tailings_ponds', {pond}, {{}}, null)")
+        page.wait_for_selector("#om-panel[data-status=ok]", timeout=10000)
+
+        def cell(field):
+            return page.text_content(f"#om-panel tr[data-field={field}] td")
+        assert (cell("dam_height_m"), cell("capacity_10k_m3"), cell("toe_lon"), cell("downstream_people")) == \
+            ("35.5", "483", "102.701235", "1,234")
+        assert page.evaluate(f"onemap.login({planner!r}).then(r => r.ok)")
+        page.evaluate("onemap.showFeature('exposure_rings', null, {people: 122.074, outer_m: 482.976836}, null)")
+        assert (cell("people"), cell("outer_m")) == ("122", "483")
+        page.evaluate("onemap.closePanel(); onemap.logout()")
+
+        # the choropleth: anonymous callers see no installation counts, so it opens on the first metric with
+        # numbers and the installation metrics are disabled; a login brings them back (and the default with them)
+        page.wait_for_function("onemap.me && onemap.me.role === 'anonymous'", timeout=10000)
+        disabled = "[...document.querySelectorAll('#om-choropleth-metric option:disabled')].map(o => o.value)"
+        assert page.evaluate(disabled)[:2] == ["installations", "installations_1"]
+        assert page.input_value("#om-choropleth-metric") == "parks"
+        page.check("#om-choropleth-toggle")
+        page.wait_for_function("document.querySelector('.om-legend-choropleth')", timeout=10000)
+        assert "分级设色：化工园区" in page.inner_text(".om-legend-choropleth")
+        assert page.evaluate(f"onemap.login({planner!r}).then(r => r.ok)")
+        page.wait_for_function("document.querySelector('#om-choropleth-metric').value === 'installations'",
+                               timeout=10000)
+        assert "installations" not in page.evaluate(disabled)  # (population stays off: this city has none)
+        page.evaluate("onemap.logout()")
+        page.wait_for_function("document.querySelector('#om-choropleth-metric').value === 'parks'", timeout=10000)
+
+        # login messages: a refused token was "not accepted" (nobody was logged in, nobody was logged out);
+        # an empty token has its own message; a new attempt clears the old message
+        page.click("#om-login-btn")
+        page.fill("#om-token-input", "not-a-token")
+        page.click("#om-token-submit")
+        page.wait_for_function("document.querySelector('#om-login-msg').textContent.includes('未被接受')",
+                               timeout=10000)
+        assert page.inner_text("#om-login-msg") == "令牌未被接受（无效或已过期）"
+        assert "令牌无效" not in page.text_content("#om-status")  # (no "…logged out" toast)
+        page.fill("#om-token-input", "")
+        page.click("#om-token-submit")
+        assert page.inner_text("#om-login-msg") == "请输入访问令牌"
+        page.fill("#om-token-input", planner)
+        page.click("#om-token-submit")
+        page.wait_for_function("onemap.me && onemap.me.role === 'planner'"
+                               " && document.querySelector('#om-login-msg').textContent === ''", timeout=10000)
+    # only the 401s of the refused token (Chromium logs every 4xx response)
+    assert all("status of 401" in e for e in errors) and len(errors) == 3, errors

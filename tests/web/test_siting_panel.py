@@ -1,7 +1,9 @@
 """The siting-check panel (web/static/js/panel-siting.js) in headless Chromium against the real server: a
 planner draws a proposed school next to a hazard installation and sees the safety-distance conflict (checked
-against shapely + pyproj), a site far from everything has none, a proposed store's level sets the required
-distance, API errors show in the panel, and closing it or logging out clears what it drew."""
+against shapely + pyproj) beside the panel, not under it; the people field takes whole numbers only and the
+assumed class is worded by what set it; a site far from everything has none; a proposed store's level sets
+the required distance, hazard kinds show by name; API errors show in the panel, and closing it or logging out
+clears what it drew."""
 
 from __future__ import annotations
 
@@ -91,6 +93,16 @@ def test_siting_panel(site, token):
             page.wait_for_selector("#st-out[data-conflicts], #st-out .st-error", timeout=30000)
             return req.value.post_data_json
 
+        def beside_panel(selector):
+            """Every element drawn for `selector` is inside the map and clear of the panel's box."""
+            return page.evaluate("""sel => {
+                const box = document.querySelector('.st-panel').getBoundingClientRect();
+                const map = onemap.map.getContainer().getBoundingClientRect();
+                const rects = [...document.querySelectorAll(sel)].map(e => e.getBoundingClientRect());
+                return rects.length > 0 && rects.every(r => r.left >= box.right && r.right <= map.right
+                    && r.top >= map.top && r.bottom <= map.bottom);
+            }""", selector)
+
         page.click(".st-toggle")
         page.select_option("#st-use", "school")
         assert page.locator("#st-people").is_visible() and not page.locator("#st-level").is_visible()
@@ -115,11 +127,43 @@ def test_siting_panel(site, token):
         assert "要求 Required 100.0 m" in out and f"实际 Actual {expected:.1f} m" in out
         assert f"不足 Short by {100 - expected:.1f} m" in out
         assert "GB 50160" in out and "高敏感防护目标" in out and "一级" in out
+        # a school's class is set by its use: the assumed line says so and says nothing of people
+        assumed = page.inner_text("#st-out .st-assumed")
+        assert "按用途定类" in assumed and "高敏感防护目标" in assumed and "人数" not in assumed and "people" not in assumed
+        # the site and the conflict line are fitted beside the panel, not under it
+        assert beside_panel("path.st-line, path.st-site")
         page.wait_for_selector("#st-out .st-synthetic:not([hidden])", timeout=10000)  # the tank is synthetic
         # the conflict drawn in red: the shortest line, and the installation outlined
         assert page.evaluate("[...document.querySelectorAll('path.st-line')].map(p => p.getAttribute('stroke'))") \
             == ["#e60012"]
         page.wait_for_function("document.querySelectorAll('path.st-feature').length === 1", timeout=10000)
+        # clicking the conflict's row fits its line beside the panel too
+        page.evaluate("onemap.map.setView(onemap.map.getCenter(), 12, {animate: false})")
+        page.click("#st-out .st-conflict")
+        page.wait_for_timeout(600)  # (an animated fit)
+        assert page.evaluate("onemap.map.getZoom()") == 17 and beside_panel("path.st-line")
+
+        # people: blank is the default headcount, "1e3" is 1000 (not parseInt's 1), a fraction or a negative
+        # number is refused in the panel and nothing is sent
+        page.select_option("#st-use", "residential")
+        sent = check()
+        assert "people" not in sent
+        assert page.inner_text("#st-out .st-assumed") == \
+            "未填人数，按默认 100 人定类 People not given: class from the default 100 people: 一般防护目标（一类） General, class 1"
+        page.fill("#st-people", "1e3")
+        assert check()["people"] == 1000
+        assert page.inner_text("#st-out .st-assumed").startswith("按人数 1000 人定类 Class from 1000 people: 一般防护目标（一类）")
+        sent_now = []
+        page.on("request", lambda r: sent_now.append(r) if "siting-check" in r.url and r.method == "POST" else None)
+        for bad in ("1.5", "-2"):
+            page.fill("#st-people", bad)
+            page.click("#st-run")
+            assert "人数须为不小于 0 的整数 People must be a whole number" in page.inner_text("#st-out .st-error")
+            assert page.get_attribute("#st-out", "data-conflicts") is None
+        page.wait_for_timeout(300)
+        assert sent_now == []
+        page.fill("#st-people", "")
+        page.select_option("#st-use", "school")
 
         # a site far from everything: no conflict, nothing drawn but the site
         page.click("#st-point")
@@ -155,7 +199,26 @@ def test_siting_panel(site, token):
         assert "测试小学" in row.inner_text() and "四级" in page.inner_text("#st-out")
         assert page.evaluate("document.querySelectorAll('path.st-line').length") == 1
 
+        # an installation's hazard kinds are named as the options name them, not by code
+        def graded(route):
+            answer = route.fetch()
+            body = answer.json()
+            for c in body["conflicts"]:
+                c["kinds"] = "flammable,toxic"
+            route.fulfill(response=answer, json=body)
+        page.route("**/analysis/siting-check", graded)
+        page.select_option("#st-use", "school")
+        page.click("#st-point")
+        page.mouse.click(*screen(160, 50))
+        check()
+        page.unroute("**/analysis/siting-check")
+        row = page.inner_text("#st-out .st-conflict")
+        assert "易燃及其他理化危险 Flammable and other physical hazards (W2-W11)、有毒物质 Toxic" in row
+        assert "flammable,toxic" not in row
+        page.select_option("#st-use", "hazchem_storage")
+
         # an API error (a self-intersecting polygon: 400) is shown in the panel
+        page.evaluate(f"onemap.map.setView([{lat}, {lon}], 16, {{animate: false}})")
         page.click("#st-polygon")
         for x, y in [(300, -300), (400, -200), (400, -300), (300, -200)]:  # (below the panel)
             page.mouse.click(*screen(x, y))

@@ -43,6 +43,8 @@
     cancel: { zh: '取消', en: 'Cancel' },
     token_empty: { zh: '请输入访问令牌', en: 'Enter an access token' },
     token_invalid: { zh: '令牌无效或已过期，已退出登录', en: 'Token invalid or expired; logged out' },
+    token_rejected: { zh: '令牌未被接受（无效或已过期）', en: 'Token not accepted (invalid or expired)' },
+    token_checking: { zh: '正在验证令牌…', en: 'Checking the token…' },
     login_ok: { zh: '已登录，图层已刷新', en: 'Logged in; layers reloaded' },
     logout_ok: { zh: '已退出登录，图层已刷新', en: 'Logged out; layers reloaded' },
     login_hint: { zh: '部分图层需登录后查看', en: 'Some layers need a login' },
@@ -103,6 +105,7 @@
     metric_headtop_ponds: { zh: '头顶库', en: 'Head-top tailings ponds' },
     metric_blackspots: { zh: '事故多发点段', en: 'Accident black-spots' },
     metric_population: { zh: '人口', en: 'Population' },
+    metric_unavailable: { zh: '当前用户无此数据', en: 'Not available to you' },
     choropleth_legend: { zh: '分级设色：{m}', en: 'Choropleth: {m}' },
     no_data: { zh: '无数据', en: 'No data' },
     no_districts: { zh: '暂无区县统计', en: 'No district statistics' },
@@ -163,7 +166,7 @@
     adminGeo: null,      // GeoJSON FeatureCollection from /collections/admin_areas/items
     adminGeoPromise: null,
     districtOutline: null,
-    choropleth: { on: false, metric: 'installations', layer: null, breaks: [] },
+    choropleth: { on: false, metric: 'installations', picked: null, layer: null, breaks: [] },  // picked: the user's metric
     selected: null,      // {layer, id, properties, detail, latlng, status}
     highlight: null,
     searchResults: [],
@@ -256,11 +259,18 @@
     return ['1', '2', '3', '4'].reduce(function (a, k) { return a + (num(o[k]) || 0); }, 0);
   }
 
-  function fmtNum(v) {
+  // A number in the page's locale with at most `digits` decimals (default 6); from 10⁹ up and below 10⁻⁴ (not 0)
+  // as 3 significant digits ×10ⁿ (1.08×10²⁵). The topic panels use it too (api.fmtNum).
+  function fmtNum(v, digits) {
     if (v === null || v === undefined || v === '') { return '—'; }
     var n = Number(v);
     if (!isFinite(n)) { return String(v); }
-    return n.toLocaleString(state.lang === 'en' ? 'en-US' : 'zh-CN', { maximumFractionDigits: 6 });
+    var a = Math.abs(n);
+    if (a >= 1e9 || (a > 0 && a < 1e-4)) {
+      var p = n.toExponential(2).split('e');
+      return String(Number(p[0])) + '×10' + String(Number(p[1])).replace(/[-\d]/g, function (c) { return '⁻⁰¹²³⁴⁵⁶⁷⁸⁹'.charAt('-0123456789'.indexOf(c)); });
+    }
+    return n.toLocaleString(state.lang === 'en' ? 'en-US' : 'zh-CN', { maximumFractionDigits: digits === undefined ? 6 : digits });
   }
 
   function fmtPopulation(v) {
@@ -335,12 +345,14 @@
     .forEach(function (p) { map.createPane(p[0]).style.zIndex = String(p[1]); });
   map.getPane('om-highlight').style.pointerEvents = 'none';
 
-  var zoomControl = null;
-  function addZoomControl() {
-    if (zoomControl) { map.removeControl(zoomControl); }
-    zoomControl = L.control.zoom({ position: 'topleft', zoomInTitle: t('zoom_in'), zoomOutTitle: t('zoom_out') }).addTo(map);
-    // Re-add so the home button stays under the zoom buttons.
-    if (homeControl) { map.removeControl(homeControl); map.addControl(homeControl); }
+  // Top left: zoom, home, then the panels' buttons (added later). A language change retitles them in place:
+  // removing and re-adding a control would move it after the panels' buttons.
+  function titleControls() {
+    var c = map.getContainer();
+    [['.leaflet-control-zoom-in', 'zoom_in'], ['.leaflet-control-zoom-out', 'zoom_out'], ['.om-home a', 'home']].forEach(function (b) {
+      var a = c.querySelector(b[0]);
+      if (a) { a.title = t(b[1]); a.setAttribute('aria-label', t(b[1])); }
+    });
   }
 
   var HomeControl = L.Control.extend({
@@ -351,8 +363,6 @@
       a.href = '#';
       a.setAttribute('role', 'button');
       a.textContent = '\u2302';
-      a.title = t('home');
-      a.setAttribute('aria-label', t('home'));
       L.DomEvent.disableClickPropagation(c);
       L.DomEvent.on(a, 'click', function (e) { L.DomEvent.preventDefault(e); zoomHome(); });
       return c;
@@ -376,7 +386,9 @@
   });
   var coordControl = new CoordControl();
 
-  addZoomControl();
+  L.control.zoom({ position: 'topleft' }).addTo(map);
+  map.addControl(homeControl);
+  titleControls();
   L.control.scale({ imperial: false, position: 'bottomright' }).addTo(map);
 
   map.on('mousemove', function (e) { coordControl.update(e.latlng); });
@@ -393,6 +405,20 @@
   }
 
   function lonlat(c) { return L.latLng(Number(c[1]), Number(c[0])); }
+
+  // Fit `bounds` in the part of the map beside `box` (a panel over the map, on its left or right; ignored when
+  // hidden or when it leaves too little room). opts: more fitBounds options (maxZoom, animate…).
+  function fitBeside(bounds, box, opts) {
+    var pad = 30, tl = [pad, pad], br = [pad, pad];
+    var m = map.getContainer().getBoundingClientRect(), b = box && !box.hidden ? box.getBoundingClientRect() : null;
+    if (b && b.width) {
+      if (b.left - m.left < m.right - b.right) { tl[0] = b.right - m.left + pad; } else { br[0] = m.right - b.left + pad; }
+      if (m.width - tl[0] - br[0] < 100) { tl[0] = br[0] = pad; }
+    }
+    var o = { paddingTopLeft: tl, paddingBottomRight: br };
+    Object.keys(opts || {}).forEach(function (k) { o[k] = opts[k]; });
+    map.fitBounds(bounds, o);
+  }
 
   // ---------------------------------------------------------------------------
   // Config
@@ -437,7 +463,8 @@
   // ---------------------------------------------------------------------------
   // Layers
   // ---------------------------------------------------------------------------
-  function loadLayers() {
+  // opts.login: a login attempt (a refused token is then the login form's message, not "logged out")
+  function loadLayers(opts) {
     var seq = ++state.layersSeq;
     return getJSON('/api/layers').then(function (data) {
       if (seq !== state.layersSeq) { return { stale: true }; }
@@ -448,7 +475,7 @@
       if (err instanceof HttpError && (err.status === 401 || err.status === 403) && state.token) {
         // The token was refused: drop it and fall back to the public layers.
         setToken(null);
-        showStatus(t('token_invalid'), 'error');
+        if (!(opts && opts.login)) { showStatus(t('token_invalid'), 'error'); }
         return loadLayers().then(function () { return { invalidToken: true }; });
       }
       console.error('onemap: /api/layers failed', err);
@@ -903,11 +930,22 @@
     }).addTo(map);
   }
 
+  function fieldDef(def, field) { return ((def && def.fields) || []).filter(function (x) { return x.name === field; })[0]; }
+
   // The registry's label of a coded value in the current language (fields[].codes of /api/layers), or null.
   function codeLabel(def, field, v) {
-    var f = ((def && def.fields) || []).filter(function (x) { return x.name === field; })[0];
+    var f = fieldDef(def, field);
     var c = f && f.codes ? f.codes[String(v)] : null;
     return c ? (c[state.lang] || c.zh) : null;
+  }
+
+  // Decimals shown of a number field (fields[].type of /api/layers): a float's people as whole numbers,
+  // its lon/lat with 6, any other float (metres…) with 1; an int as it is.
+  function fieldDigits(def, field) {
+    var f = fieldDef(def, field);
+    if (!f || f.type !== 'float') { return undefined; }
+    if (/(^|_)(people|population)(_|$)/.test(field)) { return 0; }
+    return /(^|_)(lon|lat)$/.test(field) ? 6 : 1;
   }
 
   function formatValue(field, v, def) {
@@ -920,7 +958,7 @@
       return el('span', { className: 'om-chip' }, [color ? el('span', { className: 'om-chip-dot', style: 'background:' + color }) : null, label || String(v)]);
     }
     if (label) { return document.createTextNode(label); }
-    if (typeof v === 'number') { return document.createTextNode(fmtNum(v)); }
+    if (typeof v === 'number') { return document.createTextNode(fmtNum(v, fieldDigits(def, field))); }
     if (typeof v === 'object') { return document.createTextNode(JSON.stringify(v)); }
     return document.createTextNode(String(v));
   }
@@ -1054,6 +1092,8 @@
       if (seq !== state.districtsSeq) { return; }
       state.districts = (data && data.districts) || [];
       state.outside = (data && data.outside) || null;
+      pickMetric();
+      renderMetricSelect();
       renderDistrictSelect();
       renderDistrictTable();
       if (state.choropleth.on) { refreshChoropleth(); }
@@ -1062,6 +1102,7 @@
       if (isRealError(err)) { console.error('onemap: /api/districts failed', err); }
       state.districts = [];
       state.outside = null;
+      renderMetricSelect();
       renderDistrictSelect();
       renderDistrictTable(t('districts_failed'));
     });
@@ -1211,9 +1252,23 @@
   function metricLabel(key) { return t('metric_' + key); }
   function metricDef(key) { return METRICS.filter(function (m) { return m.key === key; })[0] || METRICS[0]; }
 
+  // Whether some district has a number for the metric (null everywhere: the caller may not see that layer).
+  function metricHasData(m) { return state.districts.some(function (d) { return m.get(d) !== null; }); }
+
+  // The metric shown: the user's pick while it has data, else the first metric with data for this caller
+  // (called whenever the districts load, i.e. also after a login or logout).
+  function pickMetric() {
+    var c = state.choropleth;
+    var ok = METRICS.filter(metricHasData).map(function (m) { return m.key; });
+    if (ok.length) { c.metric = ok.indexOf(c.picked) >= 0 ? c.picked : ok[0]; }
+  }
+
   function renderMetricSelect() {
     var sel = clear($('om-choropleth-metric'));
-    METRICS.forEach(function (m) { sel.appendChild(el('option', { value: m.key, text: metricLabel(m.key) })); });
+    METRICS.forEach(function (m) {
+      var off = state.districts.length > 0 && !metricHasData(m);
+      sel.appendChild(el('option', { value: m.key, text: metricLabel(m.key), disabled: off, title: off ? t('metric_unavailable') : null }));
+    });
     sel.value = state.choropleth.metric;
   }
 
@@ -1285,7 +1340,7 @@
 
   function setChoropleth(on, metric) {
     var c = state.choropleth;
-    if (metric) { c.metric = metricDef(metric).key; $('om-choropleth-metric').value = c.metric; }
+    if (metric) { c.metric = c.picked = metricDef(metric).key; $('om-choropleth-metric').value = c.metric; }
     c.on = !!on;
     $('om-choropleth-toggle').checked = c.on;
     if (!c.on) {
@@ -1369,8 +1424,8 @@
     if (on) { $('om-login-form').hidden = true; $('om-login-btn').setAttribute('aria-expanded', 'false'); }
   }
 
-  function reloadAll() {
-    return Promise.all([loadLayers(), loadDistricts()]).then(function (r) {
+  function reloadAll(opts) {
+    return Promise.all([loadLayers(opts), loadDistricts()]).then(function (r) {
       return whenAccess().then(function () { return r[0]; });
     });
   }
@@ -1421,18 +1476,21 @@
     fn(state.me);
   }
 
+  var loginSeq = 0;
   function login(token) {
     token = (token || '').trim();
     var msg = $('om-login-msg');
+    var seq = ++loginSeq;  // (only the latest attempt writes the message)
     if (!token) { msg.textContent = t('token_empty'); return Promise.resolve({ ok: false, reason: 'empty' }); }
-    msg.textContent = '';
+    msg.textContent = t('token_checking');
     setToken(token);
-    return reloadAll().then(function (res) {
+    return reloadAll({ login: true }).then(function (res) {
+      var latest = seq === loginSeq;
       if (res && res.invalidToken) {
-        $('om-login-form').hidden = false;
-        msg.textContent = t('token_invalid');
+        if (latest) { $('om-login-form').hidden = false; msg.textContent = t('token_rejected'); }
         return { ok: false, reason: 'invalid' };
       }
+      if (latest) { msg.textContent = ''; }
       $('om-token-input').value = '';
       showStatus(t('login_ok'), 'info');
       return { ok: true };
@@ -1475,9 +1533,7 @@
     storageSet(LS_LANG, state.lang);
     applyStaticI18n();
     if (state.config) { applyTitle(); }
-    addZoomControl();
-    var home = document.querySelector('.om-home a');
-    if (home) { home.title = t('home'); home.setAttribute('aria-label', t('home')); }
+    titleControls();
     coordControl.update();
     renderLoginState();
     renderSwitcher();
@@ -1541,7 +1597,7 @@
 
     $('om-choropleth-toggle').addEventListener('change', function () { setChoropleth($('om-choropleth-toggle').checked); });
     $('om-choropleth-metric').addEventListener('change', function () {
-      state.choropleth.metric = $('om-choropleth-metric').value;
+      state.choropleth.metric = state.choropleth.picked = $('om-choropleth-metric').value;
       if (state.choropleth.on) { refreshChoropleth(); } else { setChoropleth(true); }
     });
 
@@ -1630,6 +1686,9 @@
       onAccess: onAccess,
       // on: a panel picks points on the map, so clicks on features are not opened in the side panel
       picking: function (on) { state.picking = !!on; },
+      // fmtNum(v, digits): a number as the page shows it; fitBeside(bounds, box, opts): fit beside a panel's box
+      fmtNum: fmtNum,
+      fitBeside: fitBeside,
       // A panel's box over the map (class opts.className, inner HTML opts.html; clicks and wheel turns stay
       // in it) and its toggle button (a Leaflet control at opts.position, class opts.button, text opts.label,
       // tooltip opts.title): the button shows or hides the box, then calls opts.toggled(open).
@@ -1681,6 +1740,7 @@
     state: state,
     ready: ready,
     t: t,
+    fmtNum: fmtNum,
     strings: STR,
     setLang: setLang,
     setLayerVisible: setLayerVisible,

@@ -2,9 +2,10 @@
  *
  * Usage (wired by the page): RiskmapPanels.emergency.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
- *   box(opts), ... } (onemap.js)
- *   from the page (onemap.js), which holds the login token.
- * Endpoints: GET /emergency/chemicals, POST /emergency/incident, GET /emergency/nearby,
+ *   box(opts), fitBeside(bounds, box, opts), ... } from the page (onemap.js), which holds the login token.
+ *   Every fit of the map keeps clear of the panel (api.fitBeside).
+ * Endpoints: GET /emergency/chemicals, POST /emergency/incident (save: the duty-log checkbox), GET /emergency/nearby
+ *            (per_kind=5, limit=50),
  *            GET /emergency/incidents/{id}/report (offline HTML, downloaded with the token).
  * By role (GET /auth/me `can`, through api.can / api.onAccess): the 应急 Emergency button shows for a role
  * that may look up resources (`emergency_read`) or run an incident (`emergency_incident`); 分析 Analyse
@@ -26,10 +27,14 @@
     residential: '居住区 Residential', market: '商场市场 Market', office: '办公场所 Office', prison: '监所 Prison'
   };
   var ZONES = { isolation: ['初始隔离区', 'Isolation zone', '#e60012'], protective: ['防护行动区', 'Protective action zone', '#ff8c00'] };
+  var IN_ZONE = { isolation: '隔离区内 In isolation zone', protective: '防护区内 In protective zone' };
   var CSS = '.em-toggle{background:#fff;padding:4px 8px;cursor:pointer;font-weight:bold;border-radius:4px}' +
     '.em-panel{position:absolute;z-index:1000;top:10px;left:120px;width:360px;max-height:calc(100% - 20px);overflow:auto;' +
     'background:#fff;border:1px solid #999;border-radius:4px;padding:8px;font:12px/1.4 sans-serif;box-shadow:0 1px 5px #0004}' +
     '.em-panel label{display:block;margin-top:4px}.em-panel input,.em-panel select{width:100%;box-sizing:border-box}' +
+    '.em-panel input[type=checkbox]{width:auto}.em-badge{display:inline-block;padding:0 4px;margin-left:4px;border-radius:3px;' +
+    'font-size:11px}.em-zone{background:#fff3cd;color:#a00;border:1px solid #e0a800}.em-off{background:#eee;color:#555}' +
+    '.em-unusable{color:#777;text-decoration:line-through}' +
     '.em-row{display:flex;gap:4px}.em-row>*{flex:1}.em-warn{color:#a00;font-weight:bold}.em-ok{color:#1a7f37}' +
     '.em-res{cursor:pointer;padding:2px 0;border-bottom:1px dotted #ccc}.em-res:hover{background:#fff4d6}' +
     '.em-muted{color:#777}.em-panel h4{margin:8px 0 2px}.em-panel button{margin-top:6px;margin-right:4px}';
@@ -62,17 +67,22 @@
       '<button type="button" id="em-pick">在地图上点选 Click on map</button>' +
       '<div class="em-row"><label>泄漏 Spill<select id="em-spill"><option value="small">小量 Small (&lt;208 L)</option>' +
       '<option value="large" selected>大量 Large (&gt;208 L)</option></select></label>' +
-      '<label>昼夜 Time<select id="em-time"><option value="day">白天 Day</option><option value="night">夜间 Night</option></select></label></div>' +
+      '<label>昼夜 Time <span id="em-time-note" class="em-muted"></span><select id="em-time"><option value="day">白天 Day</option>' +
+      '<option value="night">夜间 Night</option></select></label></div>' +
       '<div class="em-row"><label>风向(来向°) Wind from<input id="em-wind" type="number" min="0" max="360"></label>' +
       '<label>风速 m/s Wind speed<input id="em-speed" type="number" min="0" step="0.1"></label></div>' +
       '<label>容器（表3）Container (Table 3)<select id="em-container"><option value="">未知 unknown</option></select></label>' +
+      '<label id="em-save-row"><input type="checkbox" id="em-save" checked> 记入值班日志 Record in duty log</label>' +
       '<button type="button" id="em-run">分析 Analyse</button><button type="button" id="em-near">仅查资源 Resources only</button>' +
       '<button type="button" id="em-report" disabled>离线报告 Report</button><button type="button" id="em-clear">清除 Clear</button>' +
       '<div id="em-out"></div>' });
     var panel = box.panel, toggle = box.toggle, $ = box.$;
-    var hour = new Date().getHours();
+    // day 06–19 h in China (Asia/Shanghai), the incident's zone, whatever the browser's
+    var now = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hour12: false })
+      .format(new Date());
+    var hour = Number(now.slice(0, 2)) % 24;
     $('em-time').value = hour >= 6 && hour < 19 ? 'day' : 'night';
-
+    $('em-time-note').textContent = '(北京时间 Beijing time ' + now + ')';
 
     var chemTimer = null;
     function loadChemicals(q) {
@@ -116,7 +126,7 @@
     function allowed(key) { return !api.can || api.can(key); }
     function applyAccess() {
       var run = allowed('emergency_incident'), read = allowed('emergency_read');
-      $('em-run').hidden = !run;
+      $('em-run').hidden = $('em-save-row').hidden = !run;
       $('em-near').hidden = !read;
       $('em-report').hidden = !read;
       toggle.hidden = !(run || read);
@@ -132,7 +142,8 @@
       var p;
       try { p = point(); } catch (e) { out().textContent = e.message; return; }
       var body = { lon: p.lon, lat: p.lat, chemical: $('em-chem').value, spill: $('em-spill').value, time: $('em-time').value,
-                   wind_from_deg: num('em-wind'), wind_speed_ms: num('em-speed'), container: $('em-container').value || null };
+                   wind_from_deg: num('em-wind'), wind_speed_ms: num('em-speed'), container: $('em-container').value || null,
+                   save: $('em-save').checked };
       out().textContent = '计算中… Computing…';
       json('/emergency/incident', { method: 'POST', body: JSON.stringify(body) }).then(show)
         .catch(function (e) { out().innerHTML = ''; out().appendChild(el('div', { 'class': 'em-warn' }, e.message)); });
@@ -140,12 +151,13 @@
     $('em-near').addEventListener('click', function () {
       var p;
       try { p = point(); } catch (e) { out().textContent = e.message; return; }
-      json('/emergency/nearby?lon=' + p.lon + '&lat=' + p.lat + '&limit=25').then(function (d) {
+      // (per_kind: the first 5 of each kind, so that one kind cannot crowd out the others)
+      json('/emergency/nearby?lon=' + p.lon + '&lat=' + p.lat + '&per_kind=5&limit=50').then(function (d) {
         clear(); spillMarker(p);
         var byKind = {};
         d.resources.forEach(function (r) { (byKind[r.kind] = byKind[r.kind] || []).push(r); });
         resourceList(byKind);
-        map.fitBounds(layer.getBounds().pad(0.2));
+        api.fitBeside(layer.getBounds(), panel, { maxZoom: 16 });
       }).catch(function (e) { out().textContent = e.message; });
     });
     $('em-report').addEventListener('click', function () {
@@ -160,22 +172,24 @@
     });
 
     function spillMarker(p) {
-      L.circleMarker([p.lat, p.lon], { radius: 7, color: '#000', fillColor: '#e60012', fillOpacity: 1 })
+      return L.circleMarker([p.lat, p.lon], { radius: 7, color: '#000', fillColor: '#e60012', fillOpacity: 1 })
         .bindTooltip('泄漏点 Spill').addTo(layer);
     }
 
     function show(a) {
       clear();
       lastId = a.incident_id || null; $('em-report').disabled = !lastId;
+      var focus = spillMarker(a.inputs).getLatLng().toBounds(50);  // the map fits the zones and the spill point
       ['protective', 'isolation'].forEach(function (name) {
         var z = a.zones[name];
         if (!z) { return; }
-        L.geoJSON(z.geometry, { style: { color: ZONES[name][2], weight: 2, fillOpacity: 0.2 } })
-          .bindTooltip(ZONES[name][0] + ' ' + ZONES[name][1] + ' ' + Math.round(z.distance_m) + ' m').addTo(layer);
+        focus.extend(L.geoJSON(z.geometry, { style: { color: ZONES[name][2], weight: 2, fillOpacity: 0.2, className: 'em-zone-' + name } })
+          .bindTooltip(ZONES[name][0] + ' ' + ZONES[name][1] + ' ' + Math.round(z.distance_m) + ' m').addTo(layer).getBounds());
       });
-      spillMarker(a.inputs);
       var o = out();
       o.appendChild(el('p', { 'class': 'em-muted' }, a.decision_support));
+      o.appendChild(el('div', { id: 'em-saved', 'class': lastId ? 'em-ok' : 'em-muted' }, lastId
+        ? '已记入值班日志 Recorded in the duty log: #' + lastId : '试算，未记录 What-if, not recorded'));
       var erg = a.erg, c = a.chemical;
       o.appendChild(el('div', null, c.name_zh + ' ' + c.name_en + (c.un_number ? ' UN' + c.un_number : '') + ' · guide ' + c.guide +
         ' · ' + erg.edition + ' ' + erg.basis));
@@ -198,7 +212,7 @@
         }
       });
       resourceList(a.resources);
-      if (layer.getLayers().length) { map.fitBounds(layer.getBounds().pad(0.1)); }
+      api.fitBeside(focus, panel, { animate: false });
     }
 
     function resourceList(byKind) {
@@ -208,14 +222,22 @@
         if (!items.length) { return; }
         o.appendChild(el('h4', null, KINDS[kind][0] + ' ' + KINDS[kind][1]));
         items.forEach(function (r, i) {
-          var txt = (i + 1) + '. ' + r.name + ' — ' + (r.travel_s == null ? '不可达 unreachable' : (r.travel_s / 60).toFixed(1) + ' min') +
-            ' · 直线 ' + (r.straight_m / 1000).toFixed(2) + ' km' + (r.capacity != null ? ' · 能力 ' + r.capacity : '') +
-            (r.contact_phone ? ' · ☎ ' + r.contact_phone : '') + (r.reason ? ' — ' + r.reason : '');
-          var row = el('div', { 'class': 'em-res' + (r.usable === false ? ' em-muted' : '') }, txt);
+          var row = el('div', { 'class': 'em-res' + (r.usable === false ? ' em-muted' : ''), 'data-kind': kind, 'data-id': String(r.id) });
+          row.appendChild(el('span', { 'class': r.usable === false ? 'em-unusable' : '' }, (i + 1) + '. ' + r.name));
+          row.appendChild(document.createTextNode(' — ' + (r.travel_s == null ? '不可达 Unreachable' : (r.travel_s / 60).toFixed(1) + ' min') +
+            ' · 直线 Straight ' + (r.straight_m / 1000).toFixed(2) + ' km' + (r.capacity != null ? ' · 能力 Capacity ' + r.capacity : '') +
+            (r.contact_phone ? ' · ☎ ' + r.contact_phone : '')));
+          if (r.usable === false) { row.appendChild(el('span', { 'class': 'em-badge em-off' }, '不可用 Not usable')); }
+          if (r.in_zone) { row.appendChild(el('span', { 'class': 'em-badge em-zone', 'data-zone': r.in_zone }, '⚠ ' + (IN_ZONE[r.in_zone] || r.in_zone))); }
+          if (r.reason) { row.appendChild(el('div', { 'class': 'em-muted' }, r.reason)); }
+          if (r.warning) { row.appendChild(el('div', { 'class': 'em-warn em-res-warning' }, '⚠ ' + r.warning)); }
           var m = L.circleMarker([r.lat, r.lon], { radius: 6, color: KINDS[kind][2], fillOpacity: r.usable === false ? 0.2 : 0.8 })
-            .bindPopup(el('div', null, txt)).addTo(layer);
+            .bindPopup(row.cloneNode(true)).addTo(layer);
           markers[kind + r.id] = m;
-          row.addEventListener('click', function () { map.setView([r.lat, r.lon], Math.max(map.getZoom(), 15)); m.openPopup(); });
+          row.addEventListener('click', function () {
+            api.fitBeside(L.latLng(r.lat, r.lon).toBounds(1), panel, { maxZoom: Math.max(map.getZoom(), 15) });
+            m.openPopup();
+          });
           o.appendChild(row);
         });
       });

@@ -2,7 +2,8 @@
  * readings drawn as inline SVG charts with their blue/yellow/orange/red thresholds.
  *
  * Usage (wired by the page): RiskmapPanels.monitoring.init(map, api)
- *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body> }
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
+ *   fmtNum(v, digits) (the page's number format; `chart` uses it, so call it after init), ... }
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: GET /monitoring/alarms, GET /monitoring/alarms/{id}, POST /monitoring/alarms/{id}/ack,
  *            GET /monitoring/assets/{asset_layer}/{asset_id}?hours=48, GET /monitoring/daily.
@@ -42,10 +43,9 @@
     if (text != null) { e.textContent = text; }
     return e;
   }
+  function levelName(level) { var l = LEVELS[level]; return l ? l[0] + ' ' + l[1] : String(level); }
   function chip(level) {
-    var l = LEVELS[level] || [level, level, '#777'];
-    var c = el('span', { 'class': 'mo-chip ' + level, style: 'background:' + l[2] }, l[0] + ' ' + l[1]);
-    return c;
+    return el('span', { 'class': 'mo-chip ' + level, style: 'background:' + (LEVELS[level] || [0, 0, '#777'])[2] }, levelName(level));
   }
   function fmtTime(iso) {
     if (!iso) { return '—'; }
@@ -54,10 +54,12 @@
     var p = function (n) { return (n < 10 ? '0' : '') + n; };
     return (d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
   }
-  function fmtNum(v) {
-    if (v == null || isNaN(v)) { return '—'; }
-    var a = Math.abs(v);
-    return a >= 1000 ? v.toFixed(0) : a >= 100 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
+  // A reading as the page shows numbers (onemap.js fmtNum, set by init), to about 3 significant digits of `scale`
+  // (the value itself, or the span of a chart's axis): 55.12, 0.0123, 1,235, 1.08×10²⁵.
+  var pageFmt = null;
+  function fmtNum(v, scale) {
+    var a = Math.abs(scale == null ? v : scale);
+    return pageFmt(v, a > 0 && isFinite(a) ? Math.min(6, Math.max(0, 2 - Math.floor(Math.log10(a)))) : 2);
   }
 
   var SVGNS = 'http://www.w3.org/2000/svg';
@@ -100,7 +102,7 @@
       root.appendChild(svg('line', { x1: L, x2: W - R, y1: y(l[1]), y2: y(l[1]), stroke: LEVELS[l[0]][2],
         'stroke-width': 1.2, 'stroke-dasharray': '4 3' }));
       root.appendChild(svg('text', { x: W - R - 2, y: y(l[1]) - 2, 'text-anchor': 'end', 'font-size': 9,
-        fill: LEVELS[l[0]][2] === '#ffd700' ? '#b59a00' : LEVELS[l[0]][2] }, fmtNum(l[1])));
+        fill: LEVELS[l[0]][2] === '#ffd700' ? '#b59a00' : LEVELS[l[0]][2] }, fmtNum(l[1], hi - lo)));
     });
     var d = pts.map(function (p, i) { return (i ? 'L' : 'M') + x(p[0]).toFixed(1) + ' ' + y(p[1]).toFixed(1); }).join(' ');
     root.appendChild(svg('path', { d: d, fill: 'none', stroke: '#333', 'stroke-width': 1.3 }));
@@ -108,7 +110,8 @@
     root.appendChild(svg('circle', { cx: x(last[0]), cy: y(last[1]), r: 2.8,
       fill: (LEVELS[sensor.alarm_level] || LEVELS.normal)[2], stroke: '#333', 'stroke-width': 0.6 }));
     [[hi, T + 8], [lo, H - B]].forEach(function (a) {
-      root.appendChild(svg('text', { x: L - 3, y: a[1], 'text-anchor': 'end', 'font-size': 9, fill: '#555' }, fmtNum(a[0])));
+      root.appendChild(svg('text', { x: L - 3, y: a[1], 'text-anchor': 'end', 'font-size': 9, fill: '#555', 'class': 'mo-axis' },
+        fmtNum(a[0], hi - lo)));
     });
     root.appendChild(svg('text', { x: 2, y: (H - B) / 2 + 4, 'font-size': 9, fill: '#555' }, sensor.unit));
     root.appendChild(svg('text', { x: L, y: H - 5, 'font-size': 9, fill: '#555' }, fmtTime(pts[0][0])));
@@ -118,6 +121,7 @@
   }
 
   function init(map, api) {
+    pageFmt = api.fmtNum;
     var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
     var lastSignature = null, timer = null;
 
@@ -181,10 +185,10 @@
         d.alarms.forEach(function (a) {
           var row = el('div', { 'class': 'mo-alarm' });
           row.appendChild(chip(a.level));
-          row.appendChild(document.createTextNode(' ' + (a.asset_name || (a.asset_layer + ' #' + a.asset_id)) + ' · ' +
-            a.item_zh + ' ' + a.item_en));
-          row.appendChild(el('div', { 'class': 'mo-muted' }, (a.status === 'open' ? '自 since ' : '已关闭 closed ') +
-            fmtTime(a.status === 'open' ? a.opened_at : a.closed_at) + ' · 最高 max ' + a.max_level +
+          row.appendChild(document.createTextNode(' ' + (a.asset_name || ((ASSETS[a.asset_layer] || a.asset_layer) + ' #' + a.asset_id)) +
+            ' · ' + a.item_zh + ' ' + a.item_en));
+          row.appendChild(el('div', { 'class': 'mo-muted' }, (a.status === 'open' ? '自 Since ' : '已关闭 Closed ') +
+            fmtTime(a.status === 'open' ? a.opened_at : a.closed_at) + ' · 最高 Highest: ' + levelName(a.max_level) +
             (a.acknowledged_by ? ' · ✓ ' + a.acknowledged_by : ' · 未确认 not acknowledged') + (a.synthetic ? ' · 合成 synthetic' : '')));
           row.addEventListener('click', function () { showAlarm(a.id); });
           list.appendChild(row);

@@ -3,7 +3,8 @@
  *
  * Usage (wired by the page, after Leaflet and with web/static/css/panel-siting.css):
  *   RiskmapPanels.siting.init(map, api)
- *   map: the Leaflet map; api: { token(), request(path, opts), json(path, opts), box(opts), picking(on), can(key), onAccess(fn) }
+ *   map: the Leaflet map; api: { token(), request(path, opts), json(path, opts), box(opts), picking(on), can(key), onAccess(fn),
+ *   fmtNum(v, digits), fitBeside(bounds, box, opts) }
  *   from the page (onemap.js), which holds the login token.
  * Endpoints: POST /analysis/siting-check (planner, emergency, editor, admin), GET /analysis/siting-check/options
  * (the uses, levels and hazard kinds it takes, with their names; public), GET /api/layers (the registry's
@@ -35,6 +36,7 @@
     var u = list.filter(function (x) { return String(x.code) === String(code); })[0];
     return u ? u.zh + ' ' + u.en : (code == null ? '' : String(code));
   }
+  function namedAll(list, codes) { return codes.map(function (k) { return named(list, k); }).join('、'); }
 
   function init(map, api) {
     var siteLayer = L.featureGroup().addTo(map);   // the proposed site being drawn or checked
@@ -193,15 +195,20 @@
     function label(t, code, fallback) { var c = t[code]; return c ? c.zh + ' ' + c.en : (fallback || String(code)); }
 
     // ---- the check
+    // The request body; throws on people that are not a whole number ≥ 0 ("1e3" is 1000, "1.5" is refused).
     function body() {
       var use = $('st-use').value, b = { geometry: site, use: use };
       if (isInstallation(use)) {
-        if ($('st-level').value) { b.level = parseInt($('st-level').value, 10); }
+        if ($('st-level').value) { b.level = Number($('st-level').value); }
         var kinds = Array.prototype.filter.call(panel.querySelectorAll('.st-kind'), function (c) { return c.checked; })
           .map(function (c) { return c.value; });
         if (kinds.length) { b.kinds = kinds; }
-      } else if ($('st-people').value !== '') {
-        b.people = parseInt($('st-people').value, 10);
+      } else {
+        var f = $('st-people'), people = Number(f.value.trim());
+        if (f.validity.badInput || !Number.isInteger(people) || people < 0) {
+          throw new Error('人数须为不小于 0 的整数 People must be a whole number, 0 or more');
+        }
+        if (f.value.trim() !== '') { b.people = people; }
       }
       return b;
     }
@@ -209,22 +216,38 @@
       if (mode === 'polygon' && vertices.length >= 3) { finishPolygon(); }
       if (!site) { showError(new Error('先在地图上画出拟建场址（点或面）Draw the proposed site first (point or polygon)')); return; }
       if (mode) { setMode(null); }
-      var mine = ++seq, request = body();
+      var request;
+      try { request = body(); } catch (e) { seq++; layer.clearLayers(); showError(e); return; }
+      var mine = ++seq;
       layer.clearLayers();
       $('st-out').removeAttribute('data-conflicts');
       $('st-out').textContent = '检查中… Checking…';
       Promise.all([json('/analysis/siting-check', { method: 'POST', body: JSON.stringify(request) }), loadRegistry()])
-        .then(function (r) { if (mine === seq) { show(r[0], r[1]); } })
+        .then(function (r) { if (mine === seq) { show(r[0], r[1], request); } })
         .catch(function (e) { if (mine === seq) { showError(e); } });
     }
     $('st-run').addEventListener('click', run);
 
     function showError(e) {
-      var out = $('st-out'); out.textContent = '';
+      var out = $('st-out'); out.textContent = ''; out.removeAttribute('data-conflicts');
       out.appendChild(el('div', { 'class': 'st-error' }, '✗ ' + e.message));
     }
 
-    function show(r, reg) {
+    // How the proposed receptor's GB 36894 class was set: by its use (high-sensitive, important: people do not
+    // count) or by its people, given or the default. `by` ('kind' | 'people') and the class are the answer's
+    // (assumed.protection_class_from), else the class is the conflicts' (all have the proposal's class); with
+    // neither, whether people count is not known.
+    function classNote(a, list, reg, given) {
+      var from = a.protection_class_from, cls = from.protection_class || (list[0] && list[0].protection_class);
+      var byUse = from.by ? from.by === 'kind' : (cls ? !/^general/.test(cls) : null);
+      var n = from.people, what = cls ? ': ' + label(reg.classes, cls) : '';
+      if (byUse) { return '按用途定类 Class set by the use' + what; }
+      var note = given ? '按人数 ' + n + ' 人定类 Class from ' + n + ' people'
+        : '未填人数，按默认 ' + n + ' 人定类 People not given: class from the default ' + n + ' people';
+      return note + (byUse === null ? '（若该用途按人数定类 if the use\'s class depends on people）' : what);
+    }
+
+    function show(r, reg, request) {
       var out = $('st-out'), list = r.conflicts || [];
       var nearInstallation = r.direction === 'proposal_near_installation';
       out.textContent = '';
@@ -242,11 +265,10 @@
         : '拟建设施对照现有防护目标 Proposed installation checked against existing receptors'));
       var a = r.assumed || {};
       if (a.protection_class_from) {
-        out.appendChild(el('div', { 'class': 'st-muted' }, '按人数 ' + a.protection_class_from.people + ' 人定类 Class from ' +
-          a.protection_class_from.people + ' people'));
+        out.appendChild(el('div', { 'class': 'st-muted st-assumed' }, classNote(a, list, reg, request.people != null)));
       } else if (a.level) {
-        out.appendChild(el('div', { 'class': 'st-muted' }, '按 Assumed: ' + label(reg.levels, a.level, a.level + '级') +
-          ' · ' + (a.kinds || []).map(function (k) { return named(choices.kinds, k); }).join('、')));
+        out.appendChild(el('div', { 'class': 'st-muted st-assumed' }, '按 Assumed: ' + label(reg.levels, a.level, a.level + '级') +
+          ' · ' + namedAll(choices.kinds, a.kinds || [])));
       }
       if (r.run && r.run.stale) {
         out.appendChild(el('div', { 'class': 'st-warn' }, '⚠ 危险源分级已过期（数据已改动），请重新运行分析 ' +
@@ -275,7 +297,7 @@
       // the site and its conflicts in view (no animation: the map is where it ends at once)
       var all = siteLayer.getLayers().concat(layer.getLayers());
       if (list.length && all.length) {
-        map.fitBounds(L.featureGroup(all).getBounds(), { padding: [30, 30], maxZoom: 17, animate: false });
+        api.fitBeside(L.featureGroup(all).getBounds(), panel, { maxZoom: 17, animate: false });
       }
     }
 
@@ -292,7 +314,8 @@
       if (c.synthetic) { head.appendChild(el('span', { 'class': 'st-badge st-synthetic' }, '合成 Synthetic')); }
       r.appendChild(head);
       var what = nearInstallation
-        ? (c.level ? label(reg.levels, c.level) : '未定级 not graded') + (c.kinds ? ' · ' + c.kinds : '')
+        ? (c.level ? label(reg.levels, c.level) : '未定级 not graded') +
+          (c.kinds && c.kinds.length ? ' · ' + namedAll(choices.kinds, String(c.kinds).split(',')) : '')
         : named(choices.receptor_uses, c.receptor_kind) + ' · ' + label(reg.classes, c.protection_class);
       r.appendChild(el('div', null, what + (nearInstallation ? ' ↔ ' + label(reg.classes, c.protection_class) : '')));
       var d = el('div');
@@ -302,7 +325,7 @@
       r.appendChild(el('div', { 'class': 'st-muted' }, '规则 Rule #' + (c.rule_id == null ? '—' : c.rule_id) + ' · 依据 Basis: ' +
         (c.basis || '—')));
       r.addEventListener('click', function () {
-        if (line) { map.fitBounds(line.getBounds(), { padding: [40, 40], maxZoom: 17 }); line.openTooltip(); }
+        if (line) { api.fitBeside(line.getBounds(), panel, { maxZoom: 17 }); line.openTooltip(); }
       });
       return r;
     }
