@@ -463,7 +463,13 @@ def siting_check(conn: Connection, geometry, use: str, config: Config, *, level:
     params = {"wkb": shapely.to_wkb(geometry), **config.class_params()}
     if use in RECEPTOR_USES:
         people = config.general_1_min_people if people is None else people
-        assumed = {"protection_class_from": {"kind": use, "people": people}}
+        by_kind = use in config.high_sensitive_kinds or use in config.important_kinds
+        pclass = conn.execute(text(f"SELECT {CLASS_SQL.format(a='x')} FROM (SELECT NULL::text AS protection_class, "
+                                   "CAST(:pkind AS text) AS kind, CAST(:people AS int) AS people) x"),
+                              {**config.class_params(), "pkind": use, "people": people}).scalar()
+        # (by: whether the class follows from the use itself, e.g. a school, or from the number of people)
+        assumed = {"protection_class_from": {"kind": use, "people": None if by_kind else people,
+                                             "by": "kind" if by_kind else "people", "protection_class": pclass}}
         receptors = (f"SELECT 0 AS id, CAST(:pname AS text) AS name, CAST(:pkind AS text) AS kind, "
                      f"CAST(:people AS int) AS people, false AS synthetic, "
                      f"{CLASS_SQL.format(a='x')} AS pclass, {proposal} AS g "

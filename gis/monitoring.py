@@ -59,7 +59,7 @@ from layers import registry
 from layers.db import db_key
 from layers.errors import DataError
 from layers.settings import LOCAL_TZ
-from layers.topics.monitoring import ASSET_LAYERS, ITEMS, KINDS, LEVELS
+from layers.topics.monitoring import ASSET_LAYERS, ITEMS, KINDS, LEVEL_CODES, LEVELS
 
 OFFLINE_AFTER = 3                        # missed sampling intervals before a sensor is offline
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew accepted on reading times
@@ -744,8 +744,8 @@ def _open_alarms(conn: Connection, assets) -> dict:
 
 
 def _message(item: str, level: int, meta: SensorMeta | None, value: float | None) -> str:
-    zh, en = ITEMS[item]
-    what = f"{zh} {en} {LEVELS[level]}"
+    (zh, en), (level_zh, level_en, _) = ITEMS[item], LEVEL_CODES[LEVELS[level]]
+    what = f"{zh}{level_zh} / {en}, {level_en.lower()} alarm"
     if meta is not None and value is not None and item in KINDS:
         what += f": {meta.code} = {value:g} {KINDS[item].unit}"
     return what

@@ -81,10 +81,15 @@ def test_siting_check_school_near_installations(client, token, violated):
     assert c["distance_m"] == pytest.approx(940, abs=0.01) and c["required_m"] == 1000
     assert c["shortfall_m"] == pytest.approx(60, abs=0.01) and c["line"]["type"] == "LineString"
     assert c["synthetic"] is True  # (the existing installation's flag: the test world's are synthetic)
+    # the class follows from the use for a school (no people), from the people for a residential area
+    assert body["assumed"]["protection_class_from"] == {"kind": "school", "people": None, "by": "kind",
+                                                        "protection_class": "high_sensitive"}
     # a small residential (20 people, 三类) 99 m from F1 conflicts only with F1's 100 m rule
     home = client.post("/analysis/siting-check", headers=auth(token, "planner"), json={
         "geometry": geojson(shapely.Point(5199, 50)), "use": "residential", "people": 20}).json()
     assert [(c["installation_name"], c["required_m"]) for c in home["conflicts"]] == [("F1", 100.0)]
+    assert home["assumed"]["protection_class_from"] == {"kind": "residential", "people": 20, "by": "people",
+                                                        "protection_class": "general_3"}
 
 
 def test_siting_options_are_what_the_check_takes(client):
