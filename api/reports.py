@@ -13,7 +13,6 @@ from sqlalchemy import Connection, text
 
 from api.errors import NotFound
 from layers import registry
-from layers.errors import DataError
 from layers.registry import HAZARD_LEVELS, RISK_GRADES
 from layers.topics.emergency import SPILLS, TIMES, ZONES
 from layers.settings import LOCAL_TZ, REPO_ROOT
@@ -87,10 +86,10 @@ def render(m: folium.Map, title: str, panel_html: str, synthetic: bool) -> str:
 
 
 def _one(conn: Connection, what: str, sql: str, **params) -> dict:
-    """The one row of ``sql``, else DataError "``what`` not found"."""
+    """The one row of ``sql``, else NotFound "``what`` not found"."""
     row = conn.execute(text(sql), params).mappings().first()
     if row is None:
-        raise DataError(f"{what} not found")
+        raise NotFound(f"{what} not found")
     return dict(row)
 
 

@@ -1,6 +1,6 @@
-"""Hazchem analysis endpoints: GB 18218 grading, siting check, safety-rule editing, run status.
+"""Hazchem analysis endpoints: GB 18218 grading, siting check, safety-rule editing, run status, reports.
 
-Grading, siting check and rule reading: planner, emergency, editor (admin may do everything);
+Grading, siting check, reports and rule reading: planner, emergency, editor (admin may do everything);
 rule editing: editor. Anonymous callers get 401.
 """
 
@@ -11,10 +11,12 @@ from typing import Annotated, Literal
 
 import shapely
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from shapely.validation import explain_validity
 from sqlalchemy import delete, insert, select, text, update
 
+from api import reports
 from api.changes import reads_only
 from api.deps import ConnDep, Principal, UserDep, needs, require_role
 from api.errors import NotFound
@@ -189,3 +191,14 @@ def reset_rules(conn: ConnDep, user: UserDep):
     n = hazchem.reset_rules(conn)
     conn.commit()
     return {"rules": n}
+
+
+@router.get("/reports/{kind}/{ident}", response_class=HTMLResponse)
+def report(kind: Literal["park", "installation", "district"], ident: str, conn: ConnDep, user: Reader):
+    """Offline HTML report (folium, Leaflet inlined) of a chemical park or hazard installation (by id) or a
+    district (by adcode): its map and summary tables, as ``riskmap report`` writes them."""
+    if kind != "district" and not (ident.isascii() and ident.isdigit() and len(ident) <= 9):
+        raise DataError(f"a {kind} report takes the {kind}'s numeric id, got {ident[:40]!r}")
+    page = (reports.district_report(conn, ident, user.role) if kind == "district"
+            else reports.REPORTS[kind](conn, int(ident)))
+    return HTMLResponse(page, headers={"Content-Disposition": f'attachment; filename="{kind}-{ident}.html"'})

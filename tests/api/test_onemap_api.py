@@ -91,6 +91,23 @@ def test_reports_open_offline(city, db_url, tmp_path):
     assert r.returncode == 2 and "no folder" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_reports_over_http_for_staff(client, city, token):
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    for kind, ident, needle in (("park", "1", "Chemical park report"), ("installation", "2", "氯"),
+                                ("district", "530181", "安宁市")):
+        r = client.get(f"/analysis/reports/{kind}/{ident}", headers=planner)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text
+        assert f'filename="{kind}-{ident}.html"' in r.headers["content-disposition"] and needle in r.text
+    assert client.get("/analysis/reports/park/1").status_code == 401
+    for url, status, needle in (("/analysis/reports/park/99999", 404, "not found"),
+                                ("/analysis/reports/district/000000", 404, "not found"),
+                                ("/analysis/reports/park/abc", 400, "numeric id"),
+                                ("/analysis/reports/park/" + "9" * 30, 400, "numeric id"),
+                                ("/analysis/reports/tank/1", 400, "kind")):
+        r = client.get(url, headers=planner)
+        assert r.status_code == status and needle in r.json()["description"], (url, r.text)
+
+
 def test_report_counts_every_receptor_and_lists_the_nearest(city):
     from api.reports import RECEPTORS_LISTED, park_report
 
