@@ -44,7 +44,38 @@ def _json(status: int, code: str, message: str, headers: dict | None = None, **e
     return JSONResponse({"code": code, "description": message, **extra}, status_code=status, headers=headers)
 
 
+ERROR_SCHEMA = {"type": "object", "required": ["code", "description"], "title": "Error",
+                "properties": {"code": {"type": "string"}, "description": {"type": "string"}}}
+
+
+def _openapi_errors(app: FastAPI):
+    """The app's OpenAPI document, saying what the API really answers to a bad parameter or body: a 400 in
+    the error shape (FastAPI documents its own 422 HTTPValidationError, which the handler below replaces)."""
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        error = {"description": "Bad parameter or body", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for operations in schema.get("paths", {}).values():
+            for op in operations.values():
+                responses = op.get("responses", {})
+                if "HTTPValidationError" in str(responses.get("422", "")):
+                    del responses["422"]
+                    responses.setdefault("400", error)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        components["Error"] = ERROR_SCHEMA
+        app.openapi_schema = schema
+        return schema
+    return openapi
+
+
 def install(app: FastAPI) -> None:
+    app.openapi = _openapi_errors(app)
     for exc_class, status in STATUS_CODES.items():
         def handler(request: Request, exc: Exception, status=status):
             extra = {}

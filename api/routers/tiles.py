@@ -34,10 +34,11 @@ GZIP_LEVEL = 1
 JSON_TYPES = {"str": "String", "int": "Number", "float": "Number", "bool": "Boolean", "datetime": "String"}
 
 
-def _tile(z: int, x: int, y: int) -> Tile:
+def _tile(z: int, x: int, y: int, ogc: bool = False) -> Tile:
     tile = Tile(z, x, y)
-    if not tile.valid():
-        raise NotFound(f"no tile {z}/{x}/{y} (zoom 0-22, x and y in 0..2^z-1)")
+    if not tile.valid():  # (named in the order of the URL it came in)
+        raise NotFound(f"no tile {z}/{y}/{x} (tileMatrix 0-22, tileRow and tileCol in 0..2^z-1)" if ogc else
+                       f"no tile {z}/{x}/{y} (zoom 0-22, x and y in 0..2^z-1)")
     return tile
 
 
@@ -110,7 +111,7 @@ def layer_tile(request: Request, spec: LayerDep, conn: ConnDep, user: UserDep, z
 @router.get("/collections/{layer_id}/tiles/WebMercatorQuad/{z}/{row}/{col}")
 def ogc_tile(request: Request, spec: LayerDep, conn: ConnDep, user: UserDep, z: int, row: int, col: int):
     """OGC API Tiles order: tileMatrix/tileRow/tileCol (= z/y/x)."""
-    return serve_tile(request, conn, [spec], user.role, _tile(z, col, row), spec.id)
+    return serve_tile(request, conn, [spec], user.role, _tile(z, col, row, ogc=True), spec.id)
 
 
 def _vector_layer(spec: LayerSpec, role: str) -> dict:

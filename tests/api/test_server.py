@@ -188,3 +188,14 @@ def test_auth_me_refuses_a_bad_token(client, clean):
         r = client.get("/auth/me", headers={"Authorization": value})
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert set(r.json()) == {"code", "description"} and r.json()["code"] == "Unauthorized"
+
+
+def test_openapi_documents_the_400_error_shape_the_api_answers(client):
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["schemas"]["Error"]["required"] == ["code", "description"]
+    assert "HTTPValidationError" not in str(schema)  # (FastAPI's 422, which this API never answers)
+    search = schema["paths"]["/api/search"]["get"]["responses"]
+    assert "422" not in search and search["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    r = client.get("/api/search")  # what it documents is what it answers
+    assert r.status_code == 400 and set(r.json()) == {"code", "description"}

@@ -107,6 +107,10 @@ def test_etag_304_and_no_stale_tile_after_edit(client, data):
 def test_empty_tile_is_204_and_bad_tile_is_404(client, data):
     assert client.get("/tiles/chemical_parks/14/0/0.pbf").status_code == 204
     assert client.get("/tiles/chemical_parks/3/9/9.pbf").status_code == 404
+    # named as the URL gave them: z/x/y, or OGC tileMatrix/tileRow/tileCol
+    assert "no tile 3/9/0 (zoom" in client.get("/tiles/chemical_parks/3/9/0.pbf").json()["description"]
+    r = client.get("/collections/chemical_parks/tiles/WebMercatorQuad/3/9/0")
+    assert r.status_code == 404 and "no tile 3/9/0 (tileMatrix" in r.json()["description"]
     assert client.get("/tiles/nolayer/3/1/1.pbf").status_code == 404
 
 
