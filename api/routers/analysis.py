@@ -121,6 +121,17 @@ def siting_options():
 @reads_only
 def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: Reader):
     """Conflicts of a proposed site with the safety distances, both ways (see gis.hazchem.siting_check)."""
+    if body.use in hazchem.INSTALLATION_USES:
+        if body.people is not None:
+            raise DataError(f"people applies to a receptor use, not to {body.use!r} (give level and kinds)")
+    elif body.level is not None or body.kinds is not None:
+        raise DataError(f"level and kinds apply to a chemical plant or hazchem storage, not to {body.use!r}")
+    if body.kinds == []:
+        raise DataError("kinds must name at least one of toxic, flammable, explosive (leave it out for all)")
+    crs = body.geometry.get("crs")
+    if crs is not None and (not isinstance(crs, dict) or str((crs.get("properties") or {}).get("name", "")).rsplit(
+            ":", 1)[-1].upper() not in ("CRS84", "4326")):
+        raise DataError("geometry must be in lon/lat (EPSG:4326 / CRS84); its crs member names another CRS")
     kind = body.geometry.get("type")
     if kind not in SITE_TYPES:
         raise DataError(f"geometry type must be one of {', '.join(SITE_TYPES)}, got {kind!r}")

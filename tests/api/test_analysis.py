@@ -140,6 +140,18 @@ def test_siting_check_rejects_bad_input(client, token, violated):
     r = client.post("/analysis/siting-check", headers={**h, "Content-Type": "application/json"},
                     content='{"geometry": {"type": "Point", "coordinates": [NaN, 25]}, "use": "school"}')
     assert r.status_code == 400 and "finite numbers" in r.json()["description"], r.text
+    # fields that do not apply to the use, no kinds at all, another CRS: refused, not ignored
+    point = {"type": "Point", "coordinates": [102.71, 25.04]}
+    for extra, message in (({"use": "school", "level": 2}, "level and kinds apply to a chemical plant"),
+                           ({"use": "school", "kinds": ["toxic"]}, "level and kinds apply"),
+                           ({"use": "chemical_plant", "people": 10}, "people applies to a receptor use"),
+                           ({"use": "chemical_plant", "kinds": []}, "at least one"),
+                           ({"use": "school", "geometry": {**point, "crs": {"type": "name", "properties": {
+                               "name": "EPSG:3857"}}}}, "names another CRS")):
+        r = client.post("/analysis/siting-check", headers=h, json={"geometry": point, **extra})
+        assert r.status_code == 400 and message in r.json()["description"], (extra, r.text)
+    lonlat = {**point, "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}}
+    assert client.post("/analysis/siting-check", headers=h, json={"geometry": lonlat, "use": "school"}).status_code == 200
 
 
 def test_rule_editing_roles_and_staleness(client, token, violated):
