@@ -430,15 +430,32 @@ def route_geojson(value, max_vertices: int = 50000, area: tuple[float, float, fl
         features = value.get("features")
         if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
             raise AnalysisError("a FeatureCollection's features must be a list of GeoJSON Features")
-        lines = [f for f in features if isinstance(f.get("geometry"), dict) and f["geometry"].get("type") == "LineString"]
+        lines = [f for f in features if isinstance(f.get("geometry"), dict)
+                 and f["geometry"].get("type") in ("LineString", "MultiLineString")]
         if len(lines) != 1:
             raise AnalysisError("a FeatureCollection route must hold exactly one LineString feature")
         value = lines[0]
     if isinstance(value, dict) and value.get("type") == "Feature":
         value = value.get("geometry")
+    if isinstance(value, dict) and value.get("type") == "MultiLineString":
+        value = {"type": "LineString", "coordinates": _joined_parts(value.get("coordinates"))}
     if not isinstance(value, dict) or value.get("type") != "LineString":
         raise AnalysisError("route must be a GeoJSON LineString (lon/lat, EPSG:4326)")
     return {"type": "LineString", "coordinates": _check_positions(value.get("coordinates"), max_vertices, area)}
+
+
+def _joined_parts(parts) -> list:
+    """The positions of a MultiLineString's parts as one line, when each part starts where the one before
+    it ends (a GPS track split into segments, as GDAL and QGIS write a GPX track): not guessed otherwise."""
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, list) and p for p in parts):
+        raise AnalysisError("a MultiLineString route needs a non-empty list of non-empty parts")
+    joined = list(parts[0])
+    for i, part in enumerate(parts[1:], 1):
+        if part[0] != joined[-1]:
+            raise AnalysisError(f"a MultiLineString route must be one line: part {i} does not start where part "
+                                f"{i - 1} ends ({part[0]} ≠ {joined[-1]}); send it as one LineString")
+        joined += part[1:]
+    return joined
 
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),

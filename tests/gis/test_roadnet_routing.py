@@ -223,6 +223,20 @@ def test_gpx_parsing():
             routing.gpx_to_geojson(bad)
 
 
+def test_a_multilinestring_route_is_taken_when_its_parts_join():
+    one = routing.route_geojson({"type": "MultiLineString", "coordinates": [[[102.7, 25.0], [102.71, 25.0]],
+                                                                          [[102.71, 25.0], [102.72, 25.01]]]})
+    assert one == {"type": "LineString", "coordinates": [[102.7, 25.0], [102.71, 25.0], [102.72, 25.01]]}
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "MultiLineString",
+                                                                 "coordinates": [[[102.7, 25.0], [102.71, 25.0]]]}}
+    assert routing.route_geojson({"type": "FeatureCollection", "features": [feature]})["coordinates"] == [
+        [102.7, 25.0], [102.71, 25.0]]
+    for coords, msg in [([[[102.7, 25.0], [102.71, 25.0]], [[102.8, 25.0], [102.81, 25.0]]], "part 1 does not start"),
+                        ([], "non-empty list"), ([[[102.7, 25.0], [102.71, 25.0]], []], "non-empty parts")]:
+        with pytest.raises(AnalysisError, match=msg):
+            routing.route_geojson({"type": "MultiLineString", "coordinates": coords})
+
+
 def test_gpx_files_in_other_encodings():
     text_ = '<gpx><trk><name>道路</name><trkseg><trkpt lat="25.03" lon="102.7"/><trkpt lat="25.04" lon="102.72"/>' \
             '</trkseg></trk></gpx>'
