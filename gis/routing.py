@@ -1423,30 +1423,39 @@ def _schedule_departure(schedule: str | None, day: datetime) -> datetime | None:
     return day.astimezone(LOCAL_TZ).replace(hour=int(m.group(1)), minute=int(m.group(2)), second=0, microsecond=0)
 
 
-def check_stored_routes(conn: Connection, run_id: int, settings: RouteSettings | None = None,
-                        day: datetime | None = None) -> dict:
-    """Check every route in ``hazmat_routes`` into the derived layer ``route_conflicts`` (run ``run_id``).
-
-    Cargo comes from ``cargo_un`` (else ``cargo_class``) and ``quantity_t``; the departure is the first
-    HH:MM in ``schedule`` on ``day`` (default today, local time); without one every time-window ban
-    counts. Routes whose cargo cannot be resolved are reported in ``unchecked_routes``.
-    """
+def stored_route_checks(conn: Connection, day: datetime | None = None, settings: RouteSettings | None = None):
+    """Each route in ``hazmat_routes`` checked for ``day`` (default today, local time): yields (route row,
+    cargo, check result), or (route row, None, reason) when its cargo cannot be resolved. Cargo comes from
+    ``cargo_un`` (else ``cargo_class``) and ``quantity_t``; the departure is the first HH:MM in
+    ``schedule`` on ``day``; without one every time-window ban counts."""
     s = settings or DEFAULT_SETTINGS
     day = day or datetime.now(LOCAL_TZ)
     rules = list_rules(conn, active_only=True)
-    conn.execute(text("DELETE FROM route_conflicts"))
     routes = conn.execute(text("SELECT id, name, cargo_un, cargo_class, quantity_t, schedule, synthetic, "
                                "ST_AsGeoJSON(geom) AS g FROM hazmat_routes ORDER BY id")).mappings().all()
-    unchecked, verdicts, rows = [], {"forbidden": 0, "warning": 0, "allowed": 0}, []
     for rt in routes:
         try:
             cargo = resolve_cargo({"un_number": rt["cargo_un"], "hazard_class": rt["cargo_class"],
                                    "quantity_t": rt["quantity_t"]})
         except AnalysisError as exc:
-            unchecked.append({"route_id": rt["id"], "reason": str(exc).split(":")[0]})
+            yield rt, None, str(exc).split(":")[0]
             continue
-        result = check_route(conn, json.loads(rt["g"]), cargo, _schedule_departure(rt["schedule"], day), s,
-                             rules=rules)
+        yield rt, cargo, check_route(conn, json.loads(rt["g"]), cargo, _schedule_departure(rt["schedule"], day), s,
+                                     rules=rules)
+
+
+def check_stored_routes(conn: Connection, run_id: int, settings: RouteSettings | None = None,
+                        day: datetime | None = None) -> dict:
+    """Check every route in ``hazmat_routes`` (:func:`stored_route_checks`) into the derived layer
+    ``route_conflicts`` (run ``run_id``). Routes whose cargo cannot be resolved are reported in
+    ``unchecked_routes``."""
+    conn.execute(text("DELETE FROM route_conflicts"))
+    unchecked, verdicts, rows, checked = [], {"forbidden": 0, "warning": 0, "allowed": 0}, [], 0
+    for rt, cargo, result in stored_route_checks(conn, day, settings):
+        if cargo is None:
+            unchecked.append({"route_id": rt["id"], "reason": result})
+            continue
+        checked += 1
         verdicts[result["verdict"]] += 1
         rows += [{"run_id": run_id, "route_id": rt["id"], "name": rt["name"], "cargo": cargo.label,
                   "rule_id": c["rule_id"], "rule": c["rule"]["zh"] + " / " + c["rule"]["en"], "target": c["target"],
@@ -1461,6 +1470,6 @@ def check_stored_routes(conn: Connection, run_id: int, settings: RouteSettings |
             VALUES (:run_id, :route_id, :name, :cargo, :rule_id, :rule, :target, :target_id, :target_name,
                     :target_class, :distance_m, CAST(:eta AS timestamptz), :verdict, :synthetic,
                     ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326))"""), rows)
-    return {"routes_checked": len(routes) - len(unchecked), "route_conflicts": len(rows),
+    return {"routes_checked": checked, "route_conflicts": len(rows),
             "routes_forbidden": verdicts["forbidden"], "routes_warning": verdicts["warning"],
             "unchecked_routes": unchecked}

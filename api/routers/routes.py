@@ -6,11 +6,12 @@ and network report: read by ``ROUTE_DATA_ROLES`` (those and editors), rules chan
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from typing import Annotated, Any
 
 import anyio
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
@@ -23,6 +24,7 @@ from gis.errors import AnalysisError
 from gis.roadnet import components, network_problems
 from layers.crs import in_box
 from layers.db import LazyConnection, NeedsDatabase
+from layers.settings import LOCAL_TZ
 from layers.topics.roadnet import ROUTE_CHECK_ROLES, ROUTE_DATA_ROLES
 
 router = APIRouter(prefix="/routes", tags=["routes"])
@@ -227,6 +229,27 @@ def cargo_table(user: UserDep) -> dict:
     return {"how_to_name_cargo": routing.CARGO_HELP,
             "un_numbers": [{k: (list(v) if k == "subsidiary" else v) for k, v in row.items()}
                            for row in routing.un_table().values()]}
+
+
+@router.get("/stored/check")
+def stored_check(conn: ConnDep, user: RouteChecker,
+                 day: date | None = Query(None, description="the day the stored routes run (default today, Beijing "
+                                                            "time); each leaves at the first HH:MM of its schedule")):
+    """Every stored hazmat route (layer ``hazmat_routes``) checked now against the current rules for a day:
+    its verdict and conflicts. The layer ``route_conflicts`` holds the same for the day of the last
+    ``riskmap analyze roads``; this answers for any day without writing anything."""
+    when = datetime.combine(day, time(0), LOCAL_TZ) if day else None
+    routes, unchecked = [], []
+    for rt, cargo, result in routing.stored_route_checks(conn, when):
+        if cargo is None:
+            unchecked.append({"route_id": rt["id"], "name": rt["name"], "reason": result})
+            continue
+        conflicts = [{k: v for k, v in c.items() if k != "geometry"} for c in result["conflicts"]]
+        routes.append({"route_id": rt["id"], "name": rt["name"], "schedule": rt["schedule"],
+                       "departure": result["departure"], "cargo": result["cargo"], "length_m": result["length_m"],
+                       "verdict": result["verdict"], "verdict_zh": result["verdict_zh"], "conflicts": conflicts})
+    conn.commit()  # (the first use loads the default rules)
+    return {"day": (day or datetime.now(LOCAL_TZ).date()).isoformat(), "routes": routes, "unchecked": unchecked}
 
 
 @router.get("/network")

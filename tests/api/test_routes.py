@@ -229,3 +229,26 @@ def test_the_role_is_checked_before_the_body(client, net, token):
         assert r.status_code == status, (path, r.text)
     r = client.put("/monitoring/thresholds", json={"kind": 5}, headers=planner)
     assert r.status_code == 403, r.text
+
+
+def test_stored_routes_checked_for_a_day(client, net, rc):
+    with net.begin() as conn:
+        for name, un, schedule in (("chlorine run", "1017", "每日 10:00 发车"), ("unknown cargo", "9999", None)):
+            conn.execute(text("INSERT INTO hazmat_routes (name, cargo_un, schedule, geom) "
+                              "VALUES (:n, :u, :s, ST_GeomFromText(:g, 4326))"),
+                         {"n": name, "u": un, "s": schedule, "g": line(O, P, D)})
+    r = client.get("/routes/stored/check", params={"day": "2026-12-01"}, headers=rc)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["day"] == "2026-12-01"
+    (route,) = out["routes"]
+    assert (route["name"], route["verdict"], route["departure"]) == ("chlorine run", "forbidden",
+                                                                     "2026-12-01T10:00:00+08:00")
+    assert [c["target_name"] for c in route["conflicts"]] == ["长隧道"] and "geometry" not in route["conflicts"][0]
+    # the same answer as a check of that line
+    alone = client.post("/routes/check", json={"route": MAIN, "cargo": {"un_number": "1017"},
+                                               "departure": "2026-12-01T10:00+08:00"}, headers=rc).json()
+    assert route["conflicts"][0]["distance_m"] == alone["conflicts"][0]["distance_m"]
+    assert [(u["name"], "unknown UN number" in u["reason"]) for u in out["unchecked"]] == [("unknown cargo", True)]
+    assert client.get("/routes/stored/check", params={"day": "tomorrow"}, headers=rc).status_code == 400
+    assert client.get("/routes/stored/check").status_code == 401
