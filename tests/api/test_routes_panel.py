@@ -100,9 +100,8 @@ def test_draw_check_and_plan(site, token):
         assert page.evaluate("document.querySelectorAll('path[stroke=\"#e60012\"]').length") >= 1
         assert pane_z(page, ROUTE) > 430 and pane_z(page, "#e60012") > 430
 
-        # the rule in the page's language
-        page.evaluate("onemap.setLang('en')")
-        out = page.inner_text("#rt-out")
+        # the rule in the page's language, redrawn by the switch itself (api.onLang, not a watcher run later)
+        out = page.evaluate("onemap.setLang('en'), document.querySelector('#rt-out').innerText")
         assert TUNNEL_EN in out and TUNNEL_ZH not in out
         page.click("#rt-out .rt-conflict")
         assert TUNNEL_EN in page.inner_text(".leaflet-popup-content")

@@ -1,8 +1,9 @@
 """The emergency panel (web/static/js/panel-emergency.js) in headless Chromium against the real server, on the
 hand-made scene of tests/gis/test_emergency_fixture.py plus 20 depots around the spill and a rescue team 50 km
 away: day or night is preselected by the hour in Beijing, 分析 Analyse fits the zones and the spill point beside
-the panel (not the far resources), is kept in the duty log only when asked, resources show in-zone badges,
-warnings and unusable marks in both languages, and 仅查资源 Resources only lists every kind."""
+the panel (not the far resources), is kept in the duty log only when asked (its report downloads), resources show
+in-zone badges, the server's warnings and unusable marks in both languages, and 仅查资源 Resources only lists every
+kind."""
 
 from __future__ import annotations
 
@@ -65,6 +66,10 @@ def test_emergency_panel(site, token):
             incident = conn.execute(text("SELECT id FROM incidents")).scalar_one()
         assert page.inner_text("#em-saved") == f"已记入值班日志 Recorded in the duty log: #{incident}"
         assert not page.is_disabled("#em-report")
+        with page.expect_download() as dl:  # (api.download: with the token)
+            page.click("#em-report")
+        assert dl.value.suggested_filename == f"incident-{incident}.html"
+        assert f"<title>危化品事故辅助决策报告 Hazmat incident report #{incident}: " in Path(dl.value.path()).read_text("utf-8")
 
         # the map fits the zones and the spill point beside the panel; the rescue team 50 km away is listed, not fitted
         assert page.evaluate("""() => {
@@ -91,24 +96,22 @@ def test_emergency_panel(site, token):
         fire = row("fire_station", "F2").inner_text()
         assert "直线 Straight" in fire and "能力 Capacity 2" in fire
 
-        # a what-if run: not kept in the duty log, and said so; a resource's warning is shown
-        def warned(route):
-            answer = route.fetch()
-            body = answer.json()
-            first = body["resources"]["fire_station"][0]
-            first["warning"] = first.get("warning") or "路线经过防护区 Route crosses the protective zone"
-            route.fulfill(response=answer, json=body)
-        page.route("**/emergency/incident", warned)
+        # a what-if run: not kept in the duty log, and said so; the server's warnings on resources in a zone
         page.uncheck("#em-save")
-        with page.expect_request("**/emergency/incident") as req:
+        with page.expect_response("**/emergency/incident") as answer:
             page.click("#em-run")
         page.wait_for_selector("#em-saved", timeout=30000)
-        assert req.value.post_data_json["save"] is False
+        assert answer.value.request.post_data_json["save"] is False
         assert page.inner_text("#em-saved") == "试算，未记录 What-if, not recorded"
         assert page.is_disabled("#em-report")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM incidents")).scalar_one() == 1
-        assert page.locator(".em-res[data-kind=fire_station] .em-res-warning").first.inner_text().startswith("⚠ ")
+        depots = {r["name"]: r for r in answer.value.json()["resources"]["depot"]}
+        for name, zone, words in (("DX", "isolation", "位于隔离区内"), ("D0", "protective", "位于防护区内")):
+            r = depots[name]  # usable, with a bilingual warning (rank_candidates)
+            assert r["in_zone"] == zone and r["usable"] is True and words in r["warning"] and "upwind" in r["warning"]
+            assert row("depot", name).locator(".em-res-warning").inner_text() == "⚠ " + r["warning"]
+        assert row("shelter", "S2").locator(".em-res-warning").count() == 0
 
         # resources only: a few of each kind, so the far rescue team is not crowded out by the 21 depots
         with page.expect_request("**/emergency/nearby?*") as req:

@@ -1,7 +1,8 @@
 """The monitoring panel (web/static/js/panel-monitoring.js) in headless Chromium against the real server: a
 tailings pond's displacement sensor has an alarm and, stored before the server refused sensor faults, a
 reading of 10²⁵ mm; the alarm list names the highest level in both languages, and the chart's axis labels
-are formatted as the page formats numbers (×10ⁿ, no "e+25")."""
+are formatted as the page formats numbers (×10ⁿ, no "e+25"); the panel opens under the top-right controls, clear of
+the 预警 Alarms button and its count badges."""
 
 from __future__ import annotations
 
@@ -54,6 +55,20 @@ def test_alarm_levels_and_chart_axis(site, token):
         row = page.inner_text(".mo-alarm >> nth=0")
         assert re.search(r"最高 Highest: (蓝色预警 Blue|黄色预警 Yellow|橙色预警 Orange|红色预警 Red)", row), row
         assert not re.search(r"max (blue|yellow|orange|red)", row)
+        # the panel opens under the top-right controls: it covers neither 预警 Alarms (widened by its count badges)
+        # nor 路线 Routes, and ends above the map's bottom
+        page.wait_for_selector(".mo-toggle .mo-n")
+        rects = page.evaluate("""() => {
+            const r = e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+            return { panel: r(document.querySelector('.mo-panel')), map: r(onemap.map.getContainer()),
+                     controls: [...document.querySelectorAll('.leaflet-top.leaflet-right .leaflet-control')]
+                         .filter(c => !c.hidden).map(c => [c.className, r(c)]) };
+        }""")
+        p = rects["panel"]
+        assert {c.split()[1] for c, _ in rects["controls"]} >= {"mo-toggle", "rt-toggle"}, rects
+        for name, c in rects["controls"]:
+            assert c[2] <= p[0] or c[0] >= p[2] or c[3] <= p[1] or c[1] >= p[3], (name, c, p)
+        assert rects["map"][1] < p[1] and p[3] <= rects["map"][3] - 40
 
         page.click(".mo-alarm >> nth=0")
         page.wait_for_selector("#mo-detail .mo-chart .mo-axis", timeout=10000)

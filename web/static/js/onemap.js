@@ -8,7 +8,9 @@
  * Endpoints used (see web/README.md for the contract):
  *   GET /api/config, GET /api/layers, GET /tiles/<id>/{z}/{x}/{y}.pbf,
  *   GET /collections/<id>/items/<fid>, GET /api/search?q=, GET /api/districts,
- *   GET /collections/admin_areas/items?limit=100, GET /auth/me (which topic-panel tools the role may use)
+ *   GET /collections/admin_areas/items?limit=100, GET /auth/me (which topic-panel tools the role may use),
+ *   GET /analysis/grading/{id} and GET /analysis/reports/{park|installation|district}/{id} (the feature panel's
+ *   GB 18218 grading block and 报告 Report, for roles with `analysis_read`)
  *
  * Syntax is kept to ES2017 (no ?. / ??) so older Chromium-based intranet
  * browsers can run it.
@@ -118,7 +120,15 @@
     zoom_out: { zh: '缩小', en: 'Zoom out' },
     zoom_label: { zh: '级别', en: 'Zoom' },
     district_panel: { zh: '区县概况', en: 'District overview' },
-    loading: { zh: '加载中…', en: 'Loading…' }
+    loading: { zh: '加载中…', en: 'Loading…' },
+    grading: { zh: 'GB 18218 分级', en: 'GB 18218 grading' },
+    grading_level: { zh: '级别', en: 'Level' },
+    grading_not_major: { zh: '未构成重大危险源', en: 'Not a major hazard' },
+    grading_people: { zh: '暴露人数', en: 'Exposed people' },
+    grading_substance: { zh: '物质', en: 'Substance' },
+    report: { zh: '报告', en: 'Report' },
+    report_title: { zh: '下载离线 HTML 报告（地图与汇总表）', en: 'Download the offline HTML report (map and summary tables)' },
+    report_loading: { zh: '正在生成报告…', en: 'Generating the report…' }
   };
 
   var THEMES = ['hazchem', 'tailings', 'transport', 'emergency', 'base'];
@@ -329,6 +339,50 @@
   // A "real" error: server failure or network failure, not an expected 4xx.
   function isRealError(err) {
     return !(err instanceof HttpError) || err.status >= 500;
+  }
+
+  // The topic panels' and the feature panel's requests (api.request / api.json / api.download): `fetch` with the
+  // login token (and a JSON content type when there is a body).
+  function request(path, opts) {
+    opts = opts || {};
+    var headers = opts.headers || {};
+    if (state.token) { headers.Authorization = 'Bearer ' + state.token; }
+    if (opts.body) { headers['Content-Type'] = 'application/json'; }
+    return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
+  }
+
+  // A refused answer as an Error with .status and the server's description (opts.who: who may do it).
+  function answerError(r, opts) {
+    return r.json().catch(function () { return {}; }).then(function (body) {
+      var e = new Error((r.status === 401 ? '请先登录 Log in first' + (opts && opts.who ? ' (' + opts.who + '). ' : '. ') :
+                         r.status === 403 ? '无权限 Not allowed. ' : '') + (body.description || ('HTTP ' + r.status)));
+      e.status = r.status;
+      e.description = body.description || null;
+      throw e;
+    });
+  }
+
+  // The JSON body, or a rejection with answerError's Error.
+  function requestJSON(path, opts) {
+    return request(path, opts).then(function (r) {
+      return r.ok ? r.json().catch(function () { return {}; }) : answerError(r, opts);
+    });
+  }
+
+  // Download path's answer (with the token, which a plain link cannot send) as a file named `filename`;
+  // resolves to the Blob, or rejects with answerError's Error.
+  function download(path, filename, opts) {
+    return request(path, opts).then(function (r) {
+      return r.ok ? r.blob() : answerError(r, opts);
+    }).then(function (blob) {
+      var url = URL.createObjectURL(blob);
+      var a = el('a', { href: url, download: filename, hidden: true });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+      return blob;
+    });
   }
 
   // ---------------------------------------------------------------------------
@@ -890,6 +944,7 @@
   function showFeature(layerId, fid, props, latlng) {
     var seq = ++state.detailSeq;
     state.selected = { layer: layerId, id: fid, properties: props || {}, detail: null, latlng: latlng || null, status: 'loading', kind: 'feature' };
+    loadGrading(state.selected);
     setHighlight(null);
     if (latlng) { setHighlight({ type: 'Feature', properties: {}, geometry: { type: 'Point', coordinates: [latlng.lng, latlng.lat] } }); }
     if (isBlank(fid)) {
@@ -1016,6 +1071,7 @@
     body.appendChild(table);
 
     var rest = Object.keys(props).filter(function (k) { return !shown[k] && k.charAt(0) !== '_' && k !== 'cluster_count'; });
+    if (sel.grading) { body.appendChild(gradingBlock(sel)); }
     if (rest.length) {
       var det = el('details', { className: 'om-all-props' }, [el('summary', { text: t('all_properties') + ' (' + rest.length + ')' })]);
       var t2 = el('table', { className: 'om-props' });
@@ -1023,12 +1079,79 @@
       det.appendChild(t2);
       body.appendChild(det);
     }
-    if (state.highlight) {
-      body.appendChild(el('button', { type: 'button', className: 'om-btn', text: t('zoom_to'), onclick: function () {
-        var b = state.highlight.getBounds();
-        if (b.isValid()) { map.fitBounds(b, { maxZoom: Math.max(map.getZoom(), 15) }); }
-      } }));
+    body.appendChild(panelActions(state.highlight && el('button', { type: 'button', className: 'om-btn', text: t('zoom_to'), onclick: function () {
+      var b = state.highlight.getBounds();
+      if (b.isValid()) { map.fitBounds(b, { maxZoom: Math.max(map.getZoom(), 15) }); }
+    } }), sel.layer, sel.layer === 'admin_areas' ? props.adcode : sel.id));
+  }
+
+  // GB 18218 grading of a hazard installation (GET /analysis/grading/{id}; roles with `analysis_read`), kept with
+  // the selection as sel.grading = {status: loading | ok | note (404 not graded yet, 400 cannot be graded) | failed,
+  // data, message}; its block (#om-grading) is replaced in place when the answer comes.
+  function loadGrading(sel) {
+    sel.grading = null;
+    if (sel.kind !== 'feature' || sel.layer !== 'hazard_installations' || isBlank(sel.id) || !can('analysis_read')) { return; }
+    var g = sel.grading = { status: 'loading' };
+    requestJSON('/analysis/grading/' + encodeURIComponent(sel.id)).then(function (d) {
+      g.status = 'ok';
+      g.data = d;
+    }, function (e) {
+      g.status = e.status === 404 || e.status === 400 ? 'note' : 'failed';
+      g.message = e.message;
+      if (!(e.status < 500)) { console.error('onemap: grading failed', e); }
+    }).then(function () {
+      var old = $('om-grading');
+      if (state.selected === sel && sel.grading === g && old) { old.parentNode.replaceChild(gradingBlock(sel), old); }
+    });
+  }
+
+  function gradingBlock(sel) {
+    var g = sel.grading, d = g.data;
+    var box = el('section', { id: 'om-grading', className: 'om-grading', 'data-status': g.status }, [el('h3', { text: t('grading') })]);
+    if (g.status !== 'ok') {
+      box.appendChild(el('p', { className: 'om-grading-' + (g.status === 'failed' ? 'error' : 'note'), text: g.status === 'loading' ? t('loading') : g.message }));
+      return box;
     }
+    var entry = state.layers.hazard_installations;
+    var level = d.level !== null && d.level !== undefined ? formatValue('level', d.level, entry && entry.def)
+      : document.createTextNode(d.is_major ? '—' : t('grading_not_major'));
+    var table = el('table', { className: 'om-props' });
+    [['S', 'S (Σq/Q)', fmtNum(d.S, 2)], ['R', 'R', fmtNum(d.R, 2)], ['alpha', 'α', fmtNum(d.alpha, 2)], ['level', t('grading_level'), level],
+      ['exposed_people', t('grading_people'), fmtNum(d.exposed_people, 0)]].forEach(function (r) {
+      table.appendChild(el('tr', { 'data-field': r[0] }, [el('th', { text: r[1] }), el('td', null, [r[2]])]));
+    });
+    box.appendChild(table);
+    var subs = el('table', { className: 'om-grading-substances' }, [el('tr', null, [t('grading_substance'), 'CAS', 'q t', 'Q t', 'β']
+      .map(function (h) { return el('th', { text: h }); }))]);
+    (d.substances || []).forEach(function (x) {
+      subs.appendChild(el('tr', null, [x.name, x.cas || '—', fmtNum(x.q, 3), fmtNum(x.Q, 3), fmtNum(x.beta, 2)]
+        .map(function (v) { return el('td', { text: v }); })));
+    });
+    box.appendChild(subs);
+    return box;
+  }
+
+  // The panel's buttons: `first` (zoom to…), then 报告 Report for a park, an installation (by id) or a district
+  // (by adcode) when the role may read analyses: GET /analysis/reports/{park|installation|district}/{id}, saved
+  // as a file (api.download); a refusal shows the server's description under the buttons.
+  var REPORT_KINDS = { chemical_parks: 'park', hazard_installations: 'installation', admin_areas: 'district' };
+  function panelActions(first, layer, id) {
+    var kind = REPORT_KINDS[layer], msg = el('p', { className: 'om-report-msg', hidden: true });
+    var report = kind && !isBlank(id) && can('analysis_read') && el('button', { type: 'button', className: 'om-btn om-report',
+      text: t('report'), title: t('report_title'), onclick: function () {
+        report.disabled = true;
+        msg.hidden = false;
+        msg.className = 'om-report-msg';
+        msg.textContent = t('report_loading');
+        download('/analysis/reports/' + kind + '/' + encodeURIComponent(id), kind + '-' + id + '.html').then(function () {
+          msg.hidden = true;
+        }, function (e) {
+          msg.className = 'om-report-msg om-report-error';
+          msg.textContent = e.message;
+          if (!(e.status < 500)) { console.error('onemap: report failed', e); }
+        }).then(function () { report.disabled = false; });
+      } });
+    return el('div', { className: 'om-panel-actions' }, [first, report, msg]);
   }
 
   // ---------------------------------------------------------------------------
@@ -1399,7 +1522,9 @@
     ];
     rows.forEach(function (r) { table.appendChild(el('tr', null, [el('th', { text: r[0] }), el('td', { text: r[1] })])); });
     body.appendChild(table);
-    body.appendChild(el('button', { type: 'button', className: 'om-btn', text: t('zoom_to'), onclick: function () { selectDistrict(String(d.adcode)); } }));
+    body.appendChild(panelActions(el('button', { type: 'button', className: 'om-btn', text: t('zoom_to'), onclick: function () {
+      selectDistrict(String(d.adcode));
+    } }), 'admin_areas', d.adcode));
   }
 
   // ---------------------------------------------------------------------------
@@ -1476,6 +1601,14 @@
     fn(state.me);
   }
 
+  // The feature panel's own tools follow the role too (grading block, report button): drawn again for a park,
+  // an installation or a district (not for other features, whose panel does not change with the role).
+  onAccess(function () {
+    if (!state.selected || !REPORT_KINDS[state.selected.layer]) { return; }
+    loadGrading(state.selected);
+    renderPanel();
+  });
+
   var loginSeq = 0;
   function login(token) {
     token = (token || '').trim();
@@ -1528,6 +1661,8 @@
     });
   }
 
+  var langListeners = [];  // the topic panels' api.onLang(fn): called after every switch
+
   function setLang(lang) {
     state.lang = lang === 'en' ? 'en' : 'zh';
     storageSet(LS_LANG, state.lang);
@@ -1545,6 +1680,9 @@
     if (state.choropleth.layer) { refreshChoropleth(); }
     if (state.selected) { renderPanel(); }
     if (!$('om-search-results').hidden && state.searchResults.length) { renderSearchResults(); }
+    langListeners.forEach(function (fn) {
+      try { fn(state.lang); } catch (e) { console.error('onemap: language listener failed', e); }
+    });
     return state.lang;
   }
 
@@ -1709,26 +1847,23 @@
         map.addControl(new Toggle());
         return { panel: panel, toggle: toggle, $: function (id) { return panel.querySelector('#' + id); } };
       },
-      request: function (path, opts) {
-        opts = opts || {};
-        var headers = opts.headers || {};
-        if (state.token) { headers.Authorization = 'Bearer ' + state.token; }
-        if (opts.body) { headers['Content-Type'] = 'application/json'; }
-        return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
+      // Put a panel's box under the control corner of its toggle (top and max-height from the corner's actual
+      // height, whatever the number and width of the controls there; the bottom 40 px keep the scale and
+      // attribution). Call it when the box opens and when what it shows, or the role's controls, change.
+      placeBelow: function (panel, toggle) {
+        var top = Math.round(toggle.parentNode.getBoundingClientRect().bottom - map.getContainer().getBoundingClientRect().top) + 8;
+        panel.style.top = top + 'px';
+        panel.style.maxHeight = 'calc(100% - ' + (top + 40) + 'px)';
       },
-      // The JSON body, or an Error with .status and the server's description (opts.who: who may do it).
-      json: function (path, opts) {
-        opts = opts || {};
-        return api.request(path, opts).then(function (r) {
-          return r.json().catch(function () { return {}; }).then(function (body) {
-            if (r.ok) { return body; }
-            var e = new Error((r.status === 401 ? '请先登录 Log in first' + (opts.who ? ' (' + opts.who + '). ' : '. ') :
-                               r.status === 403 ? '无权限 Not allowed. ' : '') + (body.description || ('HTTP ' + r.status)));
-            e.status = r.status;
-            throw e;
-          });
-        });
-      }
+      // lang(): the page's language ('zh' | 'en'); onLang(fn): fn(lang) after every language switch
+      lang: function () { return state.lang; },
+      onLang: function (fn) { langListeners.push(fn); },
+      // request(path, opts): fetch with the token; json(path, opts): the JSON body, or an Error with .status and
+      // the server's description (opts.who: who may do it); download(path, filename, opts): the answer saved as
+      // a file (rejects like json)
+      request: request,
+      json: requestJSON,
+      download: download
     };
     Object.keys(panels).forEach(function (name) { panels[name].init(map, api); });
     return true;

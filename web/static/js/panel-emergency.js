@@ -2,7 +2,8 @@
  *
  * Usage (wired by the page): RiskmapPanels.emergency.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
- *   box(opts), fitBeside(bounds, box, opts), ... } from the page (onemap.js), which holds the login token.
+ *   download(path, filename, opts), box(opts), fitBeside(bounds, box, opts), ... } from the page (onemap.js), which
+ *   holds the login token.
  *   Every fit of the map keeps clear of the panel (api.fitBeside).
  * Endpoints: GET /emergency/chemicals, POST /emergency/incident (save: the duty-log checkbox), GET /emergency/nearby
  *            (per_kind=5, limit=50),
@@ -52,7 +53,6 @@
 
     // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts), box(opts), ...}: one fetch
     // helper and one panel box with its toggle button for all panels.
-    var token = api.token, request = api.request;
     function json(path, opts) { opts = opts || {}; opts.who = 'emergency role'; return api.json(path, opts); }
 
     // ---- panel and its toggle (api.box)
@@ -162,13 +162,8 @@
     });
     $('em-report').addEventListener('click', function () {
       if (!lastId) { return; }
-      request('/emergency/incidents/' + lastId + '/report').then(function (r) {
-        if (!r.ok) { throw new Error('HTTP ' + r.status); }
-        return r.blob();
-      }).then(function (blob) {
-        var a = el('a', { href: URL.createObjectURL(blob), download: 'incident-' + lastId + '.html' });
-        document.body.appendChild(a); a.click(); a.remove();
-      }).catch(function (e) { out().appendChild(el('div', { 'class': 'em-warn' }, e.message)); });
+      api.download('/emergency/incidents/' + lastId + '/report', 'incident-' + lastId + '.html', { who: 'emergency role' })
+        .catch(function (e) { out().appendChild(el('div', { 'class': 'em-warn' }, e.message)); });
     });
 
     function spillMarker(p) {

@@ -3,8 +3,9 @@
  *
  * Usage (wired by the page): RiskmapPanels.monitoring.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
- *   fmtNum(v, digits) (the page's number format; `chart` uses it, so call it after init), ... }
- *   from the page (onemap.js), which holds the login token.
+ *   fmtNum(v, digits) (the page's number format; `chart` uses it, so call it after init), box(opts),
+ *   placeBelow(panel, toggle), ... } from the page (onemap.js), which holds the login token. The panel opens under
+ *   the top-right controls (api.placeBelow), clear of its 预警 Alarms button however wide its counts make it.
  * Endpoints: GET /monitoring/alarms, GET /monitoring/alarms/{id}, POST /monitoring/alarms/{id}/ack,
  *            GET /monitoring/assets/{asset_layer}/{asset_id}?hours=48, GET /monitoring/daily.
  * The map colours assets through the registry layer `monitored_assets` (field alarm_level); when the
@@ -29,7 +30,8 @@
   var EVENTS = { open: '开启 open', escalate: '升级 escalate', deescalate: '降级 de-escalate', close: '关闭 close', ack: '确认 ack' };
   var CSS = '.mo-toggle{background:#fff;padding:4px 8px;cursor:pointer;font-weight:bold;border-radius:4px;white-space:nowrap}' +
     '.mo-toggle .mo-n{display:inline-block;min-width:16px;padding:0 4px;margin-left:3px;border-radius:8px;color:#fff;text-align:center}' +
-    '.mo-panel{position:absolute;z-index:1000;top:10px;right:98px;width:380px;max-height:calc(100% - 20px);overflow:auto;' +
+    // (under the top-right controls, which it must not cover: api.placeBelow sets top and max-height when it shows)
+    '.mo-panel{position:absolute;z-index:1000;top:84px;right:10px;width:380px;max-height:calc(100% - 124px);overflow:auto;' +
     'background:#fff;border:1px solid #999;border-radius:4px;padding:8px;font:12px/1.4 sans-serif;box-shadow:0 1px 5px #0004}' +
     '.mo-chip{display:inline-block;padding:0 6px;border-radius:8px;color:#fff;font-weight:bold}' +
     '.mo-chip.yellow{color:#333}.mo-alarm{border-bottom:1px dotted #ccc;padding:4px 0;cursor:pointer}' +
@@ -127,7 +129,7 @@
 
     // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts), box(opts), ...}: one fetch
     // helper and one panel box with its toggle button for all panels.
-    var token = api.token, request = api.request;
+    var token = api.token;
     function json(path, opts) { opts = opts || {}; return api.json(path, opts); }
 
     // ---- panel and its toggle (api.box), with the count of open alarms by colour
@@ -170,6 +172,7 @@
 
     function loadAlarms() {
       var list = $('mo-list');
+      api.placeBelow(panel, toggle);
       list.textContent = '加载中… Loading…';
       var status = $('mo-all').checked ? 'all' : 'open';
       json('/monitoring/daily?days=1').then(function (d) {
@@ -201,6 +204,7 @@
       box.textContent = '加载中… Loading…';
       panel.hidden = false;
       panel.scrollTop = 0;
+      api.placeBelow(panel, toggle);
       json('/monitoring/alarms/' + id).then(function (a) {
         box.innerHTML = '';
         var hide = el('button', { type: 'button', style: 'float:right' }, '×');

@@ -4,8 +4,8 @@
  * Usage (wired by the page, after Leaflet and with web/static/css/panel-routes.css):
  *   RiskmapPanels.routes.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
- *   box(opts), ... } (onemap.js)
- *   from the page (onemap.js), which holds the login token.
+ *   box(opts), placeBelow(panel, toggle), lang(), onLang(fn), ... } from the page (onemap.js), which holds the login
+ *   token. The results are drawn again after a language switch (api.onLang).
  * Endpoints: GET /routes/cargo, POST /routes/check, POST /routes/plan (roles route_controller, planner,
  * emergency, admin). The 路线 Routes button shows only for a role whose `can.route_check` (GET /auth/me,
  * through api.can / api.onAccess) is not false; another role's login closes the panel and clears its drawing.
@@ -40,10 +40,9 @@
   function mins(s) { return Math.round(s / 60) + ' min'; }
   function latlngs(geom) { return (geom.coordinates || []).map(function (c) { return [c[1], c[0]]; }); }
 
-  // The name of a conflict's rule in the page's language (the API gives rule.zh and rule.en).
-  function ruleName(c) {
-    var en = window.onemap && window.onemap.lang === 'en';
-    return (en ? c.rule.en : c.rule.zh) || c.rule.zh || c.rule.en;
+  // The name of a conflict's rule in the page's language (api.lang(); the API gives rule.zh and rule.en).
+  function ruleName(c, lang) {
+    return (lang === 'en' ? c.rule.en : c.rule.zh) || c.rule.zh || c.rule.en;
   }
   function lonlat(p) { return [p.lng, p.lat]; }
 
@@ -62,7 +61,7 @@
 
     // ---- panel and its toggle (api.box)
     var box = api.box({ className: 'rt-panel', position: 'topright', button: 'rt-toggle',
-      title: '危化品路线 Hazmat routes', label: '路线 Routes', toggled: function (open) { if (open) { place(); loadCargo(); } },
+      title: '危化品路线 Hazmat routes', label: '路线 Routes', toggled: function (open) { if (open) { api.placeBelow(panel, toggle); loadCargo(); } },
       html:
       '<b>危化品路线 Hazmat routes</b> <span class="rt-muted">检查与合规规划 check &amp; plan</span>' +
       '<h4>货物 Cargo</h4>' +
@@ -88,15 +87,8 @@
     CLASSES.forEach(function (c) { $('rt-class').appendChild(el('option', { value: c }, c)); });
     // Times are China time (UTC+8), the zone of the rules' time windows, whatever the browser's zone.
     $('rt-dep').value = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 16);
-    // The results follow the language switch (onemap.js sets <html lang> on every switch).
-    new MutationObserver(render).observe(document.documentElement, { attributes: true, attributeFilter: ['lang'] });
-
-    // Under the top-right controls (this toggle's corner: 路线 Routes, 预警 Alarms…), whatever their number and width.
-    function place() {
-      var top = Math.round(toggle.parentNode.getBoundingClientRect().bottom - map.getContainer().getBoundingClientRect().top) + 8;
-      panel.style.top = top + 'px';
-      panel.style.maxHeight = 'calc(100% - ' + (top + 40) + 'px)';  // (the bottom 40 px: scale and attribution)
-    }
+    // The results follow the language switch (the rules' names).
+    api.onLang(render);
 
     // ---- only for a role that may check and plan routes (the server checks each request all the same)
     function applyAccess() {
@@ -253,7 +245,7 @@
     function render() {
       var out = $('rt-out'), r;
       out.textContent = '';
-      place();  // (the controls above may have changed with the role)
+      api.placeBelow(panel, toggle);  // under the top-right controls, which may have changed with the role
       if (res.busy) { out.appendChild(el('div', { 'class': 'rt-muted' }, '计算中… Working…')); }
       if (res.msg) { out.appendChild(message(res.msg)); }
       if ((r = res.check)) {
@@ -305,7 +297,7 @@
     function popupText(c) {
       var div = el('div');
       div.appendChild(el('b', {}, c.target_name || TARGET[c.target]));
-      [TARGET[c.target] + (c.target_class ? ' · ' + c.target_class : ''), ruleName(c),
+      [TARGET[c.target] + (c.target_class ? ' · ' + c.target_class : ''), ruleName(c, api.lang()),
        '距起点 From start ' + km(c.distance_m) + (c.eta ? ' · 预计 ETA ' + c.eta.slice(11, 16) : ''),
        VERDICT[c.verdict], c.rule_source ? '依据 Source: ' + c.rule_source : ''].forEach(function (t) {
         if (t) { div.appendChild(el('div', {}, t)); }
@@ -325,7 +317,7 @@
         var row = el('div', { 'class': 'rt-conflict' });
         row.appendChild(el('span', { 'class': 'rt-verdict rt-' + c.verdict }, c.verdict === 'forbidden' ? '禁' : '注'));
         row.appendChild(document.createTextNode(' ' + km(c.distance_m) + ' · ' + (c.target_name || TARGET[c.target]) +
-          ' — ' + ruleName(c) + (c.unblocks === true ? ' （解除此项即可通行 lifting this alone opens a route）' : '')));
+          ' — ' + ruleName(c, api.lang()) + (c.unblocks === true ? ' （解除此项即可通行 lifting this alone opens a route）' : '')));
         row.addEventListener('click', function () {
           var hit = conflictLines.filter(function (p) { return p[0] === c; })[0];
           if (hit) { fit(hit[1].getBounds(), { maxZoom: 15 }); hit[1].openPopup(); }
