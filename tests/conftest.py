@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -97,6 +98,26 @@ def load(engine, layer: str, frame, **kw) -> None:
     assert not rejections, rejections
     with engine.begin() as conn:
         write(conn, spec, records)
+
+
+def pond_with_open_alarm(engine, now) -> None:
+    """A tailings pond (测试尾矿库) with the simulation's sensors (TP1-D1 …) and one open alarm: TP1-D1's
+    displacement up to 8 minutes before ``now``. Alarms and per-asset thresholds from before are cleared."""
+    import geopandas as gpd
+    import shapely
+
+    from gis import monitoring
+
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE monitoring_alarms, monitoring_alarm_events, monitoring_daily CASCADE"))
+        conn.execute(text("DELETE FROM monitoring_thresholds WHERE asset_layer IS NOT NULL"))
+    load(engine, "tailings_ponds", gpd.GeoDataFrame({"name": ["测试尾矿库"]},
+                                                   geometry=[shapely.box(102.7, 25.0, 102.71, 25.01)], crs=4326))
+    with engine.begin() as conn:
+        monitoring.ensure_demo_sensors(conn)
+        readings = [{"sensor": "TP1-D1", "time": (now - timedelta(minutes=m)).isoformat(), "value": v, "unit": "mm"}
+                    for m, v in ((15, 20), (10, 55), (8, 60))]
+        assert monitoring.ingest(conn, readings)["alarms"]
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, serve, stop
+from conftest import browser_page, free_port, load, pond_with_open_alarm, serve, stop
 
 
 @pytest.fixture
@@ -73,26 +73,10 @@ def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, tok
 def test_panel_tools_follow_the_role(site, token):
     """The 应急 / 路线 / 预警 buttons and 确认 Acknowledge show only for a role that may use them (GET /auth/me):
     none for anonymous; after a login those of the role; logging out closes an open panel of the old role."""
-    import json
-    from datetime import datetime, timedelta, timezone
-
-    from gis import monitoring
-    from layers import registry
-    from layers.io import validate, write
-    from layers.settings import StoreSettings
+    from datetime import datetime, timezone
 
     base, engine = site
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    with engine.begin() as conn:  # a tailings pond with the simulation's sensors and one open alarm
-        conn.execute(text("TRUNCATE monitoring_alarms, monitoring_alarm_events, monitoring_daily CASCADE"))
-        conn.execute(text("DELETE FROM monitoring_thresholds WHERE asset_layer IS NOT NULL"))
-        spec = registry.get("tailings_ponds")
-        pond = gpd.GeoDataFrame({"name": ["测试尾矿库"]}, geometry=[shapely.box(102.7, 25.0, 102.71, 25.01)], crs=4326)
-        write(conn, spec, validate(spec, pond, StoreSettings().area_bbox)[0])
-        monitoring.ensure_demo_sensors(conn)
-        readings = [{"sensor": "TP1-D1", "time": (now - timedelta(minutes=m)).isoformat(), "value": v, "unit": "mm"}
-                    for m, v in ((15, 20), (10, 55), (8, 60))]
-        assert monitoring.ingest(conn, monitoring.parse_json(json.dumps({"readings": readings}).encode()))["alarms"]
+    pond_with_open_alarm(engine, datetime.now(timezone.utc).replace(microsecond=0))
     planner, editor, emergency = token("planner"), token("editor"), token("emergency")
     toggles = {"emergency": ".em-toggle", "routes": ".rt-toggle", "alarms": ".mo-toggle", "siting": ".st-toggle"}
 

@@ -6,36 +6,21 @@ the 预警 Alarms button and its count badges."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from datetime import datetime, timedelta, timezone
 
-import geopandas as gpd
 import pytest
-import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, serve, stop
-from gis import monitoring
-from layers import registry
-from layers.io import validate, write
-from layers.settings import StoreSettings
+from conftest import browser_page, free_port, pond_with_open_alarm, serve, stop
 
 
 @pytest.fixture
 def site(db_url, clean):
     now = datetime.now(timezone.utc).replace(microsecond=0)
+    pond_with_open_alarm(clean, now)
     with clean.begin() as conn:
-        conn.execute(text("TRUNCATE monitoring_alarms, monitoring_alarm_events, monitoring_daily CASCADE"))
-        conn.execute(text("DELETE FROM monitoring_thresholds WHERE asset_layer IS NOT NULL"))
-        spec = registry.get("tailings_ponds")
-        pond = gpd.GeoDataFrame({"name": ["测试尾矿库"]}, geometry=[shapely.box(102.7, 25.0, 102.71, 25.01)], crs=4326)
-        write(conn, spec, validate(spec, pond, StoreSettings().area_bbox)[0])
-        monitoring.ensure_demo_sensors(conn)
-        readings = [{"sensor": "TP1-D1", "time": (now - timedelta(minutes=m)).isoformat(), "value": v, "unit": "mm"}
-                    for m, v in ((15, 20), (10, 55), (8, 60))]
-        assert monitoring.ingest(conn, monitoring.parse_json(json.dumps({"readings": readings}).encode()))["alarms"]
         # (ingest refuses it now as a sensor fault; older stores may hold such a reading)
         conn.execute(text("INSERT INTO monitoring_readings (sensor_id, time, value) SELECT id, :t, 1e25 "
                           "FROM monitoring_sensors WHERE code = 'TP1-D1'"), {"t": now - timedelta(minutes=5)})

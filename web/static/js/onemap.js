@@ -462,14 +462,19 @@
 
   // Fit `bounds` in the part of the map beside `box` (a panel over the map, on its left or right; ignored when
   // hidden or when it leaves too little room). opts: more fitBounds options (maxZoom, animate…).
-  function fitBeside(bounds, box, opts) {
+  // The padding that keeps a fit (or a popup's auto-pan) in the part of the map a panel's box leaves free.
+  function padBeside(box) {
     var pad = 30, tl = [pad, pad], br = [pad, pad];
     var m = map.getContainer().getBoundingClientRect(), b = box && !box.hidden ? box.getBoundingClientRect() : null;
     if (b && b.width) {
       if (b.left - m.left < m.right - b.right) { tl[0] = b.right - m.left + pad; } else { br[0] = m.right - b.left + pad; }
       if (m.width - tl[0] - br[0] < 100) { tl[0] = br[0] = pad; }
     }
-    var o = { paddingTopLeft: tl, paddingBottomRight: br };
+    return { paddingTopLeft: tl, paddingBottomRight: br };
+  }
+
+  function fitBeside(bounds, box, opts) {
+    var o = padBeside(box);
     Object.keys(opts || {}).forEach(function (k) { o[k] = opts[k]; });
     map.fitBounds(bounds, o);
   }
@@ -1827,6 +1832,7 @@
       // fmtNum(v, digits): a number as the page shows it; fitBeside(bounds, box, opts): fit beside a panel's box
       fmtNum: fmtNum,
       fitBeside: fitBeside,
+      padBeside: padBeside,
       // A panel's box over the map (class opts.className, inner HTML opts.html; clicks and wheel turns stay
       // in it) and its toggle button (a Leaflet control at opts.position, class opts.button, text opts.label,
       // tooltip opts.title): the button shows or hides the box, then calls opts.toggled(open).

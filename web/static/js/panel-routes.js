@@ -289,8 +289,7 @@
       (list || []).forEach(function (c) {
         if (!c.geometry) { return; }
         var line = L.polyline(latlngs(c.geometry), { pane: PANE, color: COLORS[c.verdict], weight: 10, opacity: 0.9 })
-          .bindPopup(function () { return popupText(c); },
-            { autoPanPaddingTopLeft: [20, 20], autoPanPaddingBottomRight: [clearOfPanel(), 20] }).addTo(group);
+          .bindPopup(function () { return popupText(c); }, autoPanClear()).addTo(group);
         conflictLines.push([c, line]);
       });
     }
@@ -327,18 +326,15 @@
       return box;
     }
     // Pixels to keep clear at the map's right edge: the open panel covers them (its left edge to the map's right).
-    function clearOfPanel() {
-      if (panel.hidden) { return 20; }
-      var m = map.getContainer().getBoundingClientRect(), p = panel.getBoundingClientRect();
-      return Math.max(20, Math.min(m.right - p.left + 20, m.width / 2));
+    function autoPanClear() {  // (a popup opened auto-pans clear of the panel)
+      var p = api.padBeside(panel);
+      return { autoPanPaddingTopLeft: p.paddingTopLeft, autoPanPaddingBottomRight: p.paddingBottomRight };
     }
     // Fit the results (or bounds) into the part of the map the panel leaves free.
     function fit(bounds, opts) {
       conflictLines = conflictLines.filter(function (p) { return map.hasLayer(p[1]); });
       bounds = bounds || drawn.getBounds();
-      if (bounds.isValid()) {
-        map.fitBounds(bounds, L.extend({ paddingTopLeft: [20, 20], paddingBottomRight: [clearOfPanel(), 20] }, opts));
-      }
+      if (bounds.isValid()) { api.fitBeside(bounds, panel, opts); }
     }
   }
 
