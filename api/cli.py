@@ -99,7 +99,9 @@ def serve(
     stderr = logging.StreamHandler()
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     writer = logging.handlers.QueueListener(lines, stderr)
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[logging.handlers.QueueHandler(lines)])
+    queued = logging.handlers.QueueHandler(lines)
+    queued.setFormatter(logging.Formatter("%(message)s"))  # (the writer's format adds time, level and name once)
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[queued])
     writer.start()
     store = StoreSettings()
     try:

@@ -30,6 +30,7 @@ from layers import crs as crsmod
 from layers import models, registry
 from layers.errors import DataError, ImportRejected, Rejection
 from layers.registry import FieldSpec, LayerSpec
+from layers.topics.monitoring import ASSET_LAYERS
 
 LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
 LAT_NAMES = ("lat", "latitude", "y", "纬度")
@@ -405,7 +406,23 @@ def _dependents(conn: Connection, spec: LayerSpec) -> list[str]:
                 n = conn.execute(select(func.count()).select_from(fk.parent.table).where(fk.parent.isnot(None))).scalar()
                 if n:
                     found.append(f"{n} {other.id} ({fk.parent.name})")
+    # sensors name their asset by layer and id (no foreign key: the asset may be a pond or an installation)
+    if spec.id in ASSET_LAYERS:
+        n = conn.execute(text("SELECT count(*) FROM monitoring_sensors WHERE asset_layer = :l"), {"l": spec.id}).scalar()
+        if n:
+            found.append(f"{n} monitoring_sensors (asset_layer, asset_id)")
     return found
+
+
+def _missing_assets(conn: Connection, records: list[dict]) -> list[str]:
+    """The (asset_layer, asset_id) of sensor records that name no existing pond or installation."""
+    wanted = {(r["asset_layer"], r["asset_id"]) for r in records}
+    found = set()
+    for layer in {layer for layer, _ in wanted} & set(ASSET_LAYERS):  # (registry table names, not user text)
+        ids = [i for lay, i in wanted if lay == layer]
+        found |= {(layer, i) for i in conn.execute(text(f"SELECT id FROM {layer} WHERE id = ANY(:i)"), {"i": ids})
+                  .scalars()}
+    return [f"{layer} {i}" for layer, i in sorted(wanted - found, key=str)]
 
 
 def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool = False) -> int:
@@ -418,6 +435,11 @@ def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool 
             raise DataError(f"--replace would unlink or delete what refers to {spec.id}: {', '.join(dependents)}; "
                             f"replace those layers first, or import without --replace (append)")
         conn.execute(delete(table))
+    if spec.id == "monitoring_sensors":
+        missing = _missing_assets(conn, records)
+        if missing:
+            raise DataError(f"sensors name assets that do not exist: {', '.join(missing[:10])}"
+                            + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     chemicals = [r.pop("chemicals", None) for r in records]
     if not records:
         return 0
@@ -472,7 +494,9 @@ def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs
         with engine.begin() as conn:
             n = write(conn, spec, records, replace=replace)
     except IntegrityError as exc:  # (an id already taken, a reference to a missing row: rolled back)
-        raise DataError(f"the database refused the rows, nothing written: {str(exc.orig).splitlines()[0]}") from None
+        detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None)  # ("Key (id)=(1) already exists.")
+        raise DataError(f"the database refused the rows, nothing written: {str(exc.orig).splitlines()[0]}"
+                        + (f" ({detail})" if detail else "")) from None
     settle(engine, [spec])
     return ImportResult(spec.id, n, ignored, source)
 

@@ -1,7 +1,9 @@
 """The server started the way a user starts it: `riskmap serve` on the embedded cluster and on
 DATABASE_URL; GDAL's OAPIF driver reads it; tokens made by the CLI while it runs; DB loss -> 503."""
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -132,7 +134,12 @@ def test_an_unread_log_does_not_stop_the_server(db_url):
             assert all(client.get(base + "/healthz").status_code == 200 for _ in range(1500))
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        out = proc.communicate(timeout=60)[0].decode()
+    # each line: time, level and logger name once, then the JSON object (README, RISKMAP_LOG_LEVEL)
+    line = next(x for x in out.splitlines() if " riskmap.access " in x and '"/healthz"' in x)
+    head, body = line.split(" riskmap.access ", 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO", head), line
+    assert json.loads(body)["path"] == "/healthz" and json.loads(body)["status"] == 200
 
 
 # GET /auth/me: one request per capability of `can`, to an endpoint it stands for. A role that may not use it

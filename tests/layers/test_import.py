@@ -158,6 +158,25 @@ def test_replace_refuses_to_lose_what_refers_to_the_layer(clean, tmp_path):
         import_file(clean, registry.get("blackspots"), path, area=AREA)
 
 
+def test_sensors_keep_their_assets(clean, tmp_path):
+    load(clean, "tailings_ponds", gpd.GeoDataFrame({"name": ["库一"]}, geometry=[shapely.box(102.70, 25.0, 102.71, 25.01)],
+                                                   crs=4326))
+    sensors = tmp_path / "s.csv"
+    sensors.write_text("code,kind,asset_layer,asset_id,lon,lat\nS1,displacement,tailings_ponds,1,102.705,25.005\n"
+                       "S2,displacement,tailings_ponds,999999,102.705,25.005\n", encoding="utf-8")
+    with pytest.raises(DataError, match="sensors name assets that do not exist: tailings_ponds 999999"):
+        import_file(clean, registry.get("monitoring_sensors"), sensors, area=AREA)
+    sensors.write_text("code,kind,asset_layer,asset_id,lon,lat\nS1,displacement,tailings_ponds,1,102.705,25.005\n",
+                       encoding="utf-8")
+    import_file(clean, registry.get("monitoring_sensors"), sensors, area=AREA)
+    ponds = tmp_path / "p.geojson"
+    gpd.GeoDataFrame({"name": ["库二"]}, geometry=[shapely.box(102.72, 25.0, 102.73, 25.01)], crs=4326).to_file(ponds)
+    # replacing the ponds would leave the sensor on a pond that no longer exists (or on another with its id)
+    with pytest.raises(DataError, match=r"1 monitoring_sensors \(asset_layer, asset_id\)"):
+        import_file(clean, registry.get("tailings_ponds"), ponds, area=AREA, replace=True)
+    assert count(clean, registry.get("tailings_ponds")) == 1
+
+
 @pytest.mark.parametrize("when,reason", [("NaT", "occurred_at: required"), ("now", "not a date and time"),
                                          ("3000-01-01", "not between 1900 and now")])
 def test_accident_times_must_be_real_and_past(clean, tmp_path, when, reason):
@@ -179,7 +198,7 @@ def test_ids_and_references_the_database_would_refuse_are_clear_errors(clean, tm
         (4, "name: contains a NUL character")]
     path.write_text("id,name,kind,lon,lat\n1,a,school,102.71,25.04\n", encoding="utf-8")
     import_file(clean, RECEPTORS, path, area=AREA)
-    with pytest.raises(DataError, match="nothing written: duplicate key"):  # (id 1 is taken)
+    with pytest.raises(DataError, match=r"nothing written: duplicate key.*\(Key \(id\)=\(1\) already exists"):
         import_file(clean, RECEPTORS, path, area=AREA)
     assert count(clean, RECEPTORS) == 1
 
