@@ -488,11 +488,15 @@ def simulate_sensors_cmd(
 ) -> None:
     """Feed synthetic monitoring readings (with an injected incident) for the demo, and report raw
     threshold crossings against alarms raised (在线监测预警演示; data are labelled synthetic)."""
+    from datetime import datetime
+
     from gis.monitoring import simulate
+    from layers.settings import LOCAL_TZ
 
     def progress(t, res):
         for e in res["alarms"]:
-            typer.echo(f"  {e['time'][:16]} {e['event']:10} {e['level']:7} {e['asset_layer']}#{e['asset_id']} "
+            at = datetime.fromisoformat(e["time"]).astimezone(LOCAL_TZ)  # (as the duty staff read it)
+            typer.echo(f"  {at:%Y-%m-%d %H:%M} 北京时间 {e['event']:10} {e['level']:7} {e['asset_layer']}#{e['asset_id']} "
                        f"{e['item']} ({e['sensor'] or '-'})")
 
     with database() as (_, engine):
