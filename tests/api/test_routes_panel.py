@@ -1,7 +1,8 @@
 """The route panel (web/static/js/panel-routes.js) in headless Chromium against the real server: draw a
 route by clicking, check it, then plan the compliant alternative; upload a route, plan from its ends, switch to
 origin/destination; refuse a bad quantity; a plan with no road at all; where the panel draws (its pane) and fits
-(clear of the panel, which leaves the top-right controls uncovered)."""
+(clear of the panel, which leaves the top-right controls uncovered); the rules tab (edited by an editor, read-only
+for a route controller); the stored routes checked for a day."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def open_panel(page, site, tok, *, only_roads=True, login=False, center=(25.01, 
     page.evaluate(f"onemap.map.setView([{center[0]}, {center[1]}], {zoom}, {{animate: false}})")
     page.evaluate("onemap.whenTilesLoaded(15000)")
     page.click(".rt-toggle")
-    page.fill("#rt-dep", "2026-03-02T10:00")
+    if page.locator("#rt-dep").is_visible():  # (an editor has the rules only)
+        page.fill("#rt-dep", "2026-03-02T10:00")
 
 
 def posted(page, selector, path):
@@ -231,4 +233,127 @@ def test_fit_clear_of_panel_with_default_layers(site, token):
         assert page.evaluate(f"{top}(...{screen(page, 102.71, 25.0)})") == ROUTE
         assert page.evaluate(f"{top}(...{screen(page, 102.73, 25.0)})") == "#e60012"
         page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-fit.png")
+    assert errors == []
+
+
+def rule_row(page, name):
+    return page.locator(".rt-rule", has_text=name)
+
+
+def test_rules_edited_by_an_editor_read_only_for_a_controller(site, token):
+    editor, rc = token("editor"), token("route_controller")
+    with browser_page() as (page, errors):
+        page.on("dialog", lambda d: d.accept())  # (the confirms of delete and reset)
+        open_panel(page, site, editor)
+        # an editor sees the rules only (no check or stored routes, which need route_check)
+        assert page.is_visible("#rt-tab-rules") and not page.is_visible("#rt-tab-check")
+        assert not page.is_visible('.rt-tabs [data-tab="check"]') and not page.is_visible('.rt-tabs [data-tab="stored"]')
+        page.wait_for_function("document.querySelectorAll('.rt-rule').length === 10", timeout=30000)
+        tunnel = rule_row(page, TUNNEL_ZH)
+        assert "长隧道 (tunnel_l), 特长隧道 (tunnel_xl)" in tunnel.inner_text()  # codes by the registry's labels
+        assert "全天 all day" in tunnel.inner_text() and "深公交" in tunnel.inner_text()
+        assert "00:00–06:00" in rule_row(page, "高速公路 0 时").inner_text()
+        page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-rules.png")
+
+        # deactivate the long-tunnel rule: a PUT of the rule with active false
+        with page.expect_request(lambda r: "/routes/rules/" in r.url and r.method == "PUT") as req:
+            tunnel.locator(".rt-rule-active").uncheck()
+        body = req.value.post_data_json
+        assert body["active"] is False and body["name_zh"] == TUNNEL_ZH and body["structure_classes"] == ["tunnel_l", "tunnel_xl"]
+        page.wait_for_selector(".rt-rule.rt-inactive", timeout=10000)
+        assert "rt-inactive" in rule_row(page, TUNNEL_ZH).get_attribute("class")
+
+        # a new rule with an unknown code: the server's 400 in the message box, the form kept as typed
+        page.click("#rt-rule-add")
+        form = "#rt-rule-form"
+        page.fill(f"{form} [name=name_zh]", "测试规则")
+        page.fill(f"{form} [name=name_en]", "Test rule")
+        page.fill(f"{form} [name=cargo_classes]", "2.3")
+        page.fill(f"{form} [name=structure_classes]", "tunnel_zz")
+        with page.expect_response(lambda r: r.url.endswith("/routes/rules") and r.request.method == "POST") as resp:
+            page.click("#rt-rule-save")
+        assert resp.value.status == 400
+        page.wait_for_selector("#rt-rules-msg .rt-msg-error", timeout=10000)
+        assert "unknown codes ['tunnel_zz']" in page.inner_text("#rt-rules-msg")
+        assert page.input_value(f"{form} [name=structure_classes]") == "tunnel_zz"
+        page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-rule-form.png")
+        # the code picked from its list (by label), a time window on two weekdays: added
+        page.fill(f"{form} [name=structure_classes]", "")
+        page.select_option(f"{form} .rt-list[data-target=structure] select >> nth=0", "tunnel_m")
+        assert page.input_value(f"{form} [name=structure_classes]") == "tunnel_m"
+        page.fill(f"{form} [name=ban_start]", "22:00")
+        page.fill(f"{form} [name=ban_end]", "06:00")
+        page.check(f"{form} [name=weekdays][value='6']")
+        page.check(f"{form} [name=weekdays][value='7']")
+        with page.expect_request(lambda r: r.url.endswith("/routes/rules") and r.method == "POST") as req:
+            page.click("#rt-rule-save")
+        assert req.value.post_data_json == {
+            "name_zh": "测试规则", "name_en": "Test rule", "cargo_classes": ["2.3"], "target": "structure",
+            "structure_classes": ["tunnel_m"], "adr_categories": None, "min_quantity_t": None, "ban_start": "22:00",
+            "ban_end": "06:00", "weekdays": [6, 7], "verdict": "forbidden", "active": True, "source": None}
+        page.wait_for_function("document.querySelectorAll('.rt-rule').length === 11", timeout=10000)
+        assert not page.is_visible(form)
+        assert "22:00–06:00 · 周 Days: 六 Sat, 日 Sun" in rule_row(page, "测试规则").inner_text()
+        assert "Test rule" in page.evaluate("onemap.setLang('en'), document.querySelector('#rt-rules').innerText")
+        page.evaluate("onemap.setLang('zh')")
+
+        # delete one, then reset: the 10 defaults again, all active
+        rule_row(page, "测试规则").locator(".rt-rule-delete").click()
+        page.wait_for_function("document.querySelectorAll('.rt-rule').length === 10", timeout=10000)
+        page.click("#rt-rules-reset")
+        page.wait_for_selector("#rt-rules-msg >> text=10 default rules restored", timeout=10000)
+        assert page.locator(".rt-rule").count() == 10 and page.locator(".rt-rule.rt-inactive").count() == 0
+
+        # deactivated again, a route controller sees it read-only, and the tunnel route is then allowed
+        with page.expect_response(lambda r: "/routes/rules/" in r.url and r.request.method == "PUT"):
+            rule_row(page, TUNNEL_ZH).locator(".rt-rule-active").uncheck()
+        page.evaluate(f"onemap.state.token = {rc!r}")
+        page.wait_for_function("onemap.me && onemap.me.role === 'route_controller'", timeout=10000)
+        if not page.is_visible(".rt-panel"):
+            page.click(".rt-toggle")
+        page.click('.rt-tabs [data-tab="rules"]')
+        page.wait_for_function("document.querySelectorAll('.rt-rule').length === 10", timeout=10000)
+        assert page.locator(".rt-rule-active, .rt-rule-edit, .rt-rule-delete").count() == 0
+        assert not page.is_visible("#rt-rule-add") and not page.is_visible("#rt-rules-reset")
+        assert "停用 Inactive" in rule_row(page, TUNNEL_ZH).inner_text()
+        page.click('.rt-tabs [data-tab="check"]')
+        page.fill("#rt-dep", "2026-03-02T10:00")
+        page.fill("#rt-un", "1017")
+        page.click("#rt-draw")
+        for lon, lat in (O, P, D):
+            page.mouse.click(*screen(page, lon, lat))
+        page.click("#rt-check")
+        page.wait_for_selector("#rt-out .rt-verdict", timeout=60000)
+        assert page.inner_text("#rt-out .rt-verdict") == "允许通行 Allowed"
+    assert [e for e in errors if "400" not in e] == []  # (the refused rule's 400 is logged by the browser)
+
+
+def test_stored_routes_for_a_day(site, engine, token):
+    rc = token("route_controller")
+    with engine.begin() as conn:
+        for name, un, schedule in (("氯气专线", "1017", "每日 08:30 发车"), ("未知货物", "9999", None)):
+            conn.execute(text("INSERT INTO hazmat_routes (name, cargo_un, schedule, geom) VALUES (:n, :u, :s, "
+                              "ST_GeomFromText('LINESTRING(102.70 25, 102.72 25, 102.74 25)', 4326))"),
+                         {"n": name, "u": un, "s": schedule})
+    with browser_page() as (page, errors):
+        open_panel(page, site, rc)
+        with page.expect_request(lambda r: "/routes/stored/check?day=2026-03-02" in r.url):
+            page.click('.rt-tabs [data-tab="stored"]')
+            page.fill("#rt-day", "2026-03-02")
+        page.wait_for_selector(".rt-stored-route", timeout=60000)
+        row = page.inner_text(".rt-stored-route")
+        assert "禁止通行 Forbidden" in row and "氯气专线" in row and "UN1017" in row
+        assert "出发 Departs 2026-03-02 08:30" in row and "1 处冲突 conflicts" in row
+        assert page.locator(".rt-stored-route .rt-forbidden").count() == 1  # (the check's colours)
+        assert "未知货物 — unknown UN number '9999'" in page.inner_text(".rt-unchecked")
+        # the route's conflicts (listed only) and the route itself drawn red and fitted
+        page.click(".rt-stored-route")
+        page.wait_for_selector('path[stroke="#e60012"]', state="attached", timeout=10000)  # (a level line: no height)
+        out = page.inner_text("#rt-stored .rt-conflict")
+        assert "长隧道" in out and TUNNEL_ZH in out
+        page.wait_for_timeout(300)
+        path = page.evaluate("document.querySelector('path[stroke=\"#e60012\"]').getBoundingClientRect().toJSON()")
+        panel = page.evaluate("document.querySelector('.rt-panel').getBoundingClientRect().toJSON()")
+        assert path["right"] < panel["left"] and path["width"] > 100
+        page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-stored.png")
     assert errors == []

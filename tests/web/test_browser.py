@@ -117,10 +117,10 @@ def test_panel_tools_follow_the_role(site, token):
         assert shown() == {"emergency": False, "routes": False, "alarms": False, "siting": False}
         assert not page.locator(".mo-panel").is_visible() and not page.locator(".em-panel").is_visible()
 
-        # editor: alarms and acknowledging, but neither route checks nor emergency tools
+        # editor: alarms and acknowledging, the route rules (the Routes panel's rules tab only), no emergency tools
         assert page.evaluate(f"onemap.login({editor!r}).then(r => r.ok)")
         assert page.evaluate("onemap.me.role") == "editor"  # (login resolves with the new role's tools)
-        assert shown() == {"emergency": False, "routes": False, "alarms": True, "siting": True}
+        assert shown() == {"emergency": False, "routes": True, "alarms": True, "siting": True}
 
         # emergency: everything; the Acknowledge button shows and works
         assert page.evaluate(f"onemap.login({emergency!r}).then(r => r.ok)")

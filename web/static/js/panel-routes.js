@@ -6,9 +6,12 @@
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
  *   box(opts), placeBelow(panel, toggle), lang(), onLang(fn), ... } from the page (onemap.js), which holds the login
  *   token. The results are drawn again after a language switch (api.onLang).
- * Endpoints: GET /routes/cargo, POST /routes/check, POST /routes/plan (roles route_controller, planner,
- * emergency, admin). The 路线 Routes button shows only for a role whose `can.route_check` (GET /auth/me,
- * through api.can / api.onAccess) is not false; another role's login closes the panel and clears its drawing.
+ * Tabs: 检查规划 Check (GET /routes/cargo, POST /routes/check, POST /routes/plan) and 已登记路线 Stored routes
+ * (GET /routes/stored/check?day=, /collections/hazmat_routes/items/{id}) for `can.route_check` (route_controller,
+ * planner, emergency, admin); 规则 Rules (GET /routes/rules) for `can.route_data` (those and editors), edited with
+ * `can.route_rules_edit` (editor, admin: PUT/POST/DELETE /routes/rules, POST /routes/rules/reset). The 路线 Routes
+ * button shows for route_check or route_data (GET /auth/me through api.can / api.onAccess); a role with neither
+ * closes the panel and clears its drawing.
  * Starting one route input (draw, pick origin/destination, upload) drops the others and the result; a plan goes
  * between the origin and destination picked, else the first and last positions of the drawn or uploaded route,
  * and is drawn beside the checked route. Everything the panel draws is in its own pane 'om-routes' (z 460, above
@@ -27,6 +30,14 @@
   // om-highlight 450: onemap.js), below Leaflet's marker (600), tooltip (650) and popup (700) panes.
   var PANE = 'om-routes', PANE_Z = 460;
   var TARGET = { structure: '桥隧 Structure', water_zone: '水源保护区 Water zone', road: '道路限时 Road ban' };
+  var TABS = { check: '检查规划 Check', rules: '规则 Rules', stored: '已登记路线 Stored routes' };
+  // A rule's code lists by target (the server refuses another target's lists), each with the layer field whose codes
+  // (GET /api/layers) name it; ADR tunnel categories are the letters A–E.
+  var LISTS = { structure: [['structure_classes', '桥隧等级 Structure classes', 'restricted_structures', 'structure_class'],
+    ['adr_categories', 'ADR 隧道类别 ADR tunnel categories']],
+    water_zone: [['zone_levels', '保护区级别 Zone levels', 'water_source_zones', 'zone_level']],
+    road: [['road_classes', '道路等级 Road classes', 'roads', 'road_class']] };
+  var WEEKDAYS = ['一 Mon', '二 Tue', '三 Wed', '四 Thu', '五 Fri', '六 Sat', '日 Sun'];
   var CLASSES = ['1', '1.1', '1.2', '1.3', '1.4', '1.5', '1.6', '2.1', '2.2', '2.3', '3', '4.1', '4.2', '4.3', '5.1',
     '5.2', '6.1', '6.2', '7', '8', '9'];
 
@@ -61,9 +72,13 @@
 
     // ---- panel and its toggle (api.box)
     var box = api.box({ className: 'rt-panel', position: 'topright', button: 'rt-toggle',
-      title: '危化品路线 Hazmat routes', label: '路线 Routes', toggled: function (open) { if (open) { api.placeBelow(panel, toggle); loadCargo(); } },
+      title: '危化品路线 Hazmat routes', label: '路线 Routes', toggled: function (open) { if (open) { showTab(tab); } },
       html:
       '<b>危化品路线 Hazmat routes</b> <span class="rt-muted">检查与合规规划 check &amp; plan</span>' +
+      '<div class="rt-tabs">' + Object.keys(TABS).map(function (t) {
+        return '<button type="button" data-tab="' + t + '">' + TABS[t] + '</button>';
+      }).join('') + '</div>' +
+      '<div id="rt-tab-check">' +
       '<h4>货物 Cargo</h4>' +
       '<div class="rt-row"><label>UN 编号 UN number<input id="rt-un" list="rt-un-list" placeholder="1017"></label>' +
       '<label>或类别 or class<select id="rt-class"><option value="">—</option></select></label></div>' +
@@ -82,24 +97,50 @@
         ['unrestricted', '最短 unrestricted'], ['forbidden', '禁止 forbidden'], ['warning', '注意 warning']].map(function (k) {
         return '<span><i class="rt-' + k[0] + '" style="color:' + COLORS[k[0]] + '"></i>' + k[1] + '</span>';
       }).join(' ') + '</div>' +
-      '<div id="rt-out"></div>' });
+      '<div id="rt-out"></div></div>' +
+      '<div id="rt-tab-rules" hidden><div id="rt-rules-tools">' +
+      '<button type="button" id="rt-rule-add">新增规则 Add rule</button>' +
+      '<button type="button" id="rt-rules-reset">恢复默认 Reset to defaults</button></div>' +
+      '<form id="rt-rule-form" hidden></form><div id="rt-rules-msg"></div><div id="rt-rules"></div></div>' +
+      '<div id="rt-tab-stored" hidden><div class="rt-row"><label>日期 Day<input type="date" id="rt-day"></label>' +
+      '<label>&nbsp;<button type="button" id="rt-stored-load">检查 Check</button></label></div>' +
+      '<div id="rt-stored"></div></div>' });
     var panel = box.panel, toggle = box.toggle, $ = box.$;
     CLASSES.forEach(function (c) { $('rt-class').appendChild(el('option', { value: c }, c)); });
     // Times are China time (UTC+8), the zone of the rules' time windows, whatever the browser's zone.
     $('rt-dep').value = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 16);
+    $('rt-day').value = $('rt-dep').value.slice(0, 10);
     // The results follow the language switch (the rules' names).
-    api.onLang(render);
+    api.onLang(function () { render(); renderRules(); renderStored(); });
 
-    // ---- only for a role that may check and plan routes (the server checks each request all the same)
+    // ---- tabs: check & plan and the stored routes for route_check, the rules for route_data (edited with
+    // route_rules_edit); the 路线 Routes button for either (the server checks each request all the same)
+    var tab = 'check', allowed = {}, editable = false;
+    function tabButton(t) { return panel.querySelector('.rt-tabs [data-tab="' + t + '"]'); }
+    function showTab(t) {
+      tab = t;
+      Object.keys(TABS).forEach(function (k) { $('rt-tab-' + k).hidden = k !== t; tabButton(k).classList.toggle('rt-on', k === t); });
+      if (panel.hidden) { return; }
+      api.placeBelow(panel, toggle);
+      if (t === 'check') { loadCargo(); }
+      else if (t === 'rules' && !rules.list) { loadRules(); }
+      else if (t === 'stored' && !stored.data && !stored.busy) { loadStored(); }
+    }
+    Object.keys(TABS).forEach(function (t) { tabButton(t).addEventListener('click', function () { showTab(t); }); });
     function applyAccess() {
-      var allowed = !api.can || api.can('route_check');
-      toggle.hidden = !allowed;
-      if (!allowed) {
+      function can(k) { return !api.can || api.can(k); }
+      allowed = { check: can('route_check'), rules: can('route_data'), stored: can('route_check') };
+      editable = can('route_rules_edit');
+      Object.keys(TABS).forEach(function (t) { tabButton(t).hidden = !allowed[t]; });
+      toggle.hidden = !allowed.check && !allowed.rules;
+      rules = {}; stored = {}; storedLayer.clearLayers(); closeForm(); renderRules(); renderStored();  // (the new role's)
+      if (toggle.hidden) {
         panel.setAttribute('hidden', '');
         $('rt-clear').click();  // (stops drawing or picking, removes the route and its result from the map)
       }
+      var first = Object.keys(TABS).filter(function (t) { return allowed[t]; })[0];
+      showTab(allowed[tab] || !first ? tab : first);  // (the tab open stays while the role may use it)
     }
-    if (api.onAccess) { api.onAccess(applyAccess); }
 
     var cargoLoaded = false;
     function loadCargo() {
@@ -239,6 +280,226 @@
     }
     $('rt-check').addEventListener('click', runCheck);
     $('rt-plan').addEventListener('click', runPlan);
+
+    // ---- 规则 Rules: GET /routes/rules; editors PUT (also the 启用 Active box), POST, DELETE and POST /routes/rules/reset.
+    // Code lists are typed comma-separated (the server validates them); each has a select of the known codes.
+    var rules = {}, codes = null, editing = null;  // rules: {list, msg}; codes: {list field: {code: {zh, en}}}
+    function loadCodes() {
+      return codes ? Promise.resolve() : json('/api/layers').then(function (d) {
+        codes = { adr_categories: {} };
+        'ABCDE'.split('').forEach(function (c) { codes.adr_categories[c] = { zh: 'ADR ' + c, en: 'ADR ' + c }; });
+        Object.keys(LISTS).forEach(function (t) {
+          LISTS[t].forEach(function (f) {
+            var layer = f[2] && d.layers.filter(function (l) { return l.id === f[2]; })[0];
+            var field = layer && layer.fields.filter(function (x) { return x.name === f[3]; })[0];
+            if (f[2]) { codes[f[0]] = (field && field.codes) || {}; }
+          });
+        });
+      });
+    }
+    function loadRules(msg) {
+      return Promise.all([loadCodes(), json('/routes/rules')]).then(function (r) { rules = { list: r[1], msg: msg }; renderRules(); })
+        .catch(rulesFailed);
+    }
+    function rulesFailed(e) {  // (the message box is under the form's Save button while the form is open)
+      rules.msg = { kind: 'error', text: e.message }; renderRules();
+      $('rt-rules-msg').scrollIntoView({ block: 'nearest' });
+    }
+    function pick(o) { return (api.lang() === 'en' ? o.en || o.name_en : o.zh || o.name_zh) || o.zh || o.name_zh; }
+    function codeLabel(k, c) {  // the registry's label and the code (the label alone when it holds the code)
+      var t = codes && codes[k] && codes[k][c] && pick(codes[k][c]);
+      return !t ? c : t.indexOf(c) >= 0 ? t : t + ' (' + c + ')';
+    }
+    function hm(t) { return t ? t.slice(0, 5) : ''; }
+    function ruleSummary(r) {
+      var on = LISTS[r.target].filter(function (f) { return r[f[0]]; }).map(function (f) {
+        return r[f[0]].map(function (c) { return codeLabel(f[0], c); }).join(', ');
+      }).join('; ');
+      return ['货物 Cargo: ' + r.cargo_classes.join(', '), TARGET[r.target] + (on ? ': ' + on : ''),
+        r.min_quantity_t != null ? '≥ ' + api.fmtNum(r.min_quantity_t, 3) + ' t' : '',
+        r.ban_start || r.ban_end ? (hm(r.ban_start) || '00:00') + '–' + (hm(r.ban_end) || '24:00') : '全天 all day',
+        r.weekdays ? '周 Days: ' + r.weekdays.map(function (d) { return WEEKDAYS[d - 1]; }).join(', ') : ''
+      ].filter(Boolean).join(' · ');
+    }
+    function button(text, cls, fn) {
+      var b = el('button', { type: 'button', 'class': cls }, text);
+      b.addEventListener('click', fn);
+      return b;
+    }
+    function renderRules() {
+      var list = $('rt-rules');
+      list.textContent = ''; $('rt-rules-msg').textContent = '';
+      $('rt-rules-tools').hidden = !editable;
+      if (rules.msg) { $('rt-rules-msg').appendChild(message(rules.msg)); }
+      (rules.list || []).forEach(function (r) {
+        var row = el('div', { 'class': 'rt-rule' + (r.active ? '' : ' rt-inactive'), 'data-id': r.id }), tools = el('div');
+        row.appendChild(el('span', { 'class': 'rt-verdict rt-' + r.verdict }, VERDICT[r.verdict]));
+        row.appendChild(el('b', {}, ' ' + pick(r)));
+        row.appendChild(el('div', {}, ruleSummary(r)));
+        if (r.source) { row.appendChild(el('div', { 'class': 'rt-muted rt-source', title: r.source }, '依据 Source: ' + r.source)); }
+        if (editable) {
+          var on = el('label', { 'class': 'rt-check' }), box = on.appendChild(el('input', { type: 'checkbox', 'class': 'rt-rule-active' }));
+          box.checked = r.active;
+          on.appendChild(document.createTextNode(' 启用 Active'));
+          box.addEventListener('change', function () { saveRule(r.id, L.extend({}, r, { active: box.checked })); });
+          tools.appendChild(on);
+          tools.appendChild(button('编辑 Edit', 'rt-rule-edit', function () { openForm(r); }));
+          tools.appendChild(button('删除 Delete', 'rt-rule-delete', function () {
+            if (!window.confirm('删除规则 Delete rule: ' + pick(r) + '?')) { return; }
+            json('/routes/rules/' + r.id, { method: 'DELETE' }).then(function () {
+              if (editing && editing.id === r.id) { closeForm(); }
+              return loadRules({ kind: 'note', text: '已删除 Deleted: ' + pick(r) });
+            }).catch(rulesFailed);
+          }));
+        } else {
+          tools.appendChild(el('span', { 'class': 'rt-muted' }, r.active ? '启用 Active' : '停用 Inactive'));
+        }
+        row.appendChild(tools);
+        list.appendChild(row);
+      });
+    }
+    function saveRule(id, body) {
+      return json(id ? '/routes/rules/' + id : '/routes/rules', { method: id ? 'PUT' : 'POST', body: JSON.stringify(body) })
+        .then(function (r) { if (editing && editing.id === id) { closeForm(); } return loadRules({ kind: 'note', text: '已保存 Saved: ' + pick(r) }); })
+        .catch(rulesFailed);
+    }
+    function closeForm() { editing = null; $('rt-rule-form').hidden = true; $('rt-rule-form').textContent = ''; }
+    // The form of a rule (r; none: a new rule), kept as typed while the server refuses it.
+    function openForm(r) {
+      var f = $('rt-rule-form');
+      editing = r || { id: null, target: 'structure', cargo_classes: ['*'], verdict: 'forbidden', active: true };
+      r = editing; f.textContent = ''; f.hidden = false;
+      function field(name, text, input, value, parent) {
+        var l = (parent || f).appendChild(el('label', {}, text));
+        input.name = name;
+        if (input.type === 'checkbox') { input.checked = value; l.insertBefore(input, l.firstChild); } else { input.value = value == null ? '' : value; l.appendChild(input); }
+        return input;
+      }
+      function select(opts) {
+        var s = el('select');
+        Object.keys(opts).forEach(function (k) { s.appendChild(el('option', { value: k }, opts[k])); });
+        return s;
+      }
+      f.appendChild(el('h4', {}, r.id ? '编辑规则 Edit rule #' + r.id : '新增规则 New rule'));
+      field('name_zh', '名称（中文）Name (Chinese)', el('input'), r.name_zh);
+      field('name_en', '名称（英文）Name (English)', el('input'), r.name_en);
+      field('cargo_classes', '货物类别，逗号分隔（* 全部）Cargo classes, comma-separated (* all)', el('input'), r.cargo_classes.join(', '));
+      var target = field('target', '对象 Target', select(TARGET), r.target);
+      Object.keys(LISTS).forEach(function (t) {
+        LISTS[t].forEach(function (l) {
+          var div = f.appendChild(el('div', { 'class': 'rt-list', 'data-target': t }));
+          var input = field(l[0], l[1] + '（逗号分隔 comma-separated）', el('input'), (r[l[0]] || []).join(', '), div);
+          var add = select({ '': '+ 代码 code…' });
+          Object.keys((codes && codes[l[0]]) || {}).forEach(function (c) { add.appendChild(el('option', { value: c }, codeLabel(l[0], c))); });
+          add.addEventListener('change', function () {
+            input.value = (input.value.trim() ? input.value.replace(/[\s,，]*$/, ', ') : '') + add.value; add.value = '';
+          });
+          div.appendChild(add);
+        });
+      });
+      function showLists() { f.querySelectorAll('.rt-list').forEach(function (d) { d.hidden = d.getAttribute('data-target') !== target.value; }); }
+      target.addEventListener('change', showLists); showLists();
+      var row = f.appendChild(el('div', { 'class': 'rt-row' }));
+      field('min_quantity_t', '最小数量（吨）Min. quantity (t)', el('input', { type: 'number', min: 0, step: 'any' }), r.min_quantity_t, row);
+      field('ban_start', '禁行起 Ban from', el('input', { type: 'time' }), hm(r.ban_start), row);
+      field('ban_end', '禁行止 Ban until', el('input', { type: 'time' }), hm(r.ban_end), row);
+      var days = f.appendChild(el('div', { 'class': 'rt-days' }));
+      days.appendChild(el('div', {}, '星期（不选为每天）Weekdays (none: every day)'));
+      WEEKDAYS.forEach(function (d, i) {
+        field('weekdays', d, el('input', { type: 'checkbox', value: i + 1 }), (r.weekdays || []).indexOf(i + 1) >= 0, days).parentNode.className = 'rt-check';
+      });
+      row = f.appendChild(el('div', { 'class': 'rt-row' }));
+      field('verdict', '结论 Verdict', select({ forbidden: VERDICT.forbidden, warning: VERDICT.warning }), r.verdict, row);
+      field('active', ' 启用 Active', el('input', { type: 'checkbox' }), r.active, row).parentNode.className = 'rt-check';
+      field('source', '依据 Source', el('textarea', { rows: 2 }), r.source);
+      f.appendChild(el('button', { type: 'submit', id: 'rt-rule-save' }, '保存 Save'));
+      f.appendChild(button('取消 Cancel', 'rt-rule-cancel', closeForm));
+      api.placeBelow(panel, toggle);
+    }
+    // The form's rule as the API takes it: the target's own code lists only, blanks as null.
+    function formRule() {
+      var f = $('rt-rule-form'), v = f.elements, t = v.namedItem('target').value, q = v.namedItem('min_quantity_t');
+      function list(k) { var c = v.namedItem(k).value.split(/[\s,，;]+/).filter(Boolean); return c.length ? c : null; }
+      if (q.validity.badInput || (q.value !== '' && !(Number(q.value) >= 0))) {
+        throw new Error('最小数量须为不小于 0 的数（吨） Min. quantity must be a number of tonnes ≥ 0');
+      }
+      var body = { name_zh: v.namedItem('name_zh').value.trim(), name_en: v.namedItem('name_en').value.trim(),
+        cargo_classes: list('cargo_classes'), target: t, min_quantity_t: q.value === '' ? null : Number(q.value),
+        ban_start: v.namedItem('ban_start').value || null, ban_end: v.namedItem('ban_end').value || null,
+        weekdays: [].map.call(f.querySelectorAll('[name=weekdays]:checked'), function (d) { return +d.value; }),
+        verdict: v.namedItem('verdict').value, active: v.namedItem('active').checked,
+        source: v.namedItem('source').value.trim() || null };
+      if (!body.weekdays.length) { body.weekdays = null; }
+      LISTS[t].forEach(function (l) { body[l[0]] = list(l[0]); });
+      return body;
+    }
+    $('rt-rule-form').addEventListener('submit', function (e) {
+      e.preventDefault();
+      try { saveRule(editing.id, formRule()); } catch (err) { rulesFailed(err); }
+    });
+    $('rt-rule-add').addEventListener('click', function () { openForm(null); });
+    $('rt-rules-reset').addEventListener('click', function () {
+      if (!window.confirm('恢复默认规则？现有规则将全部被替换 Reset to the default rules? Every current rule is replaced.')) { return; }
+      json('/routes/rules/reset', { method: 'POST' }).then(function (d) {
+        closeForm();
+        return loadRules({ kind: 'note', text: '已恢复 ' + d.rules + ' 条默认规则 ' + d.rules + ' default rules restored' });
+      }).catch(rulesFailed);
+    });
+
+    // ---- 已登记路线 Stored routes: GET /routes/stored/check?day= (each leaves at its schedule's first HH:MM, China time);
+    // a route's row opens its conflicts (no geometry: listed only) and draws it from /collections/hazmat_routes/items/{id}
+    var stored = {}, storedLayer = L.featureGroup().addTo(map);  // stored: {busy, msg, data, open: route_id}
+    function loadStored() {
+      var day = $('rt-day').value, mine = stored = { busy: true };  // (an answer for an earlier day is dropped)
+      storedLayer.clearLayers(); renderStored();
+      json('/routes/stored/check' + (day ? '?day=' + day : '')).then(function (d) { return { data: d }; },
+        function (e) { return { msg: { kind: 'error', text: e.message } }; })
+        .then(function (s) { if (stored === mine) { stored = s; renderStored(); } });
+    }
+    $('rt-day').addEventListener('change', loadStored);
+    $('rt-stored-load').addEventListener('click', loadStored);  // (again: the rules or routes may have changed)
+    function cargoText(c) {
+      return (c.un_number ? 'UN' + c.un_number + ' ' + (pick(c) || '') + ' ' : '') + '(' + c.hazard_class + ')' +
+        (c.quantity_t != null ? ' ' + api.fmtNum(c.quantity_t, 3) + ' t' : '');
+    }
+    function renderStored() {
+      var out = $('rt-stored'), d = stored.data;
+      out.textContent = '';
+      if (stored.busy) { out.appendChild(el('div', { 'class': 'rt-muted' }, '计算中… Working…')); }
+      if (stored.msg) { out.appendChild(message(stored.msg)); }
+      if (!d) { return; }
+      if (!d.routes.length && !d.unchecked.length) { out.appendChild(el('div', { 'class': 'rt-muted' }, '无已登记路线 No stored routes')); }
+      d.routes.forEach(function (r) {
+        var row = out.appendChild(el('div', { 'class': 'rt-stored-route' + (r.route_id === stored.open ? ' rt-open' : ''), 'data-id': r.route_id }));
+        row.appendChild(el('span', { 'class': 'rt-verdict rt-' + r.verdict }, VERDICT[r.verdict]));
+        row.appendChild(el('b', {}, ' ' + r.name));
+        row.appendChild(el('div', { 'class': 'rt-muted' }, [cargoText(r.cargo),
+          '出发 Departs ' + (r.departure ? r.departure.slice(0, 16).replace('T', ' ') : '—（班次无时间，限时规则全计 no time in schedule: every time ban counts）'),
+          r.conflicts.length + ' 处冲突 conflicts'].join(' · ')));
+        row.addEventListener('click', function () { openStored(r); });
+        if (r.route_id === stored.open) { out.appendChild(conflictList(r.conflicts)); }
+      });
+      if (d.unchecked.length) { out.appendChild(el('h4', {}, '未检查 Unchecked')); }
+      d.unchecked.forEach(function (r) {
+        var row = out.appendChild(el('div', { 'class': 'rt-unchecked', 'data-id': r.route_id }));
+        row.appendChild(el('b', {}, r.name));
+        row.appendChild(document.createTextNode(' — ' + r.reason));
+      });
+      api.placeBelow(panel, toggle);
+    }
+    function openStored(r) {
+      stored.open = stored.open === r.route_id ? null : r.route_id;
+      storedLayer.clearLayers(); renderStored();
+      if (!stored.open) { return; }
+      json('/collections/hazmat_routes/items/' + r.route_id).then(function (f) {
+        if (stored.open !== r.route_id || !f.geometry) { return; }
+        var color = r.verdict === 'allowed' ? COLORS.compliant : COLORS[r.verdict];
+        var line = L.geoJSON(f, { pane: PANE, style: { color: color, weight: 6, opacity: 0.85 } }).bindTooltip(r.name).addTo(storedLayer);
+        fit(line.getBounds());
+      }).catch(function (e) { stored.msg = { kind: 'note', text: '路线图形不可用 Route geometry unavailable: ' + e.message }; renderStored(); });
+    }
+
+    if (api.onAccess) { api.onAccess(applyAccess); } else { applyAccess(); }
 
     // ---- results: #rt-out is drawn from res, again on a language switch
     function failed(e) { res.busy = false; res.msg = { kind: 'error', text: e.message }; render(); return null; }
