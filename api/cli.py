@@ -152,13 +152,22 @@ def import_cmd(
     file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, zipped Shapefile or CSV (lon/lat or WKT)"),
     source_crs: Optional[str] = typer.Option(None, "--source-crs", help="EPSG code, GCJ-02 or BD-09"),
     replace: bool = typer.Option(False, help="replace the layer's contents instead of appending"),
-    make_valid: bool = typer.Option(False, help="repair invalid geometries (shapely make_valid) instead of rejecting"),
+    make_valid: bool = typer.Option(
+        False, help="repair invalid geometries (shapely make_valid, keeping the union of the parts) instead of "
+                    "rejecting them; each repaired row is listed with how its area changed"),
     source_layer: Optional[str] = typer.Option(
         None, "--source-layer", metavar="NAME",
         help="the layer of FILE to import when it holds several (a GeoPackage); without it such a file is "
              "refused with the names of its layers (`ogrinfo FILE` lists them too)"),
+    encoding: Optional[str] = typer.Option(
+        None, "--encoding", metavar="NAME",
+        help="text encoding of a Shapefile's .dbf or of a CSV file, e.g. GBK or GB18030 (GeoJSON and GeoPackage "
+             "are UTF-8); without it a CSV must be UTF-8, and a Shapefile with Chinese text must say its "
+             "encoding in a .cpg"),
 ) -> None:
-    """Validate a file against the layer registry and load it in one transaction (all or nothing)."""
+    """Validate a file against the layer registry and load it in one transaction (all or nothing).
+    Columns may be named by the field or its Chinese title, values of coded fields by the code or its
+    label (`riskmap fields LAYER` lists them)."""
     from layers.io import import_file
 
     spec = _spec(layer)
@@ -167,14 +176,29 @@ def import_cmd(
         try:
             result = import_file(engine, spec, file, source_crs=source_crs, area=store.area_bbox,
                                  replace=replace, progress=sys.stderr.isatty(), make_valid=make_valid,
-                                 source_layer=source_layer)
+                                 source_layer=source_layer, encoding=encoding,
+                                 say=lambda message: typer.echo(message, err=True))
         except ImportRejected as exc:
             fail(exc.report())
         except DataError as exc:
             fail(str(exc))
+    if result.matched_columns:
+        typer.echo("columns read as fields: " + ", ".join(f"{c} -> {f}" for c, f in result.matched_columns.items()))
     if result.ignored_columns:
         typer.echo(f"ignored columns not in the registry: {', '.join(result.ignored_columns)}")
+    for line in result.repaired:
+        typer.echo(line)
     typer.echo(f"imported {result.written} features into {layer} (from {result.source_crs})")
+
+
+@app.command("fields")
+def fields_cmd(layer: str = typer.Argument(..., help="layer id (see `riskmap layers`)")) -> None:
+    """List a layer's fields as an import file gives them: name, type, Chinese/English title, required,
+    codes with their labels, bounds."""
+    from layers.io import field_lines
+
+    for line in field_lines(_spec(layer)):
+        typer.echo(line)
 
 
 @app.command("export")

@@ -7,13 +7,18 @@ it in one transaction, or nothing (``ImportRejected`` lists each rejected row an
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 import math
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import numpy as np
@@ -43,6 +48,16 @@ CHEMICAL_FIELDS = ("name", "cas", "un_number", "hazard_class", "quantity_t")
 # What each field type takes, for the reasons of a rejected value.
 EXPECTS = {"str": "text (str)", "int": "a whole number (int)", "float": "a number (float)",
            "bool": "yes/no (bool: true/false)", "datetime": "a date and time (datetime)"}
+YES, NO = ("true", "t", "yes", "y", "1", "是"), ("false", "f", "no", "n", "0", "否")
+THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")  # (1,200: Excel's thousands separators)
+# Day and month in either order (01/05/2024 is 1 May or 5 January): refused, not guessed value by value.
+AMBIGUOUS_DATE = re.compile(r"\d{1,2}([/.-])\d{1,2}\1\d{2,4}(?!\d)")
+CHINESE_DATE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日(?:\s*(\d{1,2})\s*(?:时|:)\s*(\d{1,2})\s*分?)?")
+DATETIME_FORMS = ("YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS], ISO 8601 with a zone (2024-05-01T08:30:00+08:00) "
+                  "or YYYY年M月D日[ H时M分]")
+SHANGHAI, EARLIEST = ZoneInfo("Asia/Shanghai"), datetime(1900, 1, 1, tzinfo=timezone.utc)  # (naive times are local)
+NON_ASCII = re.compile(rb"[\x80-\xff]")
+SHAPEFILE_CUT = re.compile(r"(.{8})_\d+")  # GDAL's name for a cut field name already taken (downstre_1)
 
 
 @dataclass
@@ -51,42 +66,82 @@ class ImportResult:
     written: int
     ignored_columns: list[str] = field(default_factory=list)
     source_crs: str = "EPSG:4326"
+    matched_columns: dict[str, str] = field(default_factory=dict)  # file column -> field ("名称" -> "name")
+    repaired: list[str] = field(default_factory=list)  # --make-valid: "row 3: repaired (area -70 %)"
 
 
-def read_source(path: str | Path, source_crs: str | None = None,
-                source_layer: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
-    """Read a file into a GeoDataFrame in EPSG:4326; returns it and the CRS it was converted from.
+@dataclass
+class Source:
+    """A file as read: features in EPSG:4326, the CRS they were converted from, whether it is a Shapefile
+    (10-character column names) and the rows whose geometry could not be read, with why (1-based)."""
+    frame: gpd.GeoDataFrame
+    crs: str
+    shapefile: bool = False
+    unreadable: dict[int, str] = field(default_factory=dict)
+
+
+def read_source(path: str | Path, source_crs: str | None = None, source_layer: str | None = None,
+                encoding: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
+    """Read a file into a GeoDataFrame in EPSG:4326; returns it and the CRS it was converted from
+    (:func:`read` tells more)."""
+    source = read(path, source_crs, source_layer, encoding)
+    return source.frame, source.crs
+
+
+def read(path: str | Path, source_crs: str | None = None, source_layer: str | None = None,
+         encoding: str | None = None) -> Source:
+    """Read a file into EPSG:4326.
 
     ``source_layer`` names the layer to read of a file that holds several (a GeoPackage); a file with
-    several layers and none named is refused with their names (see :func:`_choose_layer`).
+    several layers and none named is refused with their names (see :func:`_choose_layer`). ``encoding``
+    is the text encoding of a Shapefile's .dbf or of a CSV file (GeoJSON and GeoPackage are UTF-8 by
+    definition); without it a Shapefile that does not say its encoding and holds non-ASCII text, or a
+    CSV that is not UTF-8, is refused rather than read as mojibake. Library warnings are not shown:
+    what they warn of (duplicate or missing ids, empty coordinates, M values) is refused or said by
+    validation, or does not matter (M values: the layers have none).
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
     suffix = path.suffix.lower()
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise DataError(f"unknown encoding {encoding!r}: use e.g. GBK, GB18030 or UTF-8") from None
+        if suffix not in (".csv", ".txt", ".shp", ".zip") and encoding != "utf-8":
+            raise DataError(f"{path.name} is UTF-8 by definition: --encoding is for Shapefiles and CSV files")
+    unreadable: dict[int, str] = {}
     try:
-        if suffix in (".csv", ".txt"):
-            if source_layer is not None:
-                raise DataError(f"{path.name} is a CSV file, a single table: --source-layer is for files that "
-                                "hold several layers (GeoPackage)")
-            frame, file_crs = _read_csv(path), None
-        elif suffix in (".geojson", ".json", ".gpkg", ".shp", ".zip", ".fgb", ".kml"):
-            source = _zipped_shapefile(path) if suffix == ".zip" else path
-            layer = _choose_layer(path, source, source_layer)
-            frame = gpd.read_file(source, layer=layer, engine="pyogrio")
-            if suffix in (".geojson", ".json"):
-                frame = _geojson_nested_values(path, frame)
-            file_crs = frame.crs.to_string() if frame.crs is not None else None
-        else:
-            raise DataError(f"unsupported file type {suffix!r}: use GeoJSON, GeoPackage, zipped Shapefile or CSV")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if suffix in (".csv", ".txt"):
+                if source_layer is not None:
+                    raise DataError(f"{path.name} is a CSV file, a single table: --source-layer is for files that "
+                                    "hold several layers (GeoPackage)")
+                frame, unreadable = _read_csv(path, encoding)
+                file_crs = None
+            elif suffix in (".geojson", ".json", ".gpkg", ".shp", ".zip", ".fgb", ".kml"):
+                source = _zipped_shapefile(path) if suffix == ".zip" else str(path)
+                if suffix in (".shp", ".zip") and encoding is None and _undeclared_text(path, source):
+                    raise DataError(f"{path.name}: the Shapefile does not say its text encoding (.cpg): "
+                                    "give --encoding GBK (or UTF-8)")
+                layer = _choose_layer(path, source, source_layer)
+                frame = gpd.read_file(source, layer=layer, engine="pyogrio",
+                                      **({"encoding": encoding} if encoding else {}))
+                if suffix in (".geojson", ".json"):
+                    frame = _geojson_values(path, frame)
+                file_crs = frame.crs.to_string() if frame.crs is not None else None
+            else:
+                raise DataError(f"unsupported file type {suffix!r}: use GeoJSON, GeoPackage, zipped Shapefile or CSV")
     except DataError:
         raise
     except Exception as exc:  # a broken file: pyogrio/pandas say why
         raise DataError(f"cannot read {path.name}: {exc}") from exc
-    source = crsmod.parse_source_crs(source_crs or file_crs)
-    geoms = crsmod.to_wgs84(frame.geometry.values, source)
+    crs = crsmod.parse_source_crs(source_crs or file_crs)
+    geoms = crsmod.to_wgs84(frame.geometry.values, crs)
     frame = gpd.GeoDataFrame(frame.drop(columns=frame.geometry.name), geometry=list(geoms), crs="EPSG:4326")
-    return frame, source
+    return Source(frame, crs, suffix in (".shp", ".zip"), unreadable)
 
 
 def _choose_layer(path: Path, source: str | Path, wanted: str | None) -> str:
@@ -114,32 +169,39 @@ def _choose_layer(path: Path, source: str | Path, wanted: str | None) -> str:
                     "with --source-layer NAME")
 
 
-def _geojson_nested_values(path: Path, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Put a GeoJSON file's own values back in the columns where a property holds a list or an object.
+def _geojson_values(path: Path, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Put a GeoJSON file's own values back where GDAL's differ from them, so that validation sees (and
+    can refuse) what the file holds.
 
-    GDAL turns such a column into a list column (every value of it then a list: ``3`` becomes ``[3]``)
-    or writes an object as JSON text (``{"a": 1}`` becomes the text ``'{ "a": 1 }'``, which a text field
-    would take as it is). With the file's values, validation can say which rows hold a list or object.
-    The file is parsed again only when the frame shows a sign of one (a list, a dict, or text that
-    starts with ``[`` or ``{``)."""
-    def nested(v: Any) -> bool:
-        return isinstance(v, (list, dict, np.ndarray)) or (isinstance(v, str) and v.lstrip()[:1] in ("[", "{"))
-
-    columns = [c for c in frame.columns if c != frame.geometry.name
-               and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype))]
-    if not any(nested(v) for c in columns for v in frame[c]):
-        return frame
-    doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    - A property holding a list or an object: GDAL turns the column into a list column (every value of
+      it then a list: ``3`` becomes ``[3]``) or writes an object as JSON text (``{"a": 1}`` becomes the
+      text ``'{ "a": 1 }'``, which a text field would take as it is).
+    - A JSON boolean in a column of numbers: GDAL makes ``true`` a 1.
+    - The features' ids (``"id"`` beside ``"properties"``, as this server's ``/items``, OGC API Features
+      and QGIS write them): GDAL keeps whole numbers as feature ids, which geopandas drops, and alters
+      repeated ones to be unique. Whole-number ids become the ``id`` column when no property is called
+      ``id``; a feature without one beside others with one is refused by validation (``id: missing``).
+    """
+    doc = json.loads(path.read_bytes().decode("utf-8-sig"))
     features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
     if not isinstance(features, list) or len(features) != len(frame):
         return frame
-    props = [(f.get("properties") or {}) if isinstance(f, dict) else {} for f in features]
-    keys = {k for p in props for k, v in p.items() if isinstance(v, (list, dict))} & set(frame.columns)
-    if not keys:
+    features = [f if isinstance(f, dict) else {} for f in features]
+    props = [f.get("properties") if isinstance(f.get("properties"), dict) else {} for f in features]
+    keys = {k for p in props for k, v in p.items() if k in frame.columns and (
+        isinstance(v, (list, dict)) or (isinstance(v, bool) and not pd.api.types.is_bool_dtype(frame[k])))}
+    top = not any("id" in p for p in props) and any("id" in f for f in features)
+    ids = top and all(isinstance(f["id"], int) and not isinstance(f["id"], bool) for f in features if "id" in f)
+    if top and not ids and "id" in frame.columns:
+        # text ids, such as a WFS's "parks.1", name features elsewhere, not rows here (GDAL made them a column)
+        frame = frame.drop(columns="id")
+    if not keys and not ids:
         return frame
     frame = frame.copy()
     for k in keys:
         frame[k] = pd.Series([p.get(k) for p in props], index=frame.index, dtype=object)
+    if ids:
+        frame["id"] = pd.Series([f.get("id") for f in features], index=frame.index, dtype=object)
     return frame
 
 
@@ -152,31 +214,81 @@ def _zipped_shapefile(path: Path) -> str:
     return f"/vsizip/{path.resolve()}/{shapefiles[0]}"
 
 
-def _read_csv(path: Path) -> gpd.GeoDataFrame:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+def _undeclared_text(path: Path, source: str) -> bool:
+    """Whether a Shapefile holds non-ASCII text (field names or values) in a .dbf that does not say its
+    encoding: no .cpg and language driver id (byte 29) 0. GDAL would read it as ISO-8859-1: mojibake
+    for GBK, the usual encoding of such files in China."""
+    with contextlib.ExitStack() as stack:
+        if path.suffix.lower() == ".zip":
+            z = stack.enter_context(zipfile.ZipFile(path))
+            names, stem, open_ = {n.lower(): n for n in z.namelist()}, source.split(f"{path.resolve()}/", 1)[1], z.open
+        else:
+            names, stem = {p.name.lower(): p for p in path.parent.iterdir()}, path.name
+            open_ = lambda p: open(p, "rb")  # noqa: E731
+        stem = stem[:-4].lower()
+        if stem + ".cpg" in names or stem + ".dbf" not in names:
+            return False
+        dbf = stack.enter_context(open_(names[stem + ".dbf"]))
+        head = dbf.read(32)
+        if len(head) < 32 or head[29]:
+            return False
+        descriptors = dbf.read(int.from_bytes(head[8:10], "little") - 32)
+        if NON_ASCII.search(b"".join(descriptors[i:i + 11] for i in range(0, len(descriptors), 32))):
+            return True
+        while chunk := dbf.read(1 << 20):
+            if NON_ASCII.search(chunk):
+                return True
+    return False
+
+
+def _read_csv(path: Path, encoding: str | None) -> tuple[gpd.GeoDataFrame, dict[int, str]]:
+    """A CSV file's rows with their geometries (lon/lat or WKT columns), and the rows (1-based) whose
+    geometry cannot be read, with why."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False,
+                         encoding="utf-8-sig" if encoding in (None, "utf-8") else encoding)
+    except UnicodeDecodeError:
+        if encoding:
+            raise
+        raise DataError(f"{path.name} is not UTF-8: give --encoding GBK (GB18030), or save it as 'CSV UTF-8'") from None
     lower = {c.lower().strip(): c for c in df.columns}
     lon = next((lower[n] for n in LON_NAMES if n in lower), None)
     lat = next((lower[n] for n in LAT_NAMES if n in lower), None)
     wkt = next((lower[n] for n in ("wkt", "geometry", "geom") if n in lower), None)
+    geoms = np.full(len(df), None, dtype=object)
     if lon and lat:
-        def point(row):
-            try:
-                return shapely.Point(float(row[lon]), float(row[lat]))
-            except ValueError:
-                return None
-        geoms = [point(r) for _, r in df.iterrows()]
+        cells = df[[lon, lat]].apply(lambda c: c.str.strip())
+        xy = cells.apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        ok = np.isfinite(xy).all(axis=1)
+        geoms[ok] = shapely.points(xy[ok])
+        bad = np.flatnonzero(~ok & (cells != "").any(axis=1).to_numpy())
+        unreadable = {i + 1: f"lon/lat not numbers ({cells.iat[i, 0]!r}, {cells.iat[i, 1]!r})" for i in bad}
         df = df.drop(columns=[lon, lat])
     elif wkt:
-        def parse(s):
-            try:
-                return shapely.from_wkt(s) if s else None
-            except shapely.errors.GEOSException:
-                return None
-        geoms = [parse(s) for s in df[wkt]]
+        text_ = df[wkt].str.strip().to_numpy(dtype=object)
+        given = text_ != ""
+        geoms[given] = shapely.from_wkt(text_[given], on_invalid="ignore")
+        unreadable = {i + 1: _wkt_error(text_[i]) for i in np.flatnonzero(given & shapely.is_missing(geoms))}
         df = df.drop(columns=[wkt])
     else:
         raise DataError("CSV needs lon/lat columns (lon, lng, longitude / lat, latitude) or a WKT column")
-    return gpd.GeoDataFrame(df.replace({"": None}), geometry=geoms)
+    return gpd.GeoDataFrame(df.replace({"": None}), geometry=geoms), unreadable
+
+
+def _wkt_error(wkt: str) -> str:
+    try:
+        shapely.from_wkt(wkt)
+    except shapely.errors.GEOSException as exc:
+        return f"cannot read the WKT: {str(exc).removeprefix('ParseException: ')}"
+    return "cannot read the WKT"
+
+
+def _bounds(spec: FieldSpec) -> str:
+    """The field's minimum and maximum in words (" from 0 to 10000000"), or ""."""
+    lo, hi = (None if b is None else _number(b) for b in (spec.minimum, spec.maximum))
+    if lo is not None and hi is not None:
+        return f" from {lo} to {hi}"
+    return f" of at least {lo}" if lo is not None else f" of at most {hi}" if hi is not None else ""
 
 
 def _expects(spec: FieldSpec) -> str:
@@ -184,18 +296,26 @@ def _expects(spec: FieldSpec) -> str:
     what = EXPECTS.get(spec.type, spec.type)
     if spec.codes is not None:
         what += f", one of the codes {', '.join(str(k) for k in spec.codes)}"
-    lo, hi = (None if b is None else _number(b) for b in (spec.minimum, spec.maximum))
-    if lo is not None and hi is not None:
-        what += f" from {lo} to {hi}"
-    elif lo is not None:
-        what += f" of at least {lo}"
-    elif hi is not None:
-        what += f" of at most {hi}"
-    return what
+    return what + _bounds(spec)
 
 
 def _number(b: float) -> str:
     return str(int(b)) if float(b).is_integer() else repr(float(b))
+
+
+def field_lines(spec: LayerSpec) -> list[str]:
+    """A layer's fields as ``riskmap fields LAYER`` lists them: name, type, titles (an import column may be
+    named by the Chinese title), required, codes with their labels (a value may be given as either), bounds."""
+    lines = [f"{spec.id}: {spec.title_zh} / {spec.title_en} ({spec.geometry_type})"]
+    for f in spec.fields:
+        notes = (["required"] if f.required else []) + ([_bounds(f).strip()] if _bounds(f) else []) + (
+            [f"pattern {f.pattern}"] if f.pattern else [])
+        lines.append(f"  {f.name:24} {f.type:9} {f.title_zh} / {f.title_en}" + (f"  [{'; '.join(notes)}]" if notes else ""))
+        lines += [f"      {k}: {c.zh} / {c.en}" for k, c in (f.codes or {}).items()]
+    lines.append(f"  {'id':24} {'int':9} optional: each row its own (without it the database numbers the rows)")
+    if spec.id == "hazard_installations":
+        lines.append(f"  {'chemicals':24} {'list':9} inventory: [{{{', '.join(CHEMICAL_FIELDS)}}}, ...]")
+    return lines
 
 
 def _nested(spec: FieldSpec, value: Any) -> str | None:
@@ -213,11 +333,13 @@ def _nested(spec: FieldSpec, value: Any) -> str | None:
 
 def _cast(spec: FieldSpec, value: Any, column: Column | None = None, bounds: bool = True) -> Any:
     """Cast one value to the field's type (and whole numbers to the range of ``column``, a PostgreSQL integer
-    or bigint) and check it against the field's code list, pattern and (``bounds``) minimum and maximum;
-    ValueError naming the field if it does not fit."""
+    or bigint) and check it against the field's code list (a code may be given by its label, any case),
+    pattern and (``bounds``) minimum and maximum; ValueError naming the field if it does not fit."""
     nested = _nested(spec, value)
     if nested:
         raise ValueError(nested)
+    if spec.codes is not None and isinstance(value, str):
+        value = _labels(spec.codes).get(value.strip().lower(), value)
     try:
         value = _convert(spec, value, 63 if column is not None and isinstance(column.type, BigInteger) else 31)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -237,51 +359,93 @@ def _cast(spec: FieldSpec, value: Any, column: Column | None = None, bounds: boo
     return value
 
 
+def _labels(codes: Mapping) -> dict[str, Any]:
+    """Code by lower-case code, Chinese label or English label (学校, School, SCHOOL -> school); a label two
+    codes share is left out."""
+    cached = _LABELS.get(id(codes))
+    if cached is None or cached[0] is not codes:  # (the code list is kept with its labels: its id stays its own)
+        found: dict[str, set] = {}
+        for k, c in codes.items():
+            for label in (str(k), c.zh, c.en):
+                found.setdefault(label.strip().lower(), set()).add(k)
+        cached = _LABELS[id(codes)] = (codes, {label: next(iter(ks)) for label, ks in found.items() if len(ks) == 1})
+    return cached[1]
+
+
+_LABELS: dict[int, tuple[Mapping, dict[str, Any]]] = {}
+
+
 def _convert(spec: FieldSpec, value: Any, int_bits: int) -> Any:
+    if isinstance(value, str):
+        value = value.strip()  # (also full-width spaces, U+3000: a cell of only spaces is empty)
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return None
     if spec.type == "str":
-        value = str(value).strip()
+        value = str(value)
         if "\x00" in value:
             raise ValueError(f"{spec.name}: contains a NUL character")
-    elif spec.type == "int":
+    elif spec.type in ("int", "float"):
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{spec.name}: must be a number, got {json.dumps(bool(value))}")
+        if isinstance(value, str) and THOUSANDS.fullmatch(value):
+            value = value.replace(",", "")
         f = float(value)
+        if spec.type == "float":
+            if not math.isfinite(f):
+                raise ValueError(f"{spec.name}: {value!r} is not a finite number")
+            return f
         if not f.is_integer():
             raise ValueError(f"{spec.name}: {value!r} is not a whole number")
         value = int(f)
         if not -2**int_bits <= value < 2**int_bits:
             raise ValueError(f"{spec.name}: {value!r} is out of range (a whole number of at most {2**int_bits - 1})")
-    elif spec.type == "float":
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"{spec.name}: {value!r} is not a finite number")
     elif spec.type == "bool":
         if isinstance(value, str):
-            low = value.strip().lower()
-            if low not in ("true", "false", "1", "0", "yes", "no", "t", "f", "是", "否"):
-                raise ValueError(f"{spec.name}: {value!r} is not a yes/no value")
-            value = low in ("true", "1", "yes", "t", "是")
+            low = value.lower()
+            if low not in YES + NO:
+                raise ValueError(f"{spec.name}: {value!r} is not a yes/no value ({'/'.join(YES)} or {'/'.join(NO)})")
+            value = low in YES
         else:
             value = bool(value)
     elif spec.type == "datetime":
-        if isinstance(value, str) and value.strip().lower() in ("now", "today", "tomorrow", "yesterday"):
+        value = _datetime(spec, value)
+    return value
+
+
+def _datetime(spec: FieldSpec, value: Any) -> datetime | None:
+    """A time, in Asia/Shanghai when the value has no zone; refused when the day and month order is unclear
+    (01/05/2024), not written out (now) or not between 1900 and now."""
+    if isinstance(value, str):
+        if value.lower() in ("now", "today", "tomorrow", "yesterday"):
             raise ValueError(f"{spec.name}: {value!r} is not a date and time (write it out, e.g. 2024-05-01 08:30)")
-        value = pd.Timestamp(value)
+        if AMBIGUOUS_DATE.match(value):
+            raise ValueError(f"{spec.name}: {value!r} could be day/month or month/day: write dates as YYYY-MM-DD")
+        with contextlib.suppress(ValueError):  # (ISO forms: 5x faster than pandas; else pandas says)
+            m = CHINESE_DATE.fullmatch(value)
+            value = datetime(*(int(g or 0) for g in m.groups())) if m else datetime.fromisoformat(value)
+    if not isinstance(value, datetime) or value is pd.NaT:
+        try:
+            value = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{spec.name}: {value!r} is not a date and time; write it as {DATETIME_FORMS}") from None
         if pd.isna(value):  # ("NaT": no time, as an empty cell)
             return None
-        if value.tzinfo is None:
-            value = value.tz_localize("Asia/Shanghai")
-        # records are of what has happened: a time in the future (or before 1900) is a typing error, and
-        # would move every period that ends "at the latest record" (black spots)
-        if not pd.Timestamp("1900-01-01", tz="UTC") <= value <= pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1):
-            raise ValueError(f"{spec.name}: {value.isoformat()} is not between 1900 and now")
+    if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=SHANGHAI)
+    # records are of what has happened: a time in the future (or before 1900) is a typing error, and
+    # would move every period that ends "at the latest record" (black spots)
+    if not EARLIEST <= value <= datetime.now(timezone.utc) + timedelta(days=1):
+        raise ValueError(f"{spec.name}: {value.isoformat()} is not between 1900 and now")
     return value
 
 
 def _repair(geom, geometry_type: str):
-    """shapely.make_valid, keeping only the parts of the layer's dimension."""
-    fixed = shapely.make_valid(geom)
+    """shapely.make_valid keeping the union of the parts ("structure": a part inside another's hole fills
+    it, where "linework" would cut it out), and only the parts of the layer's dimension."""
+    fixed = shapely.make_valid(geom, method="structure", keep_collapsed=False) if geometry_type == "MultiPolygon" \
+        else shapely.make_valid(geom)  # (the structure method is for polygons)
     if fixed.geom_type == "GeometryCollection":
         want = {"Point": 0, "LineString": 1, "MultiPolygon": 2}[geometry_type]
         parts = [g for g in fixed.geoms if shapely.get_dimensions(g) == want]
@@ -289,9 +453,18 @@ def _repair(geom, geometry_type: str):
     return fixed
 
 
-def _check_geometry(spec: LayerSpec, geom, area, make_valid: bool = False) -> tuple[Any, str | None]:
-    if make_valid and geom is not None and not geom.is_empty and not geom.is_valid:
-        geom = _repair(geom, spec.geometry_type)
+def _change(before, after) -> str:
+    """How a repair changed a polygon's area or a line's length, in words ("area -70 %")."""
+    what, measure = ("area", shapely.area) if shapely.get_dimensions(before) == 2 else ("length", shapely.length)
+    a, b = measure(before), measure(after)
+    if not a:  # (a self-intersecting outline whose lobes cancel out): the new area, roughly in m²
+        return f"{what} was 0" + (f", now about {b * 111_320**2 * math.cos(math.radians(after.centroid.y)):,.0f} m²"
+                                  if what == "area" else "")
+    pct = (b - a) / a * 100
+    return f"{what} {pct:+.0f} %" if abs(pct) >= 1 else f"{what} changed by less than 1 %"
+
+
+def _check_geometry(spec: LayerSpec, geom, area) -> tuple[Any, str | None]:
     if geom is None or geom.is_empty:
         return None, "missing or empty geometry"
     allowed = GEOM_TYPES[spec.geometry_type]
@@ -338,32 +511,78 @@ def _chemicals(value: Any) -> list[dict]:
     return out
 
 
+def _known(spec: LayerSpec) -> set[str]:
+    """The columns an import file may give for the layer."""
+    return {f.name for f in spec.fields} | {"id"} | ({"chemicals"} if spec.id == "hazard_installations" else set())
+
+
+def match_columns(spec: LayerSpec, frame: gpd.GeoDataFrame, shapefile: bool = False) -> tuple[gpd.GeoDataFrame, dict]:
+    """Rename the columns that name a field other than by its name: by its Chinese title (名称 -> name),
+    in other case (Name), or in a Shapefile by its name cut to the 10 characters of a .dbf field name
+    (occurred_a -> occurred_at). Only a match with exactly one field is taken; the frame and {column: field}.
+    DataError for a column that could be several fields (a shared title; in a Shapefile a cut several
+    names share, or GDAL's name for a cut already taken, downstre_1) and for two columns giving one field."""
+    known = _known(spec)
+    aliases: dict[str, set[str]] = {}
+    for f in spec.fields:
+        for alias in {f.name.lower(), f.title_zh.strip()} | ({f.name[:10].lower()} if shapefile else set()):
+            aliases.setdefault(alias, set()).add(f.name)
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    given = {c: c for c in columns if c in known}  # field -> the column that gives it
+    renamed = {}
+    for c in columns:
+        if c in known:
+            continue
+        key = str(c).strip()
+        found = aliases.get(key) or aliases.get(key.lower())
+        cut = SHAPEFILE_CUT.fullmatch(key)
+        if found and len(found) == 1:
+            (name,) = found
+            if name in given:
+                raise DataError(f"columns {given[name]!r} and {c!r} both give {name}: keep one of them")
+            given[name] = renamed[c] = name
+        elif shapefile and (found or cut and any(len(f.name) > 10 and f.name.startswith(cut[1]) for f in spec.fields)):
+            raise DataError(f"column {c!r} looks like a Shapefile-shortened name that cannot be matched to one field: "
+                            "use GeoPackage or GeoJSON")
+        elif found:
+            raise DataError(f"column {c!r} could be any of {', '.join(sorted(found))}: rename it to one of them")
+    return frame.rename(columns=renamed), renamed
+
+
 def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float, float, float],
-             progress: bool = False, make_valid: bool = False) -> tuple[list[dict], list[Rejection], list[str]]:
-    """Check every feature against the registry. Returns (records, rejections, ignored columns)."""
-    known = {f.name for f in spec.fields} | {"id"}
-    if spec.id == "hazard_installations":
-        known.add("chemicals")
+             progress: bool = False, make_valid: bool = False, unreadable: Mapping[int, str] | None = None,
+             repaired: list[str] | None = None) -> tuple[list[dict], list[Rejection], list[str]]:
+    """Check every feature against the registry. Returns (records, rejections, ignored columns).
+    ``unreadable``: why the geometry of a row (1-based) could not be read (:class:`Source`); ``repaired``
+    gets a line for each geometry ``make_valid`` repaired, with how its area changed."""
+    known = _known(spec)
+    table = spec.model.__table__
     columns = [c for c in frame.columns if c != frame.geometry.name]
     ignored = [c for c in columns if c not in known]
     missing = [f.name for f in spec.fields if f.required and f.name not in columns]
     if missing:
         raise DataError(f"layer {spec.id!r} needs column(s) {', '.join(missing)}; the file has {', '.join(columns)}")
+    fields = [(f, table.c[f.name]) for f in spec.fields if f.name in columns]
+    id_spec = FieldSpec("id", "int", "", "")
+    unreadable = unreadable or {}
     records, rejections, first_row = [], [], {}
     rows = frame.to_dict("records")
     geoms = frame.geometry.values
     for i, (row, geom) in enumerate(tqdm(list(zip(rows, geoms)), desc=f"validate {spec.id}", unit="feat",
                                          disable=not progress, mininterval=0.5), start=1):
         reasons = []
-        geom, why = _check_geometry(spec, geom, area, make_valid)
+        if make_valid and geom is not None and not geom.is_empty and not geom.is_valid:
+            fixed = _repair(geom, spec.geometry_type)
+            if repaired is not None:
+                repaired.append(f"row {i}: repaired ({_change(geom, fixed)})")
+            geom = fixed
+        geom, why = (None, unreadable[i]) if i in unreadable else _check_geometry(spec, geom, area)
         if why:
             reasons.append(why)
         record: dict[str, Any] = {}
-        for f in spec.fields:
-            if f.name not in row:
-                continue
+        for f, column in fields:
             try:
-                record[f.name] = _cast(f, row[f.name], spec.model.__table__.c[f.name])
+                record[f.name] = _cast(f, row[f.name], column)
             except (ValueError, TypeError) as exc:
                 reasons.append(str(exc))
                 continue
@@ -371,7 +590,7 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
                 reasons.append(f"{f.name}: required")
         if "id" in row:  # (a file with ids: each row one, each its own)
             try:
-                record["id"] = _cast(FieldSpec("id", "int", "", ""), row["id"], spec.model.__table__.c["id"])
+                record["id"] = _cast(id_spec, row["id"], table.c["id"])
             except ValueError as exc:
                 reasons.append(str(exc))
             else:
@@ -477,19 +696,27 @@ WRITTEN_BY_THE_SERVER = {"incidents": "the incident log is written by POST /emer
 
 
 def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs: str | None = None,
-                area: tuple[float, float, float, float], replace: bool = False,
-                progress: bool = False, make_valid: bool = False, source_layer: str | None = None) -> ImportResult:
+                area: tuple[float, float, float, float], replace: bool = False, progress: bool = False,
+                make_valid: bool = False, source_layer: str | None = None, encoding: str | None = None,
+                say: Callable[[str], None] = lambda message: None) -> ImportResult:
     """Read, validate and write a whole file in one transaction, or raise and write nothing.
-    ``source_layer``: the layer to read of a file that holds several (a GeoPackage; :func:`read_source`)."""
+    ``source_layer`` and ``encoding``: see :func:`read`; ``say`` is told each phase as it starts;
+    ``progress`` shows a bar while validating."""
     if spec.derived or spec.id in WRITTEN_BY_THE_SERVER:
         raise DataError(f"{spec.id} is not imported: " + (WRITTEN_BY_THE_SERVER.get(spec.id)
                                                           or "it is derived, computed by `riskmap analyze`"))
-    frame, source = read_source(path, source_crs, source_layer)
-    records, rejections, ignored = validate(spec, frame, area, progress=progress, make_valid=make_valid)
+    say(f"reading {Path(path).name} ...")
+    source = read(path, source_crs, source_layer, encoding)
+    frame, matched = match_columns(spec, source.frame, source.shapefile)
+    say(f"validating {len(frame)} features ...")
+    repaired: list[str] = []
+    records, rejections, ignored = validate(spec, frame, area, progress=progress, make_valid=make_valid,
+                                            unreadable=source.unreadable, repaired=repaired)
     if rejections:
         raise ImportRejected(spec.id, rejections, len(frame))
     if not records:
         raise DataError(f"{Path(path).name} has no features")
+    say(f"writing {len(records)} features ...")
     try:
         with engine.begin() as conn:
             n = write(conn, spec, records, replace=replace)
@@ -497,8 +724,9 @@ def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs
         detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None)  # ("Key (id)=(1) already exists.")
         raise DataError(f"the database refused the rows, nothing written: {str(exc.orig).splitlines()[0]}"
                         + (f" ({detail})" if detail else "")) from None
+    say(f"analysing the table {spec.table} ...")
     settle(engine, [spec])
-    return ImportResult(spec.id, n, ignored, source)
+    return ImportResult(spec.id, n, ignored, source.crs, matched, repaired)
 
 
 def select_columns(spec: LayerSpec, role: str) -> list:

@@ -346,3 +346,250 @@ def test_geojson_list_or_object_property_is_named_as_such(clean, tmp_path):
         (3, 'kind: the property holds a list (["school"]); kind expects a single value: text (str), one of the codes '
             "school, kindergarten, hospital, care_home, residential, market, office, prison")]
     assert count(clean, RECEPTORS) == 0
+
+
+# ---- encodings, columns, values and geometries as editors' files hold them ---------------------------
+
+def _zip_folder(folder, path):
+    with zipfile.ZipFile(path, "w") as z:
+        for p in folder.iterdir():
+            z.write(p, p.name)
+    return path
+
+
+def _names(engine, layer):
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT name FROM {layer} ORDER BY id")).scalars().all()
+
+
+def test_shapefile_that_does_not_say_its_encoding_needs_one(clean, tmp_path):
+    shp = tmp_path / "shp"
+    shp.mkdir()
+    _receptors_frame().to_file(shp / "r.shp", encoding="GBK")  # (its field protection_class cut to 'protection')
+    (shp / "r.cpg").unlink()
+    dbf = bytearray((shp / "r.dbf").read_bytes())
+    dbf[29] = 0  # no language driver id either: GDAL would read the GBK text as ISO-8859-1
+    (shp / "r.dbf").write_bytes(dbf)
+    for path in (_zip_folder(shp, tmp_path / "r.zip"), shp / "r.shp"):
+        with pytest.raises(DataError) as err:
+            import_file(clean, RECEPTORS, path, area=AREA)
+        assert str(err.value) == (f"{path.name}: the Shapefile does not say its text encoding (.cpg): "
+                                  "give --encoding GBK (or UTF-8)")
+    result = import_file(clean, RECEPTORS, tmp_path / "r.zip", area=AREA, encoding="GBK")
+    assert result.written == 2 and result.matched_columns == {"protection": "protection_class"}
+    assert _names(clean, "receptors") == ["学校一", "医院二"]
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT DISTINCT protection_class FROM receptors")).scalars().all() == ["high_sensitive"]
+    ascii_only = _receptors_frame().assign(name=["A", "B"])  # nothing to misread: no encoding needed
+    ascii_only.to_file(shp / "r.shp", encoding="GBK")
+    (shp / "r.cpg").unlink()
+    assert import_file(clean, RECEPTORS, shp / "r.shp", area=AREA).written == 2
+
+
+def test_csv_that_is_not_utf8_needs_its_encoding(clean, tmp_path):
+    path = tmp_path / "gbk.csv"  # Excel's "CSV (逗号分隔)" on Chinese Windows
+    path.write_bytes("name,kind,经度,纬度\n学校一,school,102.71,25.04\n".encode("gbk"))
+    with pytest.raises(DataError) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert str(err.value) == "gbk.csv is not UTF-8: give --encoding GBK (GB18030), or save it as 'CSV UTF-8'"
+    assert import_file(clean, RECEPTORS, path, area=AREA, encoding="GBK").written == 1
+    assert import_file(clean, RECEPTORS, path, area=AREA, encoding="gb18030").written == 1
+    assert _names(clean, "receptors") == ["学校一", "学校一"]
+    with pytest.raises(DataError, match=r"^unknown encoding 'latin-9x'"):
+        import_file(clean, RECEPTORS, path, area=AREA, encoding="latin-9x")
+    geojson = tmp_path / "r.geojson"
+    _receptors_frame().to_file(geojson)
+    with pytest.raises(DataError, match=r"^r.geojson is UTF-8 by definition: --encoding is for Shapefiles and CSV"):
+        import_file(clean, RECEPTORS, geojson, area=AREA, encoding="GBK")
+
+
+def test_make_valid_keeps_the_union_of_the_parts_and_says_what_it_repaired(clean, tmp_path):
+    d = 0.01
+    inner = shapely.box(102.70, 25.03, 102.70 + d, 25.03 + d)  # an inner zone, and the outer zone around it
+    outer = shapely.Polygon(shapely.box(102.70 - d, 25.03 - d, 102.70 + 2 * d, 25.03 + 2 * d).exterior.coords,
+                            [inner.exterior.coords])
+    eight = shapely.Polygon([(102.7, 25.03), (102.72, 25.04), (102.72, 25.03), (102.7, 25.06)])  # crossed lobes
+    path = tmp_path / "w.geojson"
+    gpd.GeoDataFrame({"name": ["内外", "八字", "好"], "zone_level": ["grade1"] * 3},
+                     geometry=[shapely.MultiPolygon([inner, outer]), eight, inner], crs=4326).to_file(path)
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, registry.get("water_source_zones"), path, area=AREA)
+    assert [r.row for r in err.value.rejections] == [1, 2] and "use --make-valid" in err.value.rejections[0].reason
+    result = import_file(clean, registry.get("water_source_zones"), path, area=AREA, make_valid=True)
+    assert result.repaired == ["row 1: repaired (area changed by less than 1 %)", "row 2: repaired (area +25 %)"]
+    with clean.connect() as conn:
+        areas = conn.execute(text("SELECT ST_Area(geom) FROM water_source_zones ORDER BY id")).scalars().all()
+    assert areas == pytest.approx([9 * d * d, 2.5 * d * d, d * d])  # the inner zone kept (not cut out: 8 d²)
+
+
+def _feature(fid=None, **props):
+    feat = {"type": "Feature", "properties": props, "geometry": {"type": "Point", "coordinates": [102.71, 25.04]}}
+    return feat if fid is None else {"id": fid, **feat}
+
+
+def _collection(path, *features):
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(features)}, ensure_ascii=False),
+                    encoding="utf-8")
+    return path
+
+
+def test_geojson_feature_ids_are_the_ids(clean, client, tmp_path):
+    path = _collection(tmp_path / "ids.geojson", _feature(900101, name="甲", kind="school"),
+                       _feature(900102, name="乙", kind="school"))
+    assert import_file(clean, RECEPTORS, path, area=AREA).written == 2
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT id FROM receptors ORDER BY id")).scalars().all() == [900101, 900102]
+    _collection(path, _feature(7, name="甲", kind="school"), _feature(name="乙", kind="school"),
+                _feature(7, name="丙", kind="school"))
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (2, "id: missing (the file gives ids: every row needs one)"), (3, "id: 7 is also row 1's")]
+    # the server's own output (ids beside the properties) comes back with its ids
+    items = client.get("/collections/receptors/items").json()
+    assert [f["id"] for f in items["features"]] == [900101, 900102] and "id" not in items["features"][0]["properties"]
+    (tmp_path / "items.geojson").write_text(json.dumps(items), encoding="utf-8")
+    with clean.begin() as conn:
+        conn.execute(text("TRUNCATE receptors"))
+    assert import_file(clean, RECEPTORS, tmp_path / "items.geojson", area=AREA).written == 2
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT id, name FROM receptors ORDER BY id")).all() == [(900101, "甲"), (900102, "乙")]
+    # text ids (a WFS's "receptors.1") name features elsewhere: not taken as ids, the rows get new ones
+    wfs = tmp_path / "wfs.geojson"
+    wfs.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "receptors.1", "properties": {"name": "丙", "kind": "school"},
+         "geometry": {"type": "Point", "coordinates": [102.71, 25.04]}}]}), encoding="utf-8")
+    import_file(clean, RECEPTORS, wfs, area=AREA)
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT id > 900102 FROM receptors WHERE name = '丙'")).scalar_one()
+
+
+def test_shapefile_short_field_names(clean, tmp_path):
+    from layers.io import match_columns
+
+    shp = tmp_path / "acc"
+    shp.mkdir()
+    gpd.GeoDataFrame({"occurred_at": ["2024-05-01 08:30"], "kind": ["collision"], "injuries": [2]},
+                     geometry=[shapely.Point(102.71, 25.04)], crs=4326).to_file(shp / "acc.shp", encoding="UTF-8")
+    result = import_file(clean, registry.get("accidents"), _zip_folder(shp, tmp_path / "acc.zip"), area=AREA)
+    assert result.matched_columns == {"occurred_a": "occurred_at"}
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT occurred_at AT TIME ZONE 'Asia/Shanghai' FROM accidents")).scalar_one() \
+            .isoformat() == "2024-05-01T08:30:00"
+    ponds = registry.get("tailings_ponds")
+    shp = tmp_path / "tp"
+    shp.mkdir()
+    gpd.GeoDataFrame({"name": ["库"], "dam_height_m": [30.0], "downstream_people": [5], "downstream_receptors": [1]},
+                     geometry=[shapely.box(102.7, 25.0, 102.71, 25.01)], crs=4326).to_file(shp / "tp.shp",
+                                                                                          encoding="UTF-8")
+    with pytest.raises(DataError) as err:  # downstream, downstre_1: which of the three downstream_* fields?
+        import_file(clean, ponds, _zip_folder(shp, tmp_path / "tp.zip"), area=AREA)
+    assert str(err.value) == ("column 'downstream' looks like a Shapefile-shortened name that cannot be matched to "
+                              "one field: use GeoPackage or GeoJSON")
+    frame = gpd.GeoDataFrame({"name": ["库"], "capacity_1": [3.0], "downstre_1": [1]}, geometry=[None])
+    with pytest.raises(DataError, match=r"^column 'downstre_1' looks like a Shapefile-shortened name"):
+        match_columns(ponds, frame, shapefile=True)
+    assert match_columns(ponds, frame.drop(columns="downstre_1"), shapefile=True)[1] == {"capacity_1": "capacity_10k_m3"}
+    assert match_columns(ponds, frame.drop(columns="downstre_1"))[1] == {}  # (cut names: only in Shapefiles)
+    assert count(clean, ponds) == 0
+
+
+def test_dates_are_read_one_way_only(clean, tmp_path):
+    path = tmp_path / "acc.csv"
+    path.write_text("occurred_at,kind,lon,lat\n2024年5月1日,collision,102.71,25.04\n"
+                    "2024年5月1日 08时30分,collision,102.71,25.04\n2024年5月1日 8:30,collision,102.71,25.04\n"
+                    "01/05/2024,collision,102.71,25.04\n13-05-2024 08:30,collision,102.71,25.04\n"
+                    "5月1日,collision,102.71,25.04\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, registry.get("accidents"), path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (4, "occurred_at: '01/05/2024' could be day/month or month/day: write dates as YYYY-MM-DD"),
+        (5, "occurred_at: '13-05-2024 08:30' could be day/month or month/day: write dates as YYYY-MM-DD"),
+        (6, "occurred_at: '5月1日' is not a date and time; write it as YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS], "
+            "ISO 8601 with a zone (2024-05-01T08:30:00+08:00) or YYYY年M月D日[ H时M分]")]
+    path.write_text("\n".join(path.read_text(encoding="utf-8").splitlines()[:4]) + "\n", encoding="utf-8")
+    assert import_file(clean, registry.get("accidents"), path, area=AREA).written == 3
+    with clean.connect() as conn:
+        times = conn.execute(text("SELECT to_char(occurred_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') "
+                                  "FROM accidents ORDER BY id")).scalars().all()
+    assert times == ["2024-05-01 00:00", "2024-05-01 08:30", "2024-05-01 08:30"]
+
+
+def test_blank_cells_and_json_booleans(clean, tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("name,kind,people,lon,lat\n   ,school,1,102.71,25.04\n\u3000,school,1,102.71,25.04\n"
+                    "甲,school,  ,102.71,25.04\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [(1, "name: required"), (2, "name: required")]
+    path = _collection(tmp_path / "b.geojson", _feature(name="甲", kind="school", people=5),
+                       _feature(name="乙", kind="school", people=True))
+    with pytest.raises(ImportRejected) as err:  # (GDAL would read true as 1 in a column of numbers)
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [(2, "people: must be a number, got true")]
+    path = tmp_path / "r.csv"
+    path.write_text("name,kind,people,lon,lat\n甲,school,  ,102.71,25.04\n", encoding="utf-8")
+    assert import_file(clean, RECEPTORS, path, area=AREA).written == 1
+    with clean.connect() as conn:
+        assert conn.execute(text("SELECT name, people FROM receptors")).one() == ("甲", None)
+
+
+def test_unreadable_csv_geometries_say_why(clean, tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text('name,kind,wkt\na,school,"POINT (102.7"\nb,school,\nc,school,POINT (102.71 25.04)\n',
+                    encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (1, "cannot read the WKT: Expected number but encountered end of stream"), (2, "missing or empty geometry")]
+    path.write_text("name,kind,lon,lat\na,school,102.7O,25.04\nb,school,,\nc,school,102.71,25.04\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (1, "lon/lat not numbers ('102.7O', '25.04')"), (2, "missing or empty geometry")]
+
+
+def test_chinese_titles_code_labels_yes_no_and_thousands(clean, tmp_path):
+    path = tmp_path / "acc.csv"
+    path.write_text('发生时间,事故类型,受伤人数,涉危化品,lon,lat\n2024-05-01 08:30,碰撞,"1,200",是,102.71,25.04\n'
+                    "2024-05-02 08:30,Collision,3,Y,102.71,25.04\n2024-05-03 08:30,ROLLOVER,0,no,102.71,25.04\n",
+                    encoding="utf-8")
+    result = import_file(clean, registry.get("accidents"), path, area=AREA)
+    assert result.matched_columns == {"发生时间": "occurred_at", "事故类型": "kind", "受伤人数": "injuries", "涉危化品": "hazmat"}
+    with clean.connect() as conn:
+        rows = conn.execute(text("SELECT kind, injuries, hazmat FROM accidents ORDER BY id")).all()
+    assert rows == [("collision", 1200, True), ("collision", 3, True), ("rollover", 0, False)]
+    path = tmp_path / "r.csv"
+    path.write_text("name,名称,kind,lon,lat\na,甲,学校,102.71,25.04\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert str(err.value) == "columns 'name' and '名称' both give name: keep one of them"
+    r = subprocess.run([RISKMAP, "fields", "receptors"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "receptors: 防护目标 / Protection targets (Point)"
+    assert "      school: 学校 / School" in lines and any(
+        line.split() == ["people", "int", "人数", "/", "People", "[from", "0", "to", "10000000]"] for line in lines)
+
+
+def test_cli_says_each_phase_and_no_library_warnings(db_url, clean, tmp_path):
+    env = {**os.environ, "DATABASE_URL": db_url}
+    path = tmp_path / "bad.geojson"  # repeated ids and empty coordinates: GDAL warns of both
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(name="a", kind="school", id=9), _feature(name="b", kind="school", id=9),
+        {"type": "Feature", "properties": {"name": "c", "kind": "school", "id": 3},
+         "geometry": {"type": "Point", "coordinates": []}}]}), encoding="utf-8")
+    r = subprocess.run([RISKMAP, "import", "receptors", str(path)], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "Warning" not in r.stderr and "site-packages" not in r.stderr, r.stderr
+    assert r.stderr.splitlines() == [
+        "reading bad.geojson ...", "validating 3 features ...",
+        "error: 2 of 3 features rejected for layer 'receptors'; nothing written",
+        "  row 2: id: 9 is also row 1's", "  row 3: missing or empty geometry"]
+    path = tmp_path / "gbk.csv"
+    path.write_bytes("name,kind,lon,lat\n学校一,学校,102.71,25.04\n".encode("gbk"))
+    r = subprocess.run([RISKMAP, "import", "receptors", str(path), "--encoding", "GBK"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.splitlines() == [
+        "reading gbk.csv ...", "validating 1 features ...", "writing 1 features ...",
+        "analysing the table receptors ..."], r.stderr
+    assert _names(clean, "receptors") == ["学校一"]
