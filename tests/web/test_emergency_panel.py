@@ -116,7 +116,9 @@ def test_emergency_panel(site, token):
         # resources only: a few of each kind, so the far rescue team is not crowded out by the 21 depots
         with page.expect_request("**/emergency/nearby?*") as req:
             page.click("#em-near")
-        page.wait_for_selector(".em-res[data-kind=rescue_team]", timeout=30000)
+        # (the incident's answer, which lists a rescue team too, is on screen until the new one replaces it)
+        page.wait_for_function("!document.querySelector('#em-out').innerText.includes('防护行动区') && "
+                               "document.querySelector('.em-res[data-kind=rescue_team]')", timeout=30000)
         assert "per_kind=5" in req.value.url and "limit=50" in req.value.url
         assert page.locator(".em-res[data-kind=depot]").count() == 5
         assert "救援队伍 Rescue teams" in page.inner_text("#em-out h4 >> nth=1")
