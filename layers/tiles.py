@@ -74,15 +74,21 @@ def _layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
         # Server-side clustering on a global grid (clients cannot cluster vector tiles): one point
         # per occupied cell with the count and summed casualties. Never capped.
         cell = tile.pixel_m * CLUSTER_PX
-        sums = [f.name for f in spec.fields if f.name in ("deaths", "injuries", "people")]
+        sums = [f.name for f in spec.fields_for(role) if f.name in ("deaths", "injuries", "people")]
         carry = "".join(f", t.{_quote(s)}" for s in sums)
         agg = "".join(f", sum({_quote(s)})::int AS {_quote(s)}" for s in sums)
         keep = "".join(f", {_quote(s)}" for s in sums)
+        # The points of a cell drawn in the tile's buffer lie up to half a cell beyond it: read a cell more,
+        # so that a cluster copied into a neighbour's buffer has its whole count there too.
+        wide = f"t.geom && ST_Transform(ST_TileEnvelope({_ZXY}, margin => {(BUFFER + CLUSTER_PX) / EXTENT}), 4326)"
+        # A one-point cluster carries its row's id (a click opens that feature); larger ones an id past every
+        # table id (ids are int4; MVT ids are unsigned), so never one of a feature.
         return f"""
-        WITH pts AS (SELECT ST_SnapToGrid(ST_Transform(t.geom, 3857), {cell}) AS cell{carry}
-                     FROM {table} t WHERE {filt}),
-        c AS (SELECT cell, count(*)::int AS cluster_count{agg} FROM pts GROUP BY cell),
-        kept AS (SELECT row_number() OVER (ORDER BY ST_X(cell), ST_Y(cell))::int AS id,
+        WITH pts AS (SELECT t.id, ST_SnapToGrid(ST_Transform(t.geom, 3857), {cell}) AS cell{carry}
+                     FROM {table} t WHERE {wide}),
+        c AS (SELECT cell, count(*)::int AS cluster_count, min(id) AS first{agg} FROM pts GROUP BY cell),
+        kept AS (SELECT CASE WHEN cluster_count = 1 THEN first
+                             ELSE 2147483648 + row_number() OVER (ORDER BY ST_X(cell), ST_Y(cell)) END AS id,
                         ST_AsMVTGeom(cell, {tile_env}, {EXTENT}, {BUFFER}, true) AS geom, cluster_count{keep}
                  FROM c)
         SELECT coalesce((SELECT ST_AsMVT(kept, '{name}', {EXTENT}, 'geom', 'id') FROM kept

@@ -62,6 +62,17 @@ def test_points_cluster_at_low_zoom_with_counts_and_are_points_at_high_zoom(clie
     assert sum(f["properties"]["cluster_count"] for f in feats) == 600
     assert sum(f["properties"]["deaths"] for f in feats) == 10
     assert len(feats) < 20
+    # a cluster of several carries an id no feature has (ids are int4); the one-point cluster of a lone
+    # accident carries its table id, which /collections/accidents/items/{id} takes (the map opens it)
+    assert all(f["id"] >= 2**31 for f in feats)
+    load(data, "accidents", gpd.GeoDataFrame(
+        {"occurred_at": ["2024-05-02T08:00:00"], "kind": ["collision"]}, geometry=[shapely.Point(102.95, 25.20)],
+        crs=4326))
+    z, x, y = xyz(10, 102.95, 25.20)
+    (lone,) = [f for f in decode(client.get(f"/tiles/accidents/{z}/{x}/{y}.pbf"))["accidents"]["features"]
+               if f["properties"]["cluster_count"] == 1]
+    assert lone["id"] == 601 and client.get("/collections/accidents/items/601").json()["properties"]["occurred_at"] \
+        .startswith("2024-05-02")
     z, x, y = xyz(16, 102.7025, 25.0325)
     feats = decode(client.get(f"/tiles/accidents/{z}/{x}/{y}.pbf"))["accidents"]["features"]
     assert feats and all("cluster_count" not in f["properties"] for f in feats)
