@@ -475,7 +475,7 @@ def blackspots_cmd(
     window_m: float = typer.Option(1000.0, help="window length along the road (m)"),
     step_m: float = typer.Option(250.0, help="window step (m)"),
     years: int = typer.Option(3, help="period length (years)"),
-    end: Optional[str] = typer.Option(None, help="period end, ISO date/time (default: the latest accident)"),
+    end: Optional[str] = typer.Option(None, help="period end, ISO date (to the end of that day, Beijing time) or time (default: the latest accident)"),
     tolerance_m: float = typer.Option(50.0, help="accidents farther than this from every road are reported"),
     min_major: int = typer.Option(2, help="flag: at least this many crashes with >= major-deaths deaths ..."),
     major_deaths: int = typer.Option(3, help="... deaths per crash for the criterion above"),
@@ -483,16 +483,22 @@ def blackspots_cmd(
     min_any: int = typer.Option(5, help="flag: at least this many crashes"),
 ) -> None:
     """Recompute accident black spots (事故多发点段) with these criteria (`analyze roads` uses the defaults)."""
+    import re
+    from datetime import timedelta
+
     from gis.blackspots import BlackspotCriteria, compute
     from gis.errors import AnalysisError
     from gis.routing import parse_departure
     from layers.derived import finish_run, start_run
 
     try:
-        criteria = BlackspotCriteria(window_m, step_m, years, parse_departure(end), tolerance_m, min_major,
+        until = parse_departure(end)
+        if until is not None and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", end):  # a day: up to its end
+            until += timedelta(days=1) - timedelta(microseconds=1)
+        criteria = BlackspotCriteria(window_m, step_m, years, until, tolerance_m, min_major,
                                      major_deaths, min_fatal, min_any)
     except AnalysisError as exc:
-        fail(str(exc))
+        fail(str(exc).replace("departure", "--end", 1))
     with database() as (_, engine):
         with engine.begin() as conn:
             run_id = start_run(conn, "blackspots", ["roads", "accidents"])

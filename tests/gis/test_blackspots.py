@@ -132,3 +132,20 @@ def test_bad_criteria_rejected():
         BlackspotCriteria(window_m=100, step_m=200)
     with pytest.raises(AnalysisError, match="thresholds"):
         BlackspotCriteria(min_any=0)
+
+
+def test_cli_end_day_is_the_whole_day(accidents, db_url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    # the latest crash is at END, 2025-12-31 20:00 Beijing time: a period ending "2025-12-31" holds it
+    out = CliRunner().invoke(app, ["blackspots", "--end", "2025-12-31"])
+    assert out.exit_code == 0, out.output
+    assert "accidents_in_period=11," in out.output  # (as the run to END itself; "2025-12-31" at 00:00 had 10)
+    with accidents.connect() as conn:
+        assert conn.execute(text("SELECT max(period_end) FROM blackspots")).scalar_one() == datetime(
+            2025, 12, 31, 16, tzinfo=timezone.utc) - timedelta(microseconds=1)  # (23:59:59.999999 Beijing)
+    bad = CliRunner().invoke(app, ["blackspots", "--end", "garbage"])
+    assert bad.exit_code == 2 and "--end must be an ISO 8601 time" in bad.output
