@@ -70,13 +70,22 @@ def store(state, key: tuple, body: bytes, truncated: list[str]):
     return state.tile_cache.put(key, igzip.compress(body, GZIP_LEVEL, mtime=0) if body else b"", tuple(truncated))
 
 
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 13.1.2: ``*``, or any entity tag of the list equal to ``etag`` by weak comparison (``W/``
+    ignored; proxies that recompress weaken tags)."""
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def tile_answer(entry, if_none_match: str | None, accepts_gzip: bool) -> tuple[int, dict, bytes]:
     """Status, headers and body for a cached tile: 304 on a matching ETag, 204 when empty."""
     body, etag, truncated = entry
+    if body and not accepts_gzip:  # (each coding of a tile has its own strong ETag)
+        etag = etag[:-1] + '-identity"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Authorization, Accept-Encoding"}
     if truncated:
         headers["X-Tile-Truncated"] = ",".join(truncated)
-    if if_none_match == etag:
+    if if_none_match and _matches(if_none_match, etag):
         return 304, headers, b""
     if not body:
         return 204, headers, b""

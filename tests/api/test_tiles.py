@@ -102,6 +102,11 @@ def test_etag_304_and_no_stale_tile_after_edit(client, data):
     assert first.headers.get("content-encoding") == "gzip"
     etag = first.headers["etag"]
     assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    for weak in (f"W/{etag}", f'"other", {etag}', "*"):  # weak comparison over a list (RFC 9110 13.1.2)
+        assert client.get(url, headers={"If-None-Match": weak, "Accept-Encoding": "gzip"}).status_code == 304, weak
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.headers["etag"] != etag  # another coding, another tag
+    assert client.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "identity"}).status_code == 200
     with data.begin() as conn:
         conn.execute(text("UPDATE chemical_parks SET risk_grade = 'red'"))
         version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'chemical_parks'")).scalar_one()
