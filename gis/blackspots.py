@@ -70,7 +70,9 @@ def compute(conn: Connection, run_id: int, criteria: BlackspotCriteria | None = 
     p = {k: v for k, v in asdict(c).items()}
     conn.execute(text("DELETE FROM blackspots"))
     conn.execute(text("DROP TABLE IF EXISTS _bs_acc"))
-    # Each accident on its nearest road (5 nearest by bounding box, then exact metric distance).
+    # Each accident on its nearest road (5 nearest by bounding box, then exact metric distance; distances
+    # equal to the centimetre, as on roads that overlap or meet at the accident, go to the lowest road id,
+    # not to whichever float noise makes nearer).
     conn.execute(text(f"""
         CREATE TEMP TABLE _bs_acc AS
         SELECT a.id, a.occurred_at, a.deaths, a.injuries, a.hazmat, a.synthetic, m.road_id, m.pos_m, m.dist_m
@@ -80,7 +82,7 @@ def compute(conn: Connection, run_id: int, criteria: BlackspotCriteria | None = 
                  ST_Distance(r.rg, r.ag) AS dist_m
           FROM (SELECT r.id, ST_Transform(r.geom, {METRIC_EPSG}) AS rg, ST_Transform(a.geom, {METRIC_EPSG}) AS ag
                 FROM roads r ORDER BY r.geom <-> a.geom LIMIT 5) r
-          ORDER BY dist_m, road_id LIMIT 1) m ON true"""))
+          ORDER BY round(CAST(ST_Distance(r.rg, r.ag) AS numeric), 2), r.id LIMIT 1) m ON true"""))
     period = conn.execute(text("""
         SELECT e AS period_end, e - make_interval(years => :period_years) AS period_start,
                e - make_interval(years => 2 * :period_years) AS prev_start

@@ -149,3 +149,17 @@ def test_cli_end_day_is_the_whole_day(accidents, db_url, monkeypatch):
             2025, 12, 31, 16, tzinfo=timezone.utc) - timedelta(microseconds=1)  # (23:59:59.999999 Beijing)
     bad = CliRunner().invoke(app, ["blackspots", "--end", "garbage"])
     assert bad.exit_code == 2 and "--end must be an ISO 8601 time" in bad.output
+
+
+def test_an_accident_where_roads_meet_goes_to_the_lowest_road_id(clean):
+    with clean.begin() as conn:  # R1 west-east and R2 south-north cross at 1000 m along R1; R3 duplicates R1
+        conn.execute(text("INSERT INTO roads (name, road_class, geom) VALUES ('R1', 'trunk', ST_GeomFromText(:a, 4326)), "
+                          "('R2', 'trunk', ST_GeomFromText(:b, 4326)), ('R3', 'trunk', ST_GeomFromText(:a, 4326))"),
+                     {"a": road_wkt(Y0, 2000), "b": transform(TO_LONLAT, LineString(
+                         [(X0 + 1000, Y0 - 1000 + s) for s in range(0, 2001, 100)])).wkt})
+        for i in range(5):  # at the crossing, as digitised (a few nanometres off either road)
+            conn.execute(text("INSERT INTO accidents (occurred_at, deaths, injuries, synthetic, geom) "
+                              "VALUES (:t, 0, 1, true, ST_GeomFromText(:g, 4326))"),
+                         {"t": END - timedelta(days=i), "g": at(1000, Y0, offset=1e-6 * (-1) ** i)})
+    stats, rows = run(clean)
+    assert [(r["name"], r["accidents"]) for r in rows] == [("R1", 5)]
