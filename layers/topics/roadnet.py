@@ -134,10 +134,12 @@ class RouteConflict(DerivedMixin, Base):
 
 TRENDS = {"up": ("上升", "Rising", "#e60012"), "down": ("下降", "Falling", "#27ae60"),
           "same": ("持平", "Unchanged", "#7f8c8d"), "new": ("新增", "New", "#ff8c00")}
+# (the codes name the defaults; `riskmap blackspots` may flag with other thresholds, which the run records)
 CRITERIA = {
-    "major_x2": ("2起以上死亡3人以上事故", "≥2 crashes with ≥3 deaths each"),
-    "fatal_x3": ("3起以上死亡事故", "≥3 fatal crashes"),
-    "any_x5": ("5起以上事故", "≥5 crashes"),
+    "major_x2": ("重大伤亡事故多发（默认：2起以上死亡3人以上事故）",
+                 "Repeated major crashes (default: ≥2 with ≥3 deaths each)"),
+    "fatal_x3": ("死亡事故多发（默认：3起以上死亡事故）", "Repeated fatal crashes (default: ≥3)"),
+    "any_x5": ("事故多发（默认：5起以上事故）", "Frequent crashes (default: ≥5)"),
 }
 VERDICTS = {"forbidden": ("禁止通行", "Forbidden", "#e60012"), "warning": ("注意（需审批或限时）", "Warning", "#ff8c00")}
 TARGETS = {"structure": ("桥梁隧道", "Bridge or tunnel"), "water_zone": ("饮用水水源保护区", "Water-source zone"),
