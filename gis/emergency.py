@@ -43,6 +43,7 @@ from gis import roadgraph
 from gis.errors import AnalysisError, UnknownSubstanceError
 from gis.raster import Registered, registered_path, zonal_sum
 from layers.crs import from_metric, in_box, to_metric
+from layers.topics.emergency import ZONES
 
 _DATA = Path(__file__).with_name("data")
 EDITION = "ERG2024"
@@ -393,7 +394,6 @@ def zone_contents(conn: Connection, zones: dict, session: Session | None = None)
 # to a hospital in the isolation zone. Others in a zone (fire stations, rescue teams, depots, hospitals in the
 # protective zone) stay usable, with a warning.
 NO_GO = {"shelter": ("isolation", "protective"), "hospital": ("isolation",)}
-ZONE_TEXT = {"isolation": ("隔离区", "isolation zone"), "protective": ("防护区", "protective action zone")}
 
 _CANDIDATES = """
 WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS g, ST_GeomFromWKB(:iso, 4326) AS iso,
@@ -499,12 +499,12 @@ def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
         if zone in NO_GO.get(r["kind"], ()):
             whom = ("人员", "people") if r["kind"] == "shelter" else ("伤员", "casualties")
             item.update(usable=False, warning=" | ".join(warnings) or None,
-                        reason=f"位于{ZONE_TEXT[zone][0]}内，勿送{whom[0]}前往；inside the {ZONE_TEXT[zone][1]}: "
+                        reason=f"位于{ZONES[zone][0]}内，勿送{whom[0]}前往；inside the {ZONES[zone][1].lower()}: "
                                f"do not send {whom[1]} there")
             flagged.append(item)
         else:
             if zone:
-                warnings.append(f"位于{ZONE_TEXT[zone][0]}内，需防护并从上风向出入；inside the {ZONE_TEXT[zone][1]}: "
+                warnings.append(f"位于{ZONES[zone][0]}内，需防护并从上风向出入；inside the {ZONES[zone][1].lower()}: "
                                 "protective equipment, approach from upwind")
             item.update(usable=True, warning=" | ".join(warnings) or None)
             usable.append(item)

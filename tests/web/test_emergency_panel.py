@@ -107,7 +107,7 @@ def test_emergency_panel(site, token):
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM incidents")).scalar_one() == 1
         depots = {r["name"]: r for r in answer.value.json()["resources"]["depot"]}
-        for name, zone, words in (("DX", "isolation", "位于隔离区内"), ("D0", "protective", "位于防护区内")):
+        for name, zone, words in (("DX", "isolation", "位于初始隔离区内"), ("D0", "protective", "位于防护行动区内")):
             r = depots[name]  # usable, with a bilingual warning (rank_candidates)
             assert r["in_zone"] == zone and r["usable"] is True and words in r["warning"] and "upwind" in r["warning"]
             assert row("depot", name).locator(".em-res-warning").inner_text() == "⚠ " + r["warning"]
