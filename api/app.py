@@ -51,7 +51,8 @@ class BodyLimit:
             if length.isdigit() and int(length) <= MAX_REQUEST_BYTES:
                 return await self.app(scope, receive, send)
             return await JSONResponse({"code": "PayloadTooLarge", "description": (
-                f"the request body may be at most {MAX_REQUEST_BYTES // 1024 // 1024} MB")}, 413)(scope, receive, send)
+                f"the request body may be at most {MAX_REQUEST_BYTES // 1024 // 1024} MB"), "description_zh": (
+                f"请求体最大 {MAX_REQUEST_BYTES // 1024 // 1024} MB")}, 413)(scope, receive, send)
         seen = 0
 
         async def counted():

@@ -51,14 +51,14 @@ def current_user(request: Request, conn: ConnDep,
         return ANONYMOUS
     token = bearer_token(authorization)
     if token is None:
-        raise Unauthorized("Authorization must be 'Bearer <token>'")
+        raise Unauthorized("Authorization must be 'Bearer <token>'", zh="Authorization 请求头应为 'Bearer <令牌>'")
     feed, token_hash = request.app.state.changes, hash_token(token)
     found = feed.principal(token_hash)
     if found is None:
         generation = feed.token_generation()
         found = user_for_token(conn, token)
         if not found:
-            raise Unauthorized("invalid or revoked token")
+            raise Unauthorized("invalid or revoked token", zh="令牌无效或已撤销")
         feed.remember(token_hash, found, generation)
     return Principal(*found)
 
@@ -92,8 +92,9 @@ def require_role(user: Principal, *roles: str) -> None:
     if has_role(user.role, *roles):
         return
     if user.anonymous:
-        raise Unauthorized(f"login required (role: {', '.join(roles)})")
-    raise Forbidden(f"role {user.role!r} may not do this (needs {', '.join(roles)})")
+        raise Unauthorized(f"login required (role: {', '.join(roles)})", zh=f"请先登录（角色：{'、'.join(roles)}）")
+    raise Forbidden(f"role {user.role!r} may not do this (needs {', '.join(roles)})",
+                    zh=f"角色 {user.role} 无此权限（需要 {'、'.join(roles)}）")
 
 
 def needs(*roles: str):
@@ -123,11 +124,11 @@ def layer_for(layer_id: str, user: UserDep) -> LayerSpec:
     try:
         spec = registry.get(layer_id)
     except KeyError:
-        raise NotFound(f"unknown layer {layer_id!r}; see /collections") from None
+        raise NotFound(f"unknown layer {layer_id!r}; see /collections", zh=f"没有图层 {layer_id!r}（见 /collections）") from None
     if not spec.visible_to(user.role):
         if user.anonymous:
-            raise Unauthorized(f"layer {layer_id!r} is restricted: log in with a token")
-        raise Forbidden(f"role {user.role!r} may not see layer {layer_id!r}")
+            raise Unauthorized(f"layer {layer_id!r} is restricted: log in with a token", zh=f"图层 {layer_id!r} 受限：请用令牌登录")
+        raise Forbidden(f"role {user.role!r} may not see layer {layer_id!r}", zh=f"角色 {user.role} 无权查看图层 {layer_id!r}")
     return spec
 
 

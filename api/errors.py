@@ -11,20 +11,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import DataError as SQLDataError, DBAPIError, OperationalError, TimeoutError as PoolTimeout
 
 from gis.errors import AnalysisError, ConflictError
-from layers.errors import DataError, ImportRejected
+from layers.errors import Bilingual, DataError, ImportRejected
 
 log = logging.getLogger("riskmap.api")
 
 
-class NotFound(Exception):
+class NotFound(Bilingual, Exception):
     pass
 
 
-class Unauthorized(Exception):
+class Unauthorized(Bilingual, Exception):
     pass
 
 
-class Forbidden(Exception):
+class Forbidden(Bilingual, Exception):
     pass
 
 
@@ -39,13 +39,16 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 
-def _json(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+def _json(status: int, code: str, message: str, zh: str | None = None, headers: dict | None = None,
+          **extra) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer", **(headers or {})} if status == 401 else headers
-    return JSONResponse({"code": code, "description": message, **extra}, status_code=status, headers=headers)
+    said = {"description": message, "description_zh": zh} if zh else {"description": message}
+    return JSONResponse({"code": code, **said, **extra}, status_code=status, headers=headers)
 
 
 ERROR_SCHEMA = {"type": "object", "required": ["code", "description"], "title": "Error",
-                "properties": {"code": {"type": "string"}, "description": {"type": "string"}}}
+                "properties": {"code": {"type": "string"}, "description": {"type": "string"},
+                               "description_zh": {"type": "string", "description": "the same in Chinese, where given"}}}
 
 
 def _openapi_errors(app: FastAPI):
@@ -81,7 +84,7 @@ def install(app: FastAPI) -> None:
             extra = {}
             if isinstance(exc, ImportRejected):
                 extra["rejections"] = [{"row": r.row, "reason": r.reason} for r in exc.rejections[:500]]
-            return _json(status, type(exc).__name__, str(exc), **extra)
+            return _json(status, type(exc).__name__, str(exc), getattr(exc, "zh", None), **extra)
         app.add_exception_handler(exc_class, handler)
 
     @app.exception_handler(StarletteHTTPException)
@@ -89,10 +92,12 @@ def install(app: FastAPI) -> None:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
         message = {404: f"no such path {request.url.path}; see /docs",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        zh = {404: f"没有这个地址 {request.url.path}（见 /docs）",
+              405: f"{request.url.path} 不接受 {request.method} 请求"}.get(exc.status_code)
         cause = str(exc.__cause__ or "")  # (FastAPI's bare "There was an error parsing the body", e.g. of JSON that
         if exc.status_code == 400 and cause and cause not in message:  # is not UTF-8: say why)
             message = f"{message}: {cause}"
-        return _json(exc.status_code, code, message, headers=exc.headers)
+        return _json(exc.status_code, code, message, zh, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     def validation(request: Request, exc: RequestValidationError):
@@ -108,11 +113,11 @@ def install(app: FastAPI) -> None:
                 continue
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
             msgs.append(f"{where}: {e.get('msg')}" if where else e.get("msg"))
-        return _json(400, "InvalidParameter", "; ".join(msgs))
+        return _json(400, "InvalidParameter", "; ".join(msgs), "参数或请求体有误（详见英文说明）")
 
     def db_down(request: Request, exc: Exception):
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return _json(503, "DatabaseUnavailable", "the database is unavailable; retry shortly")
+        return _json(503, "DatabaseUnavailable", "the database is unavailable; retry shortly", "数据库暂时不可用，请稍后重试")
 
     def is_connection_error(exc: DBAPIError) -> bool:
         return isinstance(exc, OperationalError) or exc.connection_invalidated
@@ -123,13 +128,14 @@ def install(app: FastAPI) -> None:
             return db_down(request, exc)
         if isinstance(exc, SQLDataError):  # a value the database cannot hold: a NUL in text, a number out of range
             reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-            return _json(400, "InvalidValue", f"a value given cannot be stored or compared: {reason}")
+            return _json(400, "InvalidValue", f"a value given cannot be stored or compared: {reason}",
+                         "所给的值无法保存或比较（详见英文说明）")
         log.error("database error on %s", request.url.path, exc_info=exc)  # (handlers run outside the except)
-        return _json(500, "InternalError", "internal error (logged)")
+        return _json(500, "InternalError", "internal error (logged)", "服务器内部错误（已记录）")
 
     app.add_exception_handler(PoolTimeout, db_down)
 
     @app.exception_handler(Exception)
     def anything(request: Request, exc: Exception):
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
-        return _json(500, "InternalError", "internal error (logged)")
+        return _json(500, "InternalError", "internal error (logged)", "服务器内部错误（已记录）")

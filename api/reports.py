@@ -85,11 +85,11 @@ def render(m: folium.Map, title: str, panel_html: str, synthetic: bool) -> str:
     return out
 
 
-def _one(conn: Connection, what: str, sql: str, **params) -> dict:
-    """The one row of ``sql``, else NotFound "``what`` not found"."""
+def _one(conn: Connection, what: tuple[str, str], sql: str, **params) -> dict:
+    """The one row of ``sql``, else NotFound "``what`` not found" (``what`` in English and Chinese)."""
     row = conn.execute(text(sql), params).mappings().first()
     if row is None:
-        raise NotFound(f"{what} not found")
+        raise NotFound(f"{what[0]} not found", zh=f"未找到{what[1]}")
     return dict(row)
 
 
@@ -117,7 +117,7 @@ def _receptors_near(conn: Connection, geom_sql: str, radius_m: float, **params) 
 
 
 def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
-    park = _one(conn, f"chemical park {park_id}",
+    park = _one(conn, (f"chemical park {park_id}", f"化工园区 {park_id}"),
                 "SELECT id, name, park_level, status, risk_grade, synthetic, ST_AsGeoJSON(geom) gj, "
                 "ST_XMin(Box2D(geom)) x0, ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
                 "FROM chemical_parks WHERE id = :id", id=park_id)
@@ -152,7 +152,7 @@ def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
 
 
 def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) -> str:
-    inst = _one(conn, f"hazard installation {inst_id}",
+    inst = _one(conn, (f"hazard installation {inst_id}", f"危险源 {inst_id}"),
                 "SELECT h.id, h.name, h.unit_type, h.level, h.synthetic, e.name AS enterprise, ST_AsGeoJSON(h.geom) gj, "
                 "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy FROM hazard_installations h "
                 "LEFT JOIN enterprises e ON e.id = h.enterprise_id WHERE h.id = :id", id=inst_id)
@@ -181,7 +181,7 @@ def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) 
 def district_report(conn: Connection, adcode: str, role: str = "admin") -> str:
     from gis.overview import district_overview
 
-    area = _one(conn, f"district {adcode} (an adcode such as 530102)",
+    area = _one(conn, (f"district {adcode} (an adcode such as 530102)", f"行政区 {adcode}（应为区划代码，如 530102）"),
                 "SELECT adcode, name, population, synthetic, ST_AsGeoJSON(geom) gj, ST_XMin(Box2D(geom)) x0, "
                 "ST_YMin(Box2D(geom)) y0, ST_XMax(Box2D(geom)) x1, ST_YMax(Box2D(geom)) y1 "
                 "FROM admin_areas WHERE adcode = :a", a=adcode)
@@ -213,7 +213,7 @@ def stored_incident(conn: Connection, incident_id: int) -> dict:
     row = conn.execute(text("SELECT id, created_at, created_by, status, notes, result FROM incidents WHERE id = :i"),
                        {"i": incident_id}).mappings().first()
     if row is None:
-        raise NotFound(f"no incident {incident_id}")
+        raise NotFound(f"no incident {incident_id}", zh=f"没有事件 {incident_id}")
     return dict(row)
 
 

@@ -161,6 +161,8 @@ def _index() -> dict[str, str]:
 HOW_TO_NAME = ("name the chemical by its 4-digit UN number (e.g. 1005 or UN1005), its CAS number, its Chinese or "
                "English name (e.g. 液氨, chlorine), or 'guide:128' to apply an ERG orange guide "
                "(flammable liquids/gases: guides {guides}) knowingly; GET /emergency/chemicals lists them")
+HOW_TO_NAME_ZH = ("请以 4 位 UN 编号（如 1005 或 UN1005）、CAS 号、中文或英文名称（如 液氨、chlorine）指明化学品，"
+                  "或明知地用 'guide:128' 套用 ERG 指南（易燃液体/气体：指南 {guides}）；GET /emergency/chemicals 列出全部")
 
 
 def find_material(query: str) -> Material | Guide:
@@ -178,7 +180,8 @@ def find_material(query: str) -> Material | Guide:
         if g.group(1) in guides():
             return guides()[g.group(1)]
         raise UnknownSubstanceError(f"no distances shipped for ERG guide {g.group(1)}; "
-                                    + HOW_TO_NAME.format(guides=", ".join(guides())))
+                                    + HOW_TO_NAME.format(guides=", ".join(guides())),
+                                    zh=f"未收录 ERG 指南 {g.group(1)} 的距离；" + HOW_TO_NAME_ZH.format(guides="、".join(guides())))
     un = _index().get(_norm(q))
     if un:
         return materials()[un]
@@ -186,8 +189,11 @@ def find_material(query: str) -> Material | Guide:
     near = [] if numeric else difflib.get_close_matches(_norm(q), list(_index()), n=3, cutoff=0.75)
     hint = ("; did you mean: " + ", ".join(materials()[_index()[k]].label() for k in dict.fromkeys(near))) if near else ""
     what = f"UN{q[-4:]}" if numeric else repr(q)
+    hint_zh = ("；是否指：" + "、".join(materials()[_index()[k]].label() for k in dict.fromkeys(near))) if near else ""
     raise UnknownSubstanceError(f"unknown chemical {what}: not in the shipped {EDITION} tables; "
-                                + HOW_TO_NAME.format(guides=", ".join(guides())) + hint)
+                                + HOW_TO_NAME.format(guides=", ".join(guides())) + hint,
+                                zh=f"未知化学品 {what}：不在所附 {EDITION} 表中；"
+                                   + HOW_TO_NAME_ZH.format(guides="、".join(guides())) + hint_zh)
 
 
 def search_materials(q: str = "", limit: int = 20) -> list[dict]:
@@ -233,11 +239,12 @@ def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, conta
     rows left is used and said so (ERG: when unsure, take the larger distance).
     """
     if spill not in ("small", "large"):
-        raise AnalysisError("spill must be 'small' (<208 L) or 'large' (>208 L)")
+        raise AnalysisError("spill must be 'small' (<208 L) or 'large' (>208 L)",
+                            zh="泄漏规模应为 'small'（<208 L）或 'large'（>208 L）")
     if time_of_day not in ("day", "night"):
-        raise AnalysisError("time must be 'day' or 'night'")
+        raise AnalysisError("time must be 'day' or 'night'", zh="时段应为 'day'（白天）或 'night'（夜间）")
     if container is not None and container not in CONTAINERS:
-        raise AnalysisError(f"container must be one of {', '.join(CONTAINERS)}")
+        raise AnalysisError(f"container must be one of {', '.join(CONTAINERS)}", zh=f"容器应为 {'、'.join(CONTAINERS)} 之一")
     col = "day_km" if time_of_day == "day" else "night_km"
     rows = distance_rows().get(subject.un_number, []) if isinstance(subject, Material) else []
     if rows:
@@ -251,8 +258,10 @@ def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, conta
         if container:
             t3 = [r for r in t3 if r["container"] == container]
             if not t3:
+                have = sorted({r["container"] for r in rows if r["table"] == 3})
                 raise AnalysisError(f"ERG Table 3 has no row for {subject.label()} in container {container!r}; "
-                                    f"choose from {', '.join(sorted({r['container'] for r in rows if r['table'] == 3}))}")
+                                    f"choose from {', '.join(have)}",
+                                    zh=f"ERG 表 3 中没有 {subject.label()} 在容器 {container!r} 中的数据；可选 {'、'.join(have)}")
         else:
             notes.append("未给出容器：取表 3 各容器中最大的距离 / container not given: largest Table 3 distance over all "
                          "containers used")
@@ -269,7 +278,8 @@ def erg_distances(subject: Material | Guide, spill: str, time_of_day: str, conta
     g = subject if isinstance(subject, Guide) else guides().get(subject.guide)
     if g is None:
         raise UnknownSubstanceError(f"{subject.label()} uses ERG guide {subject.guide}, whose distances are not "
-                                    "shipped; consult the ERG")
+                                    "shipped; consult the ERG",
+                                    zh=f"{subject.label()} 适用 ERG 指南 {subject.guide}，未收录其距离；请查阅 ERG")
     row = {"table": "guide", "guide": g.guide, "title_en": g.title_en, "title_zh": g.title_zh,
            "isolation_m": g.isolation_m, "large_spill_downwind_m": g.large_spill_downwind_m,
            "fire_isolation_m": g.fire_isolation_m, "edition": EDITION, "verified": g.verified, "source": g.source}
@@ -446,7 +456,8 @@ def resource_candidates(conn: Connection, lon: float, lat: float, *, kinds: list
     (:func:`prepare` first unless ``session`` is its result in this transaction)."""
     for k in kinds or []:
         if k not in RESOURCE_KINDS:
-            raise AnalysisError(f"kind must be one of {', '.join(RESOURCE_KINDS)}; got {k!r}")
+            raise AnalysisError(f"kind must be one of {', '.join(RESOURCE_KINDS)}; got {k!r}",
+                                zh=f"资源类型应为 {'、'.join(RESOURCE_KINDS)} 之一，而非 {k!r}")
     zones = zones or {}
     params = {"x": lon, "y": lat, "kinds": list(kinds or RESOURCE_KINDS), "cap": min_capacity, "radius": radius_m,
               "per_kind": per_kind, "nogo": _NO_GO_KEYS,
@@ -541,15 +552,17 @@ class IncidentInput:
 
     def check(self, area: tuple[float, float, float, float] | None = None) -> None:
         if not (-180 <= self.lon <= 180 and -90 <= self.lat <= 90):
-            raise AnalysisError("lon/lat must be WGS84 degrees")
+            raise AnalysisError("lon/lat must be WGS84 degrees", zh="经纬度应为 WGS84 度数")
         if area and not in_box(self.lon, self.lat, area):
-            raise AnalysisError(f"the point ({self.lon}, {self.lat}) is outside the served area {list(area)}")
+            raise AnalysisError(f"the point ({self.lon}, {self.lat}) is outside the served area {list(area)}",
+                                zh=f"该点（{self.lon}, {self.lat}）位于服务范围 {list(area)} 之外")
         if self.wind_from_deg is not None and not (0 <= self.wind_from_deg <= 360):
-            raise AnalysisError("wind_from_deg must be between 0 and 360 (direction the wind blows from)")
+            raise AnalysisError("wind_from_deg must be between 0 and 360 (direction the wind blows from)",
+                                zh="风向 wind_from_deg 应在 0–360 之间（风的来向）")
         if self.wind_speed_ms is not None and not (0 <= self.wind_speed_ms < 80):
-            raise AnalysisError("wind_speed_ms must be between 0 and 80")
+            raise AnalysisError("wind_speed_ms must be between 0 and 80", zh="风速 wind_speed_ms 应在 0–80 m/s 之间")
         if not (1 <= self.resource_limit <= 50):
-            raise AnalysisError("resource_limit must be between 1 and 50")
+            raise AnalysisError("resource_limit must be between 1 and 50", zh="资源数 resource_limit 应在 1–50 之间")
 
 
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="riskmap-incident")

@@ -1,7 +1,9 @@
 """Domain errors raised by analyses; api/ maps them to HTTP status codes (api/errors.py)."""
 
+from layers.errors import Bilingual
 
-class AnalysisError(ValueError):
+
+class AnalysisError(Bilingual, ValueError):
     """Bad input to an analysis (answered 4xx with the message)."""
 
 

@@ -144,9 +144,10 @@ def population_raster(conn: Connection) -> Registered:
     raster = registered(conn, POPULATION_RASTER)
     if raster is None:
         raise AnalysisError(f"no {POPULATION_RASTER!r} raster is registered (table rasters): load the demo data "
-                            "or register a population grid")
+                            "or register a population grid", zh="未登记人口栅格：请载入演示数据或登记人口格网")
     if not raster.path.exists():
-        raise AnalysisError(f"the {POPULATION_RASTER!r} raster is registered at {raster.path}, but the file is missing")
+        raise AnalysisError(f"the {POPULATION_RASTER!r} raster is registered at {raster.path}, but the file is missing",
+                            zh=f"人口栅格登记在 {raster.path}，但文件缺失")
     return raster
 
 
@@ -489,7 +490,7 @@ def siting_check(conn: Connection, geometry, use: str, config: Config, *, level:
         params |= {"pname": "proposal", "level": level, "kinds": kinds}
         direction = "installation_near_receptor"
     else:
-        raise AnalysisError(f"unknown use {use!r}; one of {', '.join(USES)}")
+        raise AnalysisError(f"unknown use {use!r}; one of {', '.join(USES)}", zh=f"未知用途 {use!r}；应为 {'、'.join(USES)} 之一")
     rows = conn.execute(text(
         f"SELECT c.*, ST_AsGeoJSON(c.geom, 7) AS line FROM ({sql}) c ORDER BY c.shortfall_m DESC, c.installation_id, "
         "c.receptor_id"), params).mappings().all()

@@ -61,6 +61,7 @@ VERDICT_TEXT = {"forbidden": ("禁止通行", "forbidden"), "warning": ("注意"
 CARGO_HELP = ('name the cargo as {"un_number": "1017"} (UN number, see GET /routes/cargo) or '
               '{"hazard_class": "2.3"} (UN/GB 6944 class or division: 1.1–1.6, 2.1–2.3, 3, 4.1–4.3, 5.1, 5.2, '
               '6.1, 6.2, 7, 8, 9), optionally with "quantity_t"')
+CARGO_HELP_ZH = '货物以联合国编号（UN 编号，见 GET /routes/cargo）或危险货物类别/项别（GB 6944）给出，可附吨数 quantity_t'
 # Class of a structure ``s``: its own, else by kind and length, JTG D60-2015 (bridges) and JTG 3370.1-2018
 # (tunnels) as tabled in layers.spec.STRUCTURE_CLASSES, which OSM and demo imports classify by too.
 from layers.spec import structure_class_sql  # noqa: E402  (kept with the one definition that uses it)
@@ -125,33 +126,36 @@ def resolve_cargo(spec: dict | None) -> Cargo:
         Unknown UN number or class, or a negative quantity; the message says how to name cargo.
     """
     if not isinstance(spec, dict):
-        raise AnalysisError(f"cargo missing: {CARGO_HELP}")
+        raise AnalysisError(f"cargo missing: {CARGO_HELP}", zh=f"未给出货物：{CARGO_HELP_ZH}")
     qty = spec.get("quantity_t")
     if isinstance(qty, bool):  # (JSON true would read as 1 t)
-        raise AnalysisError(f"cargo quantity_t must be a number of tonnes, got {qty!r}")
+        raise AnalysisError(f"cargo quantity_t must be a number of tonnes, got {qty!r}", zh=f"货物吨数应为数字，而非 {qty!r}")
     if qty is not None:
         try:
             qty = float(qty)
         except (TypeError, ValueError):
-            raise AnalysisError(f"cargo quantity_t must be a number of tonnes, got {qty!r}") from None
+            raise AnalysisError(f"cargo quantity_t must be a number of tonnes, got {qty!r}",
+                                zh=f"货物吨数应为数字，而非 {qty!r}") from None
         if not math.isfinite(qty) or qty < 0:
-            raise AnalysisError(f"cargo quantity_t must be ≥ 0 tonnes, got {qty}")
+            raise AnalysisError(f"cargo quantity_t must be ≥ 0 tonnes, got {qty}", zh=f"货物吨数应 ≥ 0，而非 {qty}")
     un, cls = (spec.get(k) for k in ("un_number", "hazard_class"))
     un, cls = ("" if v is None else str(v).strip() for v in (un, cls))
     un = un.upper().removeprefix("UN").strip()
     if un:
         row = un_table().get(un.zfill(4))
         if row is None:
-            raise AnalysisError(f"unknown UN number {un!r}: {CARGO_HELP}")
+            raise AnalysisError(f"unknown UN number {un!r}: {CARGO_HELP}", zh=f"未知的 UN 编号 {un!r}；{CARGO_HELP_ZH}")
         if cls and _division(cls) != row["hazard_class"]:
-            raise AnalysisError(f"UN{row['un_number']} is class {row['hazard_class']}, not {cls}")
+            raise AnalysisError(f"UN{row['un_number']} is class {row['hazard_class']}, not {cls}",
+                                zh=f"UN{row['un_number']} 属第 {row['hazard_class']} 类/项，不是 {cls}")
         return Cargo(row["hazard_class"], (row["hazard_class"], *row["subsidiary"]), row["un_number"],
                      row["name_zh"], row["name_en"], qty)
     if cls:
         if not HAZARD_CLASS.match(cls):
-            raise AnalysisError(f"unknown hazard class {cls!r}: {CARGO_HELP}")
+            raise AnalysisError(f"unknown hazard class {cls!r}: {CARGO_HELP}", zh=f"未知的危险货物类别 {cls!r}；{CARGO_HELP_ZH}")
         return Cargo(_division(cls), (_division(cls),), quantity_t=qty)
-    raise AnalysisError(f"cargo has neither un_number nor hazard_class: {CARGO_HELP}")
+    raise AnalysisError(f"cargo has neither un_number nor hazard_class: {CARGO_HELP}",
+                        zh=f"货物既无 UN 编号也无危险货物类别；{CARGO_HELP_ZH}")
 
 
 def class_matches(rule_class: str, cargo_class: str) -> bool:
@@ -190,9 +194,11 @@ def _time(value, name: str) -> time | None:
     try:
         t = time.fromisoformat(str(value))
     except ValueError:
-        raise AnalysisError(f"rule {name} must be a time of day HH:MM, got {value!r}") from None
+        raise AnalysisError(f"rule {name} must be a time of day HH:MM, got {value!r}",
+                            zh=f"规则 {name} 应为一天中的时刻 HH:MM，而非 {value!r}") from None
     if t.tzinfo is not None:  # (the column holds local times: an offset would be dropped)
-        raise AnalysisError(f"rule {name} is a local time of day (Beijing time) HH:MM without an offset, got {value!r}")
+        raise AnalysisError(f"rule {name} is a local time of day (Beijing time) HH:MM without an offset, got {value!r}",
+                            zh=f"规则 {name} 为北京时间 HH:MM，不带时区偏移，而非 {value!r}")
     return t
 
 
@@ -206,10 +212,10 @@ def validate_rule(payload: dict) -> dict:
     r = {k: payload.get(k) for k in RULE_FIELDS}
     for k in ("name_zh", "name_en"):
         if not isinstance(r[k], str) or not r[k].strip():
-            raise AnalysisError(f"rule {k} is required (Chinese and English names)")
+            raise AnalysisError(f"rule {k} is required (Chinese and English names)", zh=f"规则须有 {k}（中英文名称）")
     for k, most in (("name_zh", 200), ("name_en", 200), ("source", 2000)):
         if r[k] is not None and (not isinstance(r[k], str) or len(r[k]) > most):
-            raise AnalysisError(f"rule {k} must be text of at most {most} characters")
+            raise AnalysisError(f"rule {k} must be text of at most {most} characters", zh=f"规则 {k} 最多 {most} 个字符")
     if r["target"] not in TARGETS:
         raise AnalysisError(f"rule target must be one of {', '.join(TARGETS)}")
     for k in _LISTS:
@@ -218,10 +224,12 @@ def validate_rule(payload: dict) -> dict:
             raise AnalysisError(f"rule {k} must be a list of codes")
         r[k] = v or None
     if not r["cargo_classes"]:
-        raise AnalysisError('rule cargo_classes is required (e.g. ["2.3"], ["2"], ["*"] for all dangerous goods)')
+        raise AnalysisError('rule cargo_classes is required (e.g. ["2.3"], ["2"], ["*"] for all dangerous goods)',
+                            zh='规则须有货物类别 cargo_classes（如 ["2.3"]、["2"]，["*"] 为全部危险货物）')
     for c in r["cargo_classes"]:
         if c != "*" and not HAZARD_CLASS.match(c):
-            raise AnalysisError(f"rule cargo class {c!r} is not a hazard class (or * for all)")
+            raise AnalysisError(f"rule cargo class {c!r} is not a hazard class (or * for all)",
+                                zh=f"规则货物类别 {c!r} 不是危险货物类别（或 * 表示全部）")
     from layers.registry import get
 
     allowed = {"structure_classes": set(get("restricted_structures").field("structure_class").codes),
@@ -230,24 +238,28 @@ def validate_rule(payload: dict) -> dict:
     for k, codes in allowed.items():
         bad = sorted(set(r[k] or ()) - codes)
         if bad:
-            raise AnalysisError(f"rule {k} has unknown codes {bad}; allowed: {', '.join(sorted(codes))}")
+            raise AnalysisError(f"rule {k} has unknown codes {bad}; allowed: {', '.join(sorted(codes))}",
+                                zh=f"规则 {k} 含未知代码 {bad}；可用：{'、'.join(sorted(codes))}")
     own = {"structure": ("structure_classes", "adr_categories"), "water_zone": ("zone_levels",),
            "road": ("road_classes",)}[r["target"]]
     stray = [k for k in ("structure_classes", "adr_categories", "zone_levels", "road_classes")
              if r[k] and k not in own]
     if stray:
-        raise AnalysisError(f"a {r['target']} rule cannot filter by {', '.join(stray)}")
+        raise AnalysisError(f"a {r['target']} rule cannot filter by {', '.join(stray)}",
+                            zh=f"{r['target']} 规则不能按 {'、'.join(stray)} 筛选")
     q = r["min_quantity_t"]
     if q is not None:  # (JSON numbers only: a string "nan" or "inf" would pass float())
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not math.isfinite(q) or q < 0:
-            raise AnalysisError(f"rule min_quantity_t must be a number of tonnes, 0 or more, got {q!r}")
+            raise AnalysisError(f"rule min_quantity_t must be a number of tonnes, 0 or more, got {q!r}",
+                                zh=f"规则最小吨数 min_quantity_t 应为 ≥ 0 的数字，而非 {q!r}")
         r["min_quantity_t"] = float(q)
     r["ban_start"], r["ban_end"] = _time(r["ban_start"], "ban_start"), _time(r["ban_end"], "ban_end")
     days = r["weekdays"]
     if days is not None:
         if not isinstance(days, list) or not days or \
                 not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7 for d in days):
-            raise AnalysisError(f"rule weekdays must be a list of ISO weekday numbers 1 (Mon) … 7 (Sun), got {days!r}")
+            raise AnalysisError(f"rule weekdays must be a list of ISO weekday numbers 1 (Mon) … 7 (Sun), got {days!r}",
+                                zh=f"规则星期应为 1（周一）… 7（周日）的列表，而非 {days!r}")
         r["weekdays"] = sorted(set(days))
     r["verdict"] = r["verdict"] or "forbidden"
     if r["verdict"] not in VERDICT_ORDER:
@@ -369,10 +381,11 @@ def parse_departure(value) -> datetime | None:
         try:
             t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
-            raise AnalysisError(f"departure must be an ISO 8601 time like 2026-03-01T08:30+08:00, got {value!r}") \
-                from None
+            raise AnalysisError(f"departure must be an ISO 8601 time like 2026-03-01T08:30+08:00, got {value!r}",
+                                zh=f"出发时间应为 ISO 8601 时间，如 2026-03-01T08:30+08:00，而非 {value!r}") from None
     if not DEPARTURE_YEARS[0] <= t.year <= DEPARTURE_YEARS[1]:  # (trip times and rule days stay within datetime's)
-        raise AnalysisError(f"departure must be in the years {DEPARTURE_YEARS[0]}–{DEPARTURE_YEARS[1]}, got {value!r}")
+        raise AnalysisError(f"departure must be in the years {DEPARTURE_YEARS[0]}–{DEPARTURE_YEARS[1]}, got {value!r}",
+                            zh=f"出发时间应在 {DEPARTURE_YEARS[0]}–{DEPARTURE_YEARS[1]} 年之间，而非 {value!r}")
     return t if t.tzinfo else t.replace(tzinfo=LOCAL_TZ)
 
 
@@ -384,9 +397,10 @@ DEPARTURE_YEARS = (1970, 2200)
 
 def _check_positions(coords, max_vertices: int, area: tuple[float, float, float, float] | None) -> list[list[float]]:
     if not isinstance(coords, list) or len(coords) < 2:
-        raise AnalysisError("a route needs at least two positions [lon, lat]")
+        raise AnalysisError("a route needs at least two positions [lon, lat]", zh="路线至少需要两个点 [经度, 纬度]")
     if len(coords) > max_vertices:
-        raise AnalysisError(f"a route may have at most {max_vertices} positions, got {len(coords)}")
+        raise AnalysisError(f"a route may have at most {max_vertices} positions, got {len(coords)}",
+                            zh=f"路线最多 {max_vertices} 个点，收到 {len(coords)} 个")
     xy = None
     try:  # the usual case in one step: numbers, lon/lat in range, two distinct
         xy = np.asarray(coords, dtype=float)
@@ -401,7 +415,8 @@ def _check_positions(coords, max_vertices: int, area: tuple[float, float, float,
         xy = np.array(_positions_one_by_one(coords))
     if area is not None and not ((xy >= area[:2]) & (xy <= area[2:])).all(axis=1).any() \
             and not shapely.intersects(shapely.linestrings(xy), shapely.box(*area)):  # (no vertex in it: any line?)
-        raise AnalysisError(f"the route lies outside the served area {list(area)} (lon/lat)")
+        raise AnalysisError(f"the route lies outside the served area {list(area)} (lon/lat)",
+                            zh=f"路线位于服务范围 {list(area)}（经纬度）之外")
     return xy.tolist()
 
 
@@ -414,12 +429,14 @@ def _positions_one_by_one(coords: list) -> list[list[float]]:
                 raise TypeError
             lon, lat = float(c[0]), float(c[1])
         except (TypeError, ValueError, IndexError, KeyError):
-            raise AnalysisError(f"route position {i} is not [lon, lat]: {c!r}") from None
+            raise AnalysisError(f"route position {i} is not [lon, lat]: {c!r}",
+                                zh=f"路线第 {i} 个点不是 [经度, 纬度]：{c!r}") from None
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-            raise AnalysisError(f"route position {i} is not lon/lat in degrees (EPSG:4326): {c!r}")
+            raise AnalysisError(f"route position {i} is not lon/lat in degrees (EPSG:4326): {c!r}",
+                                zh=f"路线第 {i} 个点不是以度为单位的经纬度（EPSG:4326）：{c!r}")
         out.append([lon, lat])
     if len({tuple(c) for c in out}) < 2:
-        raise AnalysisError("a route needs at least two distinct positions")
+        raise AnalysisError("a route needs at least two distinct positions", zh="路线至少需要两个不同的点")
     return out
 
 
@@ -429,18 +446,21 @@ def route_geojson(value, max_vertices: int = 50000, area: tuple[float, float, fl
     if isinstance(value, dict) and value.get("type") == "FeatureCollection":
         features = value.get("features")
         if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
-            raise AnalysisError("a FeatureCollection's features must be a list of GeoJSON Features")
+            raise AnalysisError("a FeatureCollection's features must be a list of GeoJSON Features",
+                                zh="FeatureCollection 的 features 应为 GeoJSON 要素列表")
         lines = [f for f in features if isinstance(f.get("geometry"), dict)
                  and f["geometry"].get("type") in ("LineString", "MultiLineString")]
         if len(lines) != 1:
-            raise AnalysisError("a FeatureCollection route must hold exactly one LineString feature")
+            raise AnalysisError("a FeatureCollection route must hold exactly one LineString feature",
+                                zh="作为路线的 FeatureCollection 应恰好包含一条线（LineString）")
         value = lines[0]
     if isinstance(value, dict) and value.get("type") == "Feature":
         value = value.get("geometry")
     if isinstance(value, dict) and value.get("type") == "MultiLineString":
         value = {"type": "LineString", "coordinates": _joined_parts(value.get("coordinates"))}
     if not isinstance(value, dict) or value.get("type") != "LineString":
-        raise AnalysisError("route must be a GeoJSON LineString (lon/lat, EPSG:4326)")
+        raise AnalysisError("route must be a GeoJSON LineString (lon/lat, EPSG:4326)",
+                            zh="路线应为 GeoJSON LineString（经纬度，EPSG:4326）")
     return {"type": "LineString", "coordinates": _check_positions(value.get("coordinates"), max_vertices, area)}
 
 
@@ -448,12 +468,15 @@ def _joined_parts(parts) -> list:
     """The positions of a MultiLineString's parts as one line, when each part starts where the one before
     it ends (a GPS track split into segments, as GDAL and QGIS write a GPX track): not guessed otherwise."""
     if not isinstance(parts, list) or not parts or not all(isinstance(p, list) and p for p in parts):
-        raise AnalysisError("a MultiLineString route needs a non-empty list of non-empty parts")
+        raise AnalysisError("a MultiLineString route needs a non-empty list of non-empty parts",
+                            zh="MultiLineString 路线应由非空的线段组成")
     joined = list(parts[0])
     for i, part in enumerate(parts[1:], 1):
         if part[0] != joined[-1]:
             raise AnalysisError(f"a MultiLineString route must be one line: part {i} does not start where part "
-                                f"{i - 1} ends ({part[0]} ≠ {joined[-1]}); send it as one LineString")
+                                f"{i - 1} ends ({part[0]} ≠ {joined[-1]}); send it as one LineString",
+                                zh=f"MultiLineString 路线应首尾相接：第 {i} 段的起点不是第 {i - 1} 段的终点；"
+                                   "请作为一条 LineString 发送")
         joined += part[1:]
     return joined
 
@@ -474,9 +497,11 @@ def _xml_text(data: bytes) -> str:
     try:
         return data.decode(encoding)
     except LookupError:
-        raise AnalysisError(f"GPX encoding {encoding!r} is not known; save the file as UTF-8") from None
+        raise AnalysisError(f"GPX encoding {encoding!r} is not known; save the file as UTF-8",
+                            zh=f"未知的 GPX 编码 {encoding!r}；请将文件另存为 UTF-8") from None
     except UnicodeDecodeError as exc:
-        raise AnalysisError(f"GPX is not valid {encoding} text (byte {exc.start}); save the file as UTF-8") from None
+        raise AnalysisError(f"GPX is not valid {encoding} text (byte {exc.start}); save the file as UTF-8",
+                            zh=f"GPX 不是有效的 {encoding} 文本（第 {exc.start} 字节）；请将文件另存为 UTF-8") from None
 
 
 def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000,
@@ -486,24 +511,25 @@ def gpx_to_geojson(gpx: str | bytes, max_vertices: int = 50000,
     if isinstance(gpx, bytes):
         gpx = _xml_text(gpx)
     if "<!DOCTYPE" in gpx:  # (anywhere: after a long comment too)
-        raise AnalysisError("GPX with a DOCTYPE (entity declarations) is refused")
+        raise AnalysisError("GPX with a DOCTYPE (entity declarations) is refused", zh="不接受含 DOCTYPE（实体声明）的 GPX")
     try:
         root = ElementTree.fromstring(gpx)
     except (ElementTree.ParseError, ValueError) as exc:
-        raise AnalysisError(f"not a GPX (XML) document: {exc}") from None
+        raise AnalysisError(f"not a GPX (XML) document: {exc}", zh=f"不是 GPX（XML）文件：{exc}") from None
     if not root.tag.endswith("gpx"):
-        raise AnalysisError("not a GPX document (root element is not <gpx>)")
+        raise AnalysisError("not a GPX document (root element is not <gpx>)", zh="不是 GPX 文件（根元素不是 <gpx>）")
     local = lambda el: el.tag.rsplit("}", 1)[-1]  # noqa: E731 - GPX 1.0 and 1.1 namespaces
     points = [el for el in root.iter() if local(el) == "trkpt"] or [el for el in root.iter() if local(el) == "rtept"]
     if not points:
-        raise AnalysisError("the GPX holds no track points (trkpt) or route points (rtept)")
+        raise AnalysisError("the GPX holds no track points (trkpt) or route points (rtept)",
+                            zh="GPX 中没有轨迹点（trkpt）或路线点（rtept）")
     coords = []
     for i, el in enumerate(points):
         try:
             coords.append([float(el.get("lon")), float(el.get("lat"))])
         except (TypeError, ValueError):
-            raise AnalysisError(f"GPX point {i} has no numeric lon and lat: {ElementTree.tostring(el)[:200]!r}") \
-                from None
+            raise AnalysisError(f"GPX point {i} has no numeric lon and lat: {ElementTree.tostring(el)[:200]!r}",
+                                zh=f"GPX 第 {i} 个点没有数值经纬度") from None
     return {"type": "LineString", "coordinates": _check_positions(coords, max_vertices, area)}
 
 
@@ -1275,13 +1301,18 @@ def banned_edges_for(conn: Connection, cargo: Cargo, departure: datetime | None)
     return g.edge_ids[_banned_edges(g, _features_banned(conn, rules, versions), classes)].tolist()
 
 
+_ENDS_ZH = {"origin": "起点", "destination": "终点"}
+
+
 def _lonlat(point, what: str) -> tuple[float, float]:
     try:
         lon, lat = (float(v) for v in point)
     except (TypeError, ValueError):
-        raise AnalysisError(f"{what} must be [lon, lat] in degrees (EPSG:4326)") from None
+        raise AnalysisError(f"{what} must be [lon, lat] in degrees (EPSG:4326)",
+                            zh=f"{_ENDS_ZH[what]}应为 [经度, 纬度]（度，EPSG:4326）") from None
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise AnalysisError(f"{what} must be [lon, lat] in degrees (EPSG:4326), got {point!r}")
+        raise AnalysisError(f"{what} must be [lon, lat] in degrees (EPSG:4326), got {point!r}",
+                            zh=f"{_ENDS_ZH[what]}应为 [经度, 纬度]（度，EPSG:4326），而非 {point!r}")
     return lon, lat
 
 
@@ -1292,7 +1323,8 @@ def _snap(g: roadgraph.RoadGraph, origin, destination, s: RouteSettings) -> tupl
     idx, dist = g.nearest([lon0, lon1], [lat0, lat1])
     for what, m in zip(("origin", "destination"), dist):
         if m > s.max_snap_m:
-            raise AnalysisError(f"{what} is {m / 1000:.1f} km from the nearest road node (limit {s.max_snap_m:.0f} m)")
+            raise AnalysisError(f"{what} is {m / 1000:.1f} km from the nearest road node (limit {s.max_snap_m:.0f} m)",
+                                zh=f"{_ENDS_ZH[what]}距最近的路网节点 {m / 1000:.1f} km（上限 {s.max_snap_m:.0f} m）")
     return (int(idx[0]), float(dist[0])), (int(idx[1]), float(dist[1]))
 
 
@@ -1303,12 +1335,15 @@ def fastest_route(conn: Connection, origin, destination, settings: RouteSettings
     g = roadgraph.get(conn) if versions is None else roadgraph.get(conn, versions.get("road_graph"))
     (o, _), (d, _) = _snap(g, origin, destination, s)
     if o == d:
-        raise AnalysisError("origin and destination snap to the same road node: no route to check")
+        raise AnalysisError("origin and destination snap to the same road node: no route to check",
+                            zh="起点和终点落在同一路网节点上：没有可检查的路线")
     path = _route(g, o, d)
     if path is None:
-        why = ("they are on disconnected parts of the road network" if g.node_component[o] != g.node_component[d]
+        apart = g.node_component[o] != g.node_component[d]
+        why = ("they are on disconnected parts of the road network" if apart
                else "one-way roads allow no way from the origin to the destination")
-        raise AnalysisError(f"no road route between origin and destination: {why}")
+        why_zh = "二者位于路网互不连通的部分" if apart else "单行道使起点无法到达终点"
+        raise AnalysisError(f"no road route between origin and destination: {why}", zh=f"起终点之间没有道路路线：{why_zh}")
     return path.geometry
 
 
@@ -1341,7 +1376,8 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
     g = roadgraph.get(conn, versions.get("road_graph"))
     (o, o_snap), (d, d_snap) = _snap(g, origin, destination, s)
     if o == d:
-        raise AnalysisError("origin and destination snap to the same road node: nothing to plan")
+        raise AnalysisError("origin and destination snap to the same road node: nothing to plan",
+                            zh="起点和终点落在同一路网节点上：无需规划")
     base = {"origin_node": int(g.node_ids[o]), "destination_node": int(g.node_ids[d]), "origin_snap_m": round(o_snap, 1),
             "destination_snap_m": round(d_snap, 1), "cargo": cargo.as_dict(),
             "departure": departure.isoformat() if departure else None}

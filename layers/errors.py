@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-class DataError(ValueError):
+class Bilingual:
+    """Mixin: an error whose message may also be given in Chinese (``zh``); the API answers it as
+    ``description_zh`` beside the English ``description`` (the message itself stays English for clients
+    and logs)."""
+
+    def __init__(self, message: str = "", *args, zh: str | None = None):
+        super().__init__(message, *args)
+        self.zh = zh
+
+
+class DataError(Bilingual, ValueError):
     """Bad input for the store (answered 4xx / a CLI error with the message)."""
 
 

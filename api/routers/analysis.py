@@ -93,13 +93,15 @@ def grading(installation_id: int, conn: ConnDep, user: UserDep):
     inst = conn.execute(text("SELECT id, name FROM hazard_installations WHERE id = :i"),
                         {"i": installation_id}).first()
     if inst is None:
-        raise NotFound(f"no hazard installation {installation_id}")
+        raise NotFound(f"no hazard installation {installation_id}", zh=f"没有危险源 {installation_id}")
     g = conn.execute(text("SELECT * FROM installation_gradings WHERE installation_id = :i"),
                      {"i": installation_id}).mappings().first()
     if g is None:
-        raise NotFound(f"installation {installation_id} has not been graded yet: run `riskmap analyze hazchem`")
+        raise NotFound(f"installation {installation_id} has not been graded yet: run `riskmap analyze hazchem`",
+                       zh=f"危险源 {installation_id} 尚未分级：请运行 `riskmap analyze hazchem`")
     if g["error"]:
-        raise DataError(f"installation {installation_id} ({inst.name}) cannot be graded: {g['error']}")
+        raise DataError(f"installation {installation_id} ({inst.name}) cannot be graded: {g['error']}",
+                        zh=f"危险源 {installation_id}（{inst.name}）无法分级：{g['error']}")
     return {
         "installation_id": inst.id, "name": inst.name,
         "S": g["s"], "R": g["r"], "alpha": g["alpha"], "level": g["level"], "is_major": g["is_major"],
@@ -123,36 +125,43 @@ def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: Rea
     """Conflicts of a proposed site with the safety distances, both ways (see gis.hazchem.siting_check)."""
     if body.use in hazchem.INSTALLATION_USES:
         if body.people is not None:
-            raise DataError(f"people applies to a receptor use, not to {body.use!r} (give level and kinds)")
+            raise DataError(f"people applies to a receptor use, not to {body.use!r} (give level and kinds)",
+                            zh=f"人数 people 只用于防护目标类用途，不用于 {body.use!r}（请给出等级和危险类型）")
     elif body.level is not None or body.kinds is not None:
-        raise DataError(f"level and kinds apply to a chemical plant or hazchem storage, not to {body.use!r}")
+        raise DataError(f"level and kinds apply to a chemical plant or hazchem storage, not to {body.use!r}",
+                        zh=f"等级和危险类型只用于化工装置或危化品仓储，不用于 {body.use!r}")
     if body.kinds == []:
-        raise DataError("kinds must name at least one of toxic, flammable, explosive (leave it out for all)")
+        raise DataError("kinds must name at least one of toxic, flammable, explosive (leave it out for all)",
+                        zh="危险类型至少选一项：有毒、易燃、爆炸（不给出则为全部）")
     crs = body.geometry.get("crs")
     if crs is not None and (not isinstance(crs, dict) or str((crs.get("properties") or {}).get("name", "")).rsplit(
             ":", 1)[-1].upper() not in ("CRS84", "4326")):
-        raise DataError("geometry must be in lon/lat (EPSG:4326 / CRS84); its crs member names another CRS")
+        raise DataError("geometry must be in lon/lat (EPSG:4326 / CRS84); its crs member names another CRS",
+                        zh="几何应为经纬度（EPSG:4326 / CRS84）；其 crs 指定了其他坐标系")
     kind = body.geometry.get("type")
     if kind not in SITE_TYPES:
-        raise DataError(f"geometry type must be one of {', '.join(SITE_TYPES)}, got {kind!r}")
+        raise DataError(f"geometry type must be one of {', '.join(SITE_TYPES)}, got {kind!r}",
+                        zh=f"几何类型应为 {'、'.join(SITE_TYPES)} 之一，而非 {kind!r}")
     try:
         geojson = json.dumps(body.geometry, allow_nan=False)
     except ValueError:
-        raise DataError("geometry coordinates must be finite numbers (no NaN or Infinity)") from None
+        raise DataError("geometry coordinates must be finite numbers (no NaN or Infinity)",
+                        zh="几何坐标应为有限数值（不能是 NaN 或 Infinity）") from None
     try:  # (GEOS's own GeoJSON reader: it says what is wrong in the coordinates)
         geom = shapely.from_geojson(geojson)
     except (ValueError, shapely.errors.GEOSException) as exc:
-        raise DataError(f"geometry is not a valid GeoJSON {kind}: {str(exc).split('Error parsing JSON: ')[-1]}") \
-            from None
+        raise DataError(f"geometry is not a valid GeoJSON {kind}: {str(exc).split('Error parsing JSON: ')[-1]}",
+                        zh=f"几何不是有效的 GeoJSON {kind}") from None
     if geom.is_empty:  # (explain_validity calls an empty geometry "Valid Geometry")
-        raise DataError(f"geometry is empty: the {kind} has no coordinates")
+        raise DataError(f"geometry is empty: the {kind} has no coordinates", zh=f"几何为空：该 {kind} 没有坐标")
     if not geom.is_valid:
-        raise DataError(f"geometry is invalid: {explain_validity(geom)}")
+        raise DataError(f"geometry is invalid: {explain_validity(geom)}", zh=f"几何无效：{explain_validity(geom)}")
     geom = shapely.force_2d(geom)
     minx, miny, maxx, maxy = geom.bounds
     area = request.app.state.store_settings.area_bbox
     if minx < area[0] or miny < area[1] or maxx > area[2] or maxy > area[3]:
-        raise DataError(f"geometry is outside the area of interest {area} (lon/lat, EPSG:4326 expected)")
+        raise DataError(f"geometry is outside the area of interest {area} (lon/lat, EPSG:4326 expected)",
+                        zh=f"几何位于服务范围 {area} 之外（应为经纬度 EPSG:4326）")
     result = hazchem.siting_check(conn, geom, body.use, _config(request), level=body.level, kinds=body.kinds,
                                   people=body.people)
     return {**result, "run": _run_info(conn)}
@@ -181,7 +190,7 @@ def replace_rule(rule_id: int, body: RuleIn, conn: ConnDep, user: Editor):
     row = conn.execute(update(RULES).where(RULES.c.id == rule_id)
                        .values(**body.model_dump(), updated_at=text("now()")).returning(*RULES.c)).first()
     if row is None:
-        raise NotFound(f"no safety rule {rule_id}")
+        raise NotFound(f"no safety rule {rule_id}", zh=f"没有安全距离规则 {rule_id}")
     conn.commit()
     return _rule(row)
 
@@ -190,7 +199,7 @@ def replace_rule(rule_id: int, body: RuleIn, conn: ConnDep, user: Editor):
 def delete_rule(rule_id: int, conn: ConnDep, user: UserDep):
     require_role(user, *EDITORS)
     if conn.execute(delete(RULES).where(RULES.c.id == rule_id)).rowcount == 0:
-        raise NotFound(f"no safety rule {rule_id}")
+        raise NotFound(f"no safety rule {rule_id}", zh=f"没有安全距离规则 {rule_id}")
     conn.commit()
     return Response(status_code=204)
 
@@ -209,7 +218,8 @@ def report(kind: Literal["park", "installation", "district"], ident: str, conn: 
     """Offline HTML report (folium, Leaflet inlined) of a chemical park or hazard installation (by id) or a
     district (by adcode): its map and summary tables, as ``riskmap report`` writes them."""
     if kind != "district" and not (ident.isascii() and ident.isdigit() and len(ident) <= 9):
-        raise DataError(f"a {kind} report takes the {kind}'s numeric id, got {ident[:40]!r}")
+        raise DataError(f"a {kind} report takes the {kind}'s numeric id, got {ident[:40]!r}",
+                        zh=f"{kind} 报告需用数字编号，而非 {ident[:40]!r}")
     page = (reports.district_report(conn, ident, user.role) if kind == "district"
             else reports.REPORTS[kind](conn, int(ident)))
     return HTMLResponse(page, headers={"Content-Disposition": f'attachment; filename="{kind}-{ident}.html"'})

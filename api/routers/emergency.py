@@ -130,7 +130,7 @@ def get_incident(incident_id: int, conn: ConnDep, user: UserDep):
 def update_incident(incident_id: int, body: IncidentUpdate, conn: ConnDep, user: Responder):
     """Close an incident or add a hand-over note (who and when are recorded)."""
     if body.status is None and not (body.note or "").strip():
-        raise DataError("give a status ('open'/'closed') or a note")
+        raise DataError("give a status ('open'/'closed') or a note", zh="请给出状态（open 进行中 / closed 已结束）或备注")
     reports.stored_incident(conn, incident_id)
     conn.execute(text("""
         UPDATE incidents SET status = coalesce(CAST(:s AS text), status), updated_at = now(),

@@ -143,10 +143,10 @@ def items(
 def item(request: Request, spec: LayerDep, conn: ConnDep, user: UserDep, fid: str):
     # (ids are PostgreSQL integers: at most 10 digits, and int() refuses a string of thousands)
     if not (fid.isascii() and fid.isdigit()) or len(fid) > 10 or int(fid) >= 2**31:
-        raise NotFound(f"no feature {fid!r} in {spec.id}")
+        raise NotFound(f"no feature {fid!r} in {spec.id}", zh=f"图层 {spec.id} 中没有要素 {fid!r}")
     feat = get_item(conn, spec, user.role, int(fid))
     if feat is None:
-        raise NotFound(f"no feature {fid} in {spec.id}")
+        raise NotFound(f"no feature {fid} in {spec.id}", zh=f"图层 {spec.id} 中没有要素 {fid}")
     base = str(request.base_url).rstrip("/")
     feat["links"] = [
         {"rel": "self", "type": GEOJSON, "href": f"{base}/collections/{spec.id}/items/{fid}"},

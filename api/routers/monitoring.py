@@ -112,7 +112,7 @@ def alarm(conn: ConnDep, user: UserDep, alarm_id: int):
     require_role(user, *READ)
     found = monitoring.alarm_detail(conn, alarm_id)
     if found is None:
-        raise NotFound(f"no alarm {alarm_id}")
+        raise NotFound(f"no alarm {alarm_id}", zh=f"没有警报 {alarm_id}")
     return found
 
 
@@ -126,7 +126,7 @@ def acknowledge(request: Request, user: Acknowledger, alarm_id: int, ack: Ack = 
     with request.app.state.engine.begin() as conn:
         found = monitoring.acknowledge(conn, alarm_id, user.name, ack.note)
     if found is None:
-        raise NotFound(f"no alarm {alarm_id}")
+        raise NotFound(f"no alarm {alarm_id}", zh=f"没有警报 {alarm_id}")
     return found
 
 
@@ -150,7 +150,7 @@ def asset(conn: ConnDep, user: UserDep, asset_layer: AssetLayer, asset_id: int,
     require_role(user, *READ)
     found = monitoring.asset_view(conn, asset_layer, asset_id, hours)
     if found is None:
-        raise NotFound(f"{asset_layer} {asset_id} has no monitoring sensors")
+        raise NotFound(f"{asset_layer} {asset_id} has no monitoring sensors", zh=f"{asset_layer} {asset_id} 没有监测传感器")
     return found
 
 
@@ -161,7 +161,7 @@ def readings(conn: ConnDep, user: UserDep, code: str, since: datetime | None = N
     require_role(user, *READ)
     found = monitoring.sensor_readings(conn, code, since, until, limit)
     if found is None:
-        raise NotFound(f"no sensor {code!r}")
+        raise NotFound(f"no sensor {code!r}", zh=f"没有传感器 {code!r}")
     return found
 
 

@@ -72,20 +72,22 @@ def _ends_in_area(body, area) -> None:
     for what in ("origin", "destination"):
         point = getattr(body, what)
         if point is not None and len(point) == 2 and not in_box(*point, area):
-            raise AnalysisError(f"the {what} {point} is outside the served area {list(area)} (lon/lat)")
+            raise AnalysisError(f"the {what} {point} is outside the served area {list(area)} (lon/lat)",
+                                zh=f"{'起点' if what == 'origin' else '终点'} {point} 位于服务范围 {list(area)}（经纬度）之外")
 
 
 def _check_body(conn, body: CheckIn, area, versions: dict | None = None) -> dict:
     given = [k for k in ("route", "gpx", "origin") if getattr(body, k) is not None]
     if len(given) != 1 or (body.destination is not None and body.origin is None):
-        raise AnalysisError("give exactly one of route (GeoJSON LineString), gpx (GPX text) or origin+destination")
+        raise AnalysisError("give exactly one of route (GeoJSON LineString), gpx (GPX text) or origin+destination",
+                            zh="路线（GeoJSON LineString）、GPX 文本、起点+终点三者只能给出一个")
     if body.route is not None:
         route = routing.route_geojson(body.route, area=area)
     elif body.gpx is not None:
         route = routing.gpx_to_geojson(body.gpx, area=area)
     else:
         if body.destination is None:
-            raise AnalysisError("origin needs a destination")
+            raise AnalysisError("origin needs a destination", zh="有起点还需给出终点")
         routing.resolve_cargo(body.cargo)  # bad cargo: 400 before any routing
         _ends_in_area(body, area)
         route = routing.fastest_route(conn, body.origin, body.destination, versions=versions)
@@ -122,7 +124,8 @@ def check_gpx(request: Request, conn: ConnDep, user: RouteChecker, file: UploadF
     """Check an uploaded GPX file (multipart form: file, un_number or hazard_class, quantity_t, departure)."""
     data = file.file.read(MAX_GPX_BYTES + 1)
     if len(data) > MAX_GPX_BYTES:
-        raise AnalysisError(f"GPX file larger than {MAX_GPX_BYTES // 1024 // 1024} MB")
+        raise AnalysisError(f"GPX file larger than {MAX_GPX_BYTES // 1024 // 1024} MB",
+                            zh=f"GPX 文件大于 {MAX_GPX_BYTES // 1024 // 1024} MB")
     route = routing.gpx_to_geojson(data, area=_area(request.app.state))
     cargo = {"un_number": un_number, "hazard_class": hazard_class, "quantity_t": quantity_t}
     return _answer(conn, _check(conn, route, cargo, departure))
@@ -282,7 +285,7 @@ def create_rule(body: dict[str, Any], conn: ConnDep, user: RuleEditor) -> dict:
 def update_rule(rule_id: int, body: dict[str, Any], conn: ConnDep, user: RuleEditor) -> dict:
     out = routing.update_rule(conn, rule_id, body)
     if out is None:
-        raise NotFound(f"no rule {rule_id}")
+        raise NotFound(f"no rule {rule_id}", zh=f"没有规则 {rule_id}")
     conn.commit()
     return out
 
@@ -291,7 +294,7 @@ def update_rule(rule_id: int, body: dict[str, Any], conn: ConnDep, user: RuleEdi
 def delete_rule(rule_id: int, conn: ConnDep, user: UserDep) -> None:
     require_role(user, "editor")
     if not routing.delete_rule(conn, rule_id):
-        raise NotFound(f"no rule {rule_id}")
+        raise NotFound(f"no rule {rule_id}", zh=f"没有规则 {rule_id}")
     conn.commit()
 
 

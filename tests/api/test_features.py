@@ -137,13 +137,29 @@ def test_unknown_paths_and_methods_answer_in_the_same_shape(client):
     assert r.status_code == 405 and r.json()["code"] == "MethodNotAllowed"
 
 
+def test_errors_a_user_meets_are_said_in_chinese_too(client, receptors, token):
+    """The page shows description_zh before the English description (bureau staff read Chinese)."""
+    r = client.get("/no/such/path")
+    assert r.json()["description_zh"] == "没有这个地址 /no/such/path（见 /docs）"
+    r = client.get("/collections/emergency_resources/items")
+    assert r.status_code == 401 and r.json()["description_zh"] == "图层 'emergency_resources' 受限：请用令牌登录"
+    r = client.get("/collections/receptors/items/0")
+    assert r.status_code == 404 and r.json()["description_zh"] == "图层 receptors 中没有要素 0"
+    planner = {"Authorization": f"Bearer {token('planner')}"}
+    r = client.post("/routes/rules/reset", headers=planner)
+    assert r.status_code == 403 and r.json()["description_zh"] == "角色 planner 无此权限（需要 editor）"
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Error"]
+    assert set(schema["properties"]) == {"code", "description", "description_zh"} and schema["required"] == [
+        "code", "description"]
+
+
 def test_a_body_that_is_not_json_is_a_400_saying_why(client, token):
     """Found by tests/api/test_fuzz.py: broken JSON read "0: JSON decode error" (the offset taken for a field), JSON
     that is not UTF-8 FastAPI's bare "There was an error parsing the body"."""
     editor = {"Authorization": f"Bearer {token('editor')}", "Content-Type": "application/json"}
     r = client.post("/analysis/safety-rules", content=b'{"installation_kind": ', headers=editor)
     assert r.status_code == 400 and r.json() == {"code": "InvalidParameter", "description": (
-        "the request body is not valid JSON: Expecting value: character 22")}
+        "the request body is not valid JSON: Expecting value: character 22"), "description_zh": "参数或请求体有误（详见英文说明）"}
     r = client.post("/analysis/safety-rules", content=b'{"basis": "\xff"}', headers=editor)
     assert r.status_code == 400 and r.json()["code"] == "HTTPError"
     assert r.json()["description"].startswith("There was an error parsing the body: 'utf-8' codec can't decode byte 0xff")

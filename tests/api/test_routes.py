@@ -129,6 +129,7 @@ def test_check_default_rules(client, net, rc):
 def test_bad_input_is_400(client, net, rc, body, message):
     r = client.post("/routes/check", json=body, headers=rc)
     assert r.status_code == 400 and message in r.json()["description"], r.text
+    assert r.json()["description_zh"], r.text  # (what the panel shows first)
     # once the token is known the fast path takes the request and hands the error to the route
     assert client.post("/routes/check", json={"route": MAIN, "cargo": CHLORINE}, headers=rc).status_code == 200
     again = client.post("/routes/check", json=body, headers=rc)

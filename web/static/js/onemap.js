@@ -351,11 +351,13 @@
     return fetch(path, { method: opts.method || 'GET', headers: headers, body: opts.body });
   }
 
-  // A refused answer as an Error with .status and the server's description (opts.who: who may do it).
+  // A refused answer as an Error with .status and the server's description, in Chinese too where it gives
+  // one (description_zh; opts.who: who may do it).
   function answerError(r, opts) {
     return r.json().catch(function () { return {}; }).then(function (body) {
+      var said = body.description ? (body.description_zh ? body.description_zh + ' ' : '') + body.description : 'HTTP ' + r.status;
       var e = new Error((r.status === 401 ? '请先登录 Log in first' + (opts && opts.who ? ' (' + opts.who + '). ' : '. ') :
-                         r.status === 403 ? '无权限 Not allowed. ' : '') + (body.description || ('HTTP ' + r.status)));
+                         r.status === 403 ? '无权限 Not allowed. ' : '') + said);
       e.status = r.status;
       e.description = body.description || null;
       throw e;
