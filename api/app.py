@@ -13,7 +13,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import deps, errors
 from api.asyncpool import AsyncPool
 from api.metrics import Metrics
 from api.changes import ChangeFeed, RefreshAfterWrites
@@ -145,7 +145,7 @@ def create_app(database_url: str, api_settings: ApiSettings | None = None,
     app.state.web_dir = REPO_ROOT / "web"
     app.state.tile_cache = TileCache()
     app.state.metrics = Metrics()
-    errors.install(app)
+    errors.install(app, deps.refused_before_body)
 
     # access log -> tile fast path -> (Starlette's error handling) -> refresh after writes -> routes
     app.add_middleware(RefreshAfterWrites, state=app.state)

@@ -7,6 +7,7 @@ from typing import Annotated, Iterator
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from api.errors import Forbidden, NotFound, Unauthorized
 from layers import registry
@@ -117,6 +118,24 @@ def roles_of(alias) -> frozenset[str]:
         if roles is not None:
             return roles
     raise TypeError(f"{alias!r} is not a needs(...) dependency")
+
+
+def refused_before_body(request: Request) -> Exception | None:
+    """For a request whose body could not be parsed: the 401/403 its route's ``needs(...)`` would give the caller,
+    else None. FastAPI parses the body before it solves any dependency, so without this a caller without the
+    role would learn that the body is malformed (and the answer would depend on it)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    roles = next((d.call.roles for d in getattr(dependant, "dependencies", ()) if hasattr(d.call, "roles")), None)
+    if roles is None:
+        return None
+    try:
+        with request.app.state.engine.connect() as conn:
+            require_role(current_user(request, conn, request.headers.get("authorization")), *roles)
+    except (Unauthorized, Forbidden) as exc:
+        return exc
+    except (DBAPIError, PoolTimeout):  # (no database to ask: the 400 stands)
+        return None
+    return None
 
 
 def layer_for(layer_id: str, user: UserDep) -> LayerSpec:

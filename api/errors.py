@@ -77,18 +77,26 @@ def _openapi_errors(app: FastAPI):
     return openapi
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, refused_before_body) -> None:
+    """The handlers; ``refused_before_body(request)``: the 401/403 error (or None) owed to a caller whose body could
+    not be parsed (``api.deps.refused_before_body``: FastAPI parses a body before it checks the role)."""
     app.openapi = _openapi_errors(app)
-    for exc_class, status in STATUS_CODES.items():
-        def handler(request: Request, exc: Exception, status=status):
-            extra = {}
-            if isinstance(exc, ImportRejected):
-                extra["rejections"] = [{"row": r.row, "reason": r.reason} for r in exc.rejections[:500]]
-            return _json(status, type(exc).__name__, str(exc), getattr(exc, "zh", None), **extra)
-        app.add_exception_handler(exc_class, handler)
+
+    def known(exc: Exception) -> JSONResponse:
+        extra = {}
+        if isinstance(exc, ImportRejected):
+            extra["rejections"] = [{"row": r.row, "reason": r.reason} for r in exc.rejections[:500]]
+        status = next(STATUS_CODES[c] for c in type(exc).__mro__ if c in STATUS_CODES)
+        return _json(status, type(exc).__name__, str(exc), getattr(exc, "zh", None), **extra)
+
+    for exc_class in STATUS_CODES:
+        app.add_exception_handler(exc_class, lambda request, exc: known(exc))
 
     @app.exception_handler(StarletteHTTPException)
     def http(request: Request, exc: StarletteHTTPException):  # unknown paths and methods: the same shape
+        refused = refused_before_body(request) if exc.status_code == 400 else None  # (a body FastAPI could not parse)
+        if refused is not None:
+            return known(refused)
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
         message = {404: f"no such path {request.url.path}; see /docs",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
@@ -101,6 +109,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     def validation(request: Request, exc: RequestValidationError):
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):  # (raised before the dependencies ran)
+            refused = refused_before_body(request)
+            if refused is not None:
+                return known(refused)
         msgs = []
         for e in exc.errors():
             if tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):

@@ -769,7 +769,7 @@ def run(engine: Engine, store_settings) -> dict:
         run_id = start_run(conn, ANALYSIS, INPUTS)
         for table in DERIVED:
             conn.execute(text(f"DELETE FROM {table}"))
-        stats = {"run_id": run_id, "population_raster": str(raster), "population_raster_synthetic": raster.synthetic,
+        stats = {"run_id": run_id, "population_raster": raster.path.name, "population_raster_synthetic": raster.synthetic,
                  "notes": [raster.note] if raster.synthetic else [],
                  "rules": conn.execute(text("SELECT count(*) FROM safety_rules")).scalar_one()}
         stats |= grade_installations(conn, run_id, raster, config)

@@ -7,11 +7,13 @@ For every tailings pond (except decommissioned 销库 ones):
    directions by ``pysheds`` (fill pits, fill depressions, resolve flats, D8); the path follows the
    flow directions from the toe cell until it is ``distance_m`` long (应急〔2020〕15号: 1 km from the
    starter-dam toe along the tailings flow path), or until it leaves the DEM (``truncated``).
-3. **Zone.** The path buffered by ``corridor_m`` on each side (the metric CRS, ``layers.crs.METRIC_EPSG``).
+3. **Zone.** The path buffered by ``corridor_m`` on each side, square at its ends (the zone runs from the toe
+   to exactly ``distance_m`` along the path), less the pond itself (the metric CRS, ``layers.crs.METRIC_EPSG``).
 4. **Contents.** Receptors, roads (and how many are major: expressway / national / provincial),
    hazard installations in the zone (PostGIS), and the people in it from the population grid
    (coverage-weighted sum, ``gis/raster.py``).
-5. **Head-top.** A pond with residents (≥ ``min_people``, or any receptor) or important facilities
+5. **Head-top.** A pond with residents (≥ ``min_people`` once the estimate is rounded to the whole number
+   shown, or any receptor) or important facilities
    (a hazard installation or a major road) in its zone is a 头顶库.
 6. **Grade.** 等别 from total capacity and dam height (AQ 2006-2005 table, combined as in GB 50863).
 
@@ -35,7 +37,7 @@ import shapely
 from pyproj import Transformer
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
-from shapely.geometry import LineString
+from shapely.geometry import LineString, Polygon
 from shapely.ops import substring
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
@@ -180,6 +182,17 @@ def lowest_boundary_point(dem, outline) -> tuple[float, float]:
     return float(x), float(y)
 
 
+def downstream_zone(path: LineString, pond, corridor_m: float) -> shapely.MultiPolygon:
+    """The corridor along ``path`` (metric): ``corridor_m`` each side, square at the toe and at the path's end (a
+    round end would reach ``corridor_m`` further downstream and behind the toe), less the pond (the reservoir is not
+    downstream of its dam: a path across it, as on a DEM without the dam, covers only what lies beyond it). A path
+    of no length (a pit at the toe) gives the disc around the toe; a zone wholly inside the pond is kept whole."""
+    zone = path.buffer(corridor_m, cap_style="flat") if path.length > 0 else path.buffer(corridor_m)
+    beyond = zone.difference(pond)
+    parts = [p for p in shapely.get_parts(beyond if not beyond.is_empty else zone) if isinstance(p, Polygon)]
+    return shapely.MultiPolygon(parts)
+
+
 # -------------------------------------------------------------------------------------- contents
 CONTENTS_SQL = text("""
 WITH z AS (
@@ -213,9 +226,10 @@ def summarise(contents: dict, people: float | None, settings: HeadTopSettings) -
     """Counts and the head-top decision for one zone's contents (receptors, roads, installations)."""
     receptors, roads, inst = contents["receptors"], contents["roads"], contents["installations"]
     major = [r for r in roads if r["class"] in settings.major_roads]
-    residents = people is not None and people >= settings.min_people
+    count = None if people is None else math.floor(people + 0.5)  # (half up, as the hazchem people)
+    residents = count is not None and count >= settings.min_people  # (by the count shown: 0.6 people show as 1)
     return {
-        "people": None if people is None else int(round(people)),
+        "people": count,
         "receptors": len(receptors),
         "receptor_people": sum(int(r["people"] or 0) for r in receptors),
         "roads": len(roads), "major_roads": len(major),
@@ -272,8 +286,7 @@ def zones(conn: Connection, settings: HeadTopSettings = HeadTopSettings()) -> tu
                 outside.append(pond["id"])
                 continue
             path = reproject(path, from_dem)
-            zone = path.buffer(settings.corridor_m)
-            records.append({"pond": pond, "path": path, "zone": shapely.MultiPolygon([zone]),
+            records.append({"pond": pond, "path": path, "zone": downstream_zone(path, outline, settings.corridor_m),
                             "toe_source": toe_source, "truncated": truncated,
                             "synthetic": bool(pond["synthetic"]) or grids_synthetic})
     finally:

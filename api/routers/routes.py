@@ -170,7 +170,7 @@ class RouteFastPath:
     async def __call__(self, scope, receive, send):
         found = self.PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if found is not None:
-            headers = dict(scope["headers"])
+            headers = dict(reversed(scope["headers"]))  # (the first of repeated headers, as Starlette reads them)
             if not (headers.get(b"content-type", b"").startswith(b"application/json")
                     and has_role(known_role(self.state, headers) or "", *ROUTE_CHECK_ROLES)):
                 found = None

@@ -223,7 +223,7 @@ class TileFastPath:
                 break
         else:
             return None
-        headers = dict(scope["headers"])
+        headers = dict(reversed(scope["headers"]))  # (the first of repeated headers, as Starlette reads them)
         role = known_role(self.state, headers)
         tile = Tile(int(m["z"]), int(m["x"]), int(m["y"]))
         if role is None or not tile.valid():

@@ -165,6 +165,22 @@ def test_a_body_that_is_not_json_is_a_400_saying_why(client, token):
     assert r.json()["description"].startswith("There was an error parsing the body: 'utf-8' codec can't decode byte 0xff")
 
 
+def test_a_body_that_cannot_be_parsed_is_refused_by_role_first(client, token):
+    """(QA: FastAPI parses the body before the role check, so a caller without the role got 400 for broken JSON or
+    multipart and 401/403 for any other body.)"""
+    broken = {"Content-Type": "application/json"}
+    r = client.post("/analysis/safety-rules", content=b"{bad", headers=broken)
+    assert r.status_code == 401 and r.json()["code"] == "Unauthorized", r.text
+    r = client.post("/routes/rules", content=b"{bad", headers={**broken, "Authorization": f"Bearer {token('planner')}"})
+    assert r.status_code == 403 and r.json()["code"] == "Forbidden", r.text
+    r = client.post("/routes/check/gpx", content=b"garbage", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 401, r.text
+    r = client.post("/routes/rules", content=b"{bad", headers={**broken, "Authorization": "Bearer not-a-token"})
+    assert r.status_code == 401 and r.json()["description"] == "invalid or revoked token"
+    r = client.post("/routes/rules", content=b"{bad", headers={**broken, "Authorization": f"Bearer {token('editor')}"})
+    assert r.status_code == 400 and r.json()["code"] == "InvalidParameter"  # (the role held: the body's fault)
+
+
 @pytest.mark.parametrize("method, path, body", [
     ("POST", "/analysis/safety-rules", b'{"installation_kind": "toxic", "receptor_class": "important", "basis": "x", '
                                        b'"distance_m": NaN}'),

@@ -7,6 +7,8 @@ cell away from the channel, so D8 must follow the channel. Pond A's toe is the c
 path is 10 cells south then 10 cells east, ending at the centre of (30, 40).
 """
 
+import math
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -116,6 +118,27 @@ def test_pond_grade_table_and_combination():
     assert pond_grade(None, None) is None and pond_grade(-5, None) is None
 
 
+def test_people_shown_decide_and_round_half_up():
+    """(QA: 0.6 people showed as 1 on a pond not flagged head-top; the count shown now decides.)"""
+    empty = {"receptors": [], "roads": [], "installations": []}
+    for estimate, shown, headtop in ((0.6, 1, True), (0.49, 0, False), (2.5, 3, True), (None, None, False)):
+        s = tailings.summarise(empty, estimate, HeadTopSettings())
+        assert (s["people"], s["headtop"]) == (shown, headtop), estimate
+
+
+def test_zone_is_square_at_its_ends_and_leaves_out_the_pond():
+    path = LineString([(0, 0), (0, -1000)])  # from the toe at the pond's foot, 1 km downstream
+    zone = tailings.downstream_zone(path, box(-300, 0, 300, 500), 200)
+    assert zone.bounds == (-200, -1000, 200, 0) and zone.area == pytest.approx(400 * 1000)
+    across = LineString([(0, 0), (0, 400), (0, 900)])  # a path running back across the pond (a DEM without the dam)
+    zone = tailings.downstream_zone(across, box(-300, 0, 300, 500), 200)
+    assert zone.bounds == (-200, 500, 200, 900) and zone.area == pytest.approx(400 * 400)
+    pit = tailings.downstream_zone(LineString([(0, 0), (0, 0)]), box(-300, 0, 300, 500), 200)  # nowhere to flow
+    assert pit.area == pytest.approx(math.pi * 200**2 / 2, rel=0.01)  # (the half disc outside the pond)
+    inside = tailings.downstream_zone(LineString([(0, 10), (0, 20)]), box(-900, -900, 900, 900), 200)
+    assert inside.area == pytest.approx(400 * 10)  # (wholly inside the pond: kept whole)
+
+
 def test_trace_follows_directions_and_cuts_at_distance():
     # east (code 1) along row 0 of a 1x5 grid of 100 m cells, from the centre of cell 0
     fdir = np.array([[1, 1, 1, 1, 1]])
@@ -147,11 +170,11 @@ def test_headtop_analysis_on_known_valley(world):
     assert a["roads"] == 1 and a["major_roads"] == 1 and a["road_length_m"] == pytest.approx(400, abs=0.5)
     assert a["installations"] == 1 and a["installation_names"] == "corner tank"
     # people: an independent shapely computation of the coverage-weighted sum
-    zone = LineString(expected).buffer(200)
+    zone = LineString(expected).buffer(200, cap_style="flat")  # (square at both ends: exactly 1 km downstream)
     want = sum(v * box(X0 + c * 100, Y0 - (r + 1) * 100, X0 + (c + 1) * 100, Y0 - r * 100).intersection(zone).area
                / 10000 for (r, c), v in POP_CELLS.items())
-    assert 60 < want < 70 and a["contents"]["people"] == pytest.approx(want, rel=1e-6)
-    assert a["people"] == round(a["contents"]["people"])
+    assert 55 < want < 60 and a["contents"]["people"] == pytest.approx(want, rel=1e-6)
+    assert a["people"] == math.floor(a["contents"]["people"] + 0.5)
     assert shapely.from_wkb(a["zone_m"]).symmetric_difference(zone).area < 1.0
     assert ponds["A"]["headtop"] and ponds["A"]["grade"] == 3
     assert (ponds["A"]["downstream_people"], ponds["A"]["downstream_receptors"],
