@@ -53,6 +53,11 @@ _EXTRA_ALIASES: dict[int, tuple[str, ...]] = {
     11: ("氯化氢", "hydrogen chloride"),
     13: ("煤气", "一氧化碳", "coal gas", "carbon monoxide"),
     29: ("ethyleneimine", "aziridine"),
+    # the short forms of the two 硝酸铵 rows (the table's full name for 43 is seldom written out; a short name
+    # that matched no row was graded by its Table 2 class instead: Q 50 t for W9.1 where Table 1 says 5 t)
+    43: ("硝酸铵(含可燃物>0.2%)", "硝酸铵(可燃物>0.2%)", "Ammonium nitrate with >0.2% combustible substances",
+         "Ammonium nitrate, >0.2% combustible"),
+    44: ("硝酸铵(可燃物≤0.2%)", "Ammonium nitrate, ≤0.2% combustible"),
     49: ("甲烷", "天然气", "methane", "natural gas"),
     52: ("液化石油气", "液化气", "丙烷", "丁烷", "LPG", "liquefied petroleum gas", "propane", "butane"),
     56: ("氧", "oxygen"),
