@@ -794,7 +794,8 @@ def _alarm_change(conn: Connection, alarms: dict, pending: dict, meta, item: str
                               "v": value, "msg": msg}).scalar_one()
         alarms[key] = {"id": alarm_id, "level": level}
         event = "open"
-        counts["opened"] += 1
+        counts["opened"] += item != "offline"  # (the daily counts set alarms against threshold crossings: an
+        # offline alarm has none, and counted it made the reduction negative)
     else:
         alarm_id = alarm["id"]
         event = "close" if level == 0 else ("escalate" if level > old else "deescalate")
@@ -804,7 +805,7 @@ def _alarm_change(conn: Connection, alarms: dict, pending: dict, meta, item: str
             del alarms[key]
         else:
             alarm["level"] = level
-        if event == "escalate":
+        if event == "escalate" and item != "offline":
             counts["escalated"] += 1
     if level == RED and old != RED:
         counts["red"] += 1
@@ -979,14 +980,20 @@ def thresholds_of(rule: Rule | None) -> dict | None:
 
 def asset_view(conn: Connection, asset_layer: str, asset_id: int, hours: float = 48,
                max_points: int = 2000) -> dict | None:
-    """An asset's level, open alarms and each sensor's recent readings with its thresholds (panel)."""
+    """An asset's level, open alarms and each sensor's recent readings with its thresholds (panel); an asset
+    without sensors has none of them (not an error: the panel asks for every pond and installation it opens);
+    None when there is no such asset."""
     if asset_layer not in ASSET_LAYERS:
         raise DataError(f"asset_layer must be one of {', '.join(ASSET_LAYERS)}")
     asset = conn.execute(text("SELECT name, alarm_level, open_alarms, offline_sensors, level_since, synthetic "
                               "FROM monitored_assets WHERE asset_layer = :l AND asset_id = :i"),
                          {"l": asset_layer, "i": asset_id}).mappings().first()
-    if asset is None:
-        return None
+    if asset is None:  # (the table: one of ASSET_LAYERS, checked above)
+        asset = conn.execute(text(f"SELECT name, NULL AS alarm_level, 0 AS open_alarms, 0 AS offline_sensors, "
+                                  f"NULL AS level_since, synthetic FROM {asset_layer} WHERE id = :i"),
+                             {"i": asset_id}).mappings().first()
+        if asset is None:
+            return None
     rules = load_rules(conn)
     out = _iso(dict(asset)) | {"asset_layer": asset_layer, "asset_id": asset_id, "sensors": [],
                                "alarms": list_alarms(conn, "open", asset_layer, asset_id)}

@@ -21,7 +21,8 @@ RESERVED = {"bbox", "limit", "offset", "f", "datetime", "properties", "crs", "bb
 # What the items answer in (lon/lat WGS84, GeoJSON): a request for another CRS or format is refused (400), not
 # silently answered in these. (``datetime`` and ``properties`` are accepted and not applied: no layer has a
 # temporal extent, and every visible property is returned.)
-CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "http://www.opengis.net/def/crs/EPSG/0/4326")
+# (EPSG:4326 is refused too: its axis order is lat/lon, and answering lon/lat to it would swap the coordinates)
+CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84",)
 FORMATS = ("json", "geojson")
 
 

@@ -150,7 +150,7 @@ def asset(conn: ConnDep, user: UserDep, asset_layer: AssetLayer, asset_id: int,
     require_role(user, *READ)
     found = monitoring.asset_view(conn, asset_layer, asset_id, hours)
     if found is None:
-        raise NotFound(f"{asset_layer} {asset_id} has no monitoring sensors", zh=f"{asset_layer} {asset_id} 没有监测传感器")
+        raise NotFound(f"no {asset_layer} {asset_id}", zh=f"没有 {asset_layer} {asset_id}")
     return found
 
 

@@ -203,7 +203,8 @@ def test_another_crs_or_format_is_refused_not_ignored(client, receptors):
     ok = client.get("/collections/receptors/items", params={"crs": crs84, "bbox-crs": crs84, "f": "json"})
     assert ok.status_code == 200 and ok.json()["numberReturned"] == 25
     for params, message in (({"crs": "http://www.opengis.net/def/crs/EPSG/0/3857"}, "crs"),
-                            ({"bbox-crs": "EPSG:4490"}, "bbox-crs"), ({"f": "html"}, "GeoJSON")):
+                            ({"bbox-crs": "EPSG:4490"}, "bbox-crs"), ({"f": "html"}, "GeoJSON"),
+                            ({"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"}, "lon/lat")):  # (lat/lon axes)
         r = client.get("/collections/receptors/items", params=params)
         assert r.status_code == 400 and message in r.json()["description"], r.text
 

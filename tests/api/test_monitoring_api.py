@@ -146,6 +146,15 @@ def test_alarm_visible_acknowledged_and_panel_data(client, site, token):
     assert [v for _, v in d1["readings"]] == [20, 55, 60, 125] and d1["alarm_level"] == "red"
     assert d1["thresholds"]["red"] == 120 and d1["thresholds"]["rates_per_day"]["red"] == 20
     assert client.get("/monitoring/assets/hazard_installations/77", headers=emergency).status_code == 404
+    # an asset without sensors is no error (the panel asks for every one it opens; a 404 was a console error)
+    with site.begin() as conn:
+        spec = registry.get("hazard_installations")
+        frame = gpd.GeoDataFrame({"name": ["无监测罐区"]}, geometry=[shapely.box(102.72, 25.0, 102.73, 25.01)], crs=4326)
+        write(conn, spec, validate(spec, frame, StoreSettings().area_bbox)[0])
+        bare = conn.execute(text("SELECT id FROM hazard_installations WHERE name = '无监测罐区'")).scalar()
+    panel = client.get(f"/monitoring/assets/hazard_installations/{bare}", headers=emergency)
+    assert panel.status_code == 200 and panel.json()["sensors"] == [] and panel.json()["alarm_level"] is None
+    assert panel.json()["name"] == "无监测罐区" and panel.json()["alarms"] == []
 
     feats = client.get("/collections/monitored_assets/items", headers=emergency).json()["features"]
     levels = {(f["properties"]["asset_layer"], f["properties"]["asset_id"]): f["properties"]["alarm_level"]

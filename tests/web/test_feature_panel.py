@@ -97,7 +97,8 @@ def test_grading_block_and_reports(site, token):
             r = api.get(f"/analysis/grading/{ids[name]}")
             assert r.status_code == status and words in r.json()["description"]
             grading(ids[name], "note")
-            assert page.inner_text("#om-grading .om-grading-note") == r.json()["description"]
+            said = r.json()
+            assert page.inner_text("#om-grading .om-grading-note") == said["description_zh"] + " " + said["description"]
             assert page.locator("#om-status.om-status-error").count() == 0  # (no error toast)
 
         # 报告 Report: the installation, the park (by id) and the district (by adcode), downloaded with the token
