@@ -9,6 +9,8 @@ import re
 from datetime import datetime, timezone
 
 import folium
+from branca.element import MacroElement
+from jinja2 import Template
 from sqlalchemy import Connection, text
 
 from api.errors import NotFound
@@ -20,9 +22,17 @@ from layers.settings import LOCAL_TZ, REPO_ROOT
 VENDOR = REPO_ROOT / "web" / "static" / "vendor" / "leaflet"
 
 
+class _MetricScale(MacroElement):
+    """Leaflet's scale in metres only, as the main map (folium's ``control_scale`` adds feet and miles too)."""
+
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "L.control.scale({imperial: false}).addTo({{ this._parent.get_name() }});{% endmacro %}")
+
+
 def new_map(bounds: list[float], title: str) -> folium.Map:
     """A folium map with no CDN assets and no basemap (Leaflet inlined when rendered)."""
-    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
+    m = folium.Map(tiles=None, prefer_canvas=True)
+    m.add_child(_MetricScale())
     m.default_js, m.default_css = [], []
     leaflet_css = (VENDOR / "leaflet.css").read_text(encoding="utf-8")
     leaflet_js = (VENDOR / "leaflet.js").read_text(encoding="utf-8")
@@ -151,11 +161,23 @@ def park_report(conn: Connection, park_id: int, radius_m: float = 1000) -> str:
     return render(m, title, panel, park["synthetic"])
 
 
+def _grading_text(inst: dict, level: tuple | None) -> str:
+    """The installation's GB 18218 outcome as the map's grading block says it (a level, S < 1, or why none)."""
+    if level:
+        return f"{level[0]} {level[1]} (R = {inst['r']:.2f})" if inst["r"] is not None else f"{level[0]} {level[1]}"
+    if inst["grading_error"]:
+        return f"无法分级 cannot be graded: {inst['grading_error']}"
+    if inst["s"] is not None:
+        return f"未构成重大危险源 Not a major hazard installation (S = {inst['s']:.2f} < 1)"
+    return "未分级 not graded (riskmap analyze hazchem)"
+
+
 def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) -> str:
     inst = _one(conn, (f"hazard installation {inst_id}", f"危险源 {inst_id}"),
                 "SELECT h.id, h.name, h.unit_type, h.level, h.synthetic, e.name AS enterprise, ST_AsGeoJSON(h.geom) gj, "
-                "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy FROM hazard_installations h "
-                "LEFT JOIN enterprises e ON e.id = h.enterprise_id WHERE h.id = :id", id=inst_id)
+                "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy, g.s, g.r, g.error AS grading_error "
+                "FROM hazard_installations h LEFT JOIN enterprises e ON e.id = h.enterprise_id "
+                "LEFT JOIN installation_gradings g ON g.installation_id = h.id WHERE h.id = :id", id=inst_id)
     chems = _points(conn, "SELECT name, cas, un_number, quantity_t FROM installation_chemicals "
                           "WHERE installation_id = :id ORDER BY id", id=inst_id)
     recs, _, recs_heading = _receptors_near(conn, "(SELECT geom FROM hazard_installations WHERE id = :id)", radius_m,
@@ -169,7 +191,7 @@ def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) 
     level = HAZARD_LEVELS.get(inst["level"])
     summary = [{"k": "企业 Enterprise", "v": inst["enterprise"]},
                {"k": "单元 Unit", "v": labelled("hazard_installations", [inst], "unit_type")[0]["unit_type"]},
-               {"k": "等级 Level (GB 18218)", "v": f"{level[0]} {level[1]}" if level else "未分级 not graded"}]
+               {"k": "等级 Level (GB 18218)", "v": _grading_text(inst, level)}]
     panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>危险化学品 Inventory</h4>"
              + table(chems, [("name", "名称 Name"), ("cas", "CAS"), ("un_number", "UN"), ("quantity_t", "设计最大量 q (t)")])
              + f"<h4>{recs_heading}</h4>"

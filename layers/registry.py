@@ -117,7 +117,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
         (NAME, F("ref", "str", "编号", "Ref"),
          F("road_class", "str", "道路等级", "Class", required=True,
            codes={k: (zh, en, color) for k, (zh, en, color, _speed) in ROAD_CLASSES.items()}),
-         F("speed_kmh", "float", "设计速度", "Speed (km/h)", **COUNT), F("oneway", "bool", "单行", "One-way"),
+         F("speed_kmh", "float", "设计速度（km/h）", "Speed (km/h)", **COUNT), F("oneway", "bool", "单行", "One-way"),
          F("bridge", "bool", "桥梁", "Bridge"), F("tunnel", "bool", "隧道", "Tunnel"),
          F("layer", "int", "层", "Layer"),  # (no minimum: -1 and below are under ground, as in OSM)
          F("length_m", "float", "长度（米）", "Length (m)", **COUNT),
@@ -181,7 +181,8 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
              "hospital": ("医院", "Hospital", "#27ae60"),
              "depot": ("物资库", "Material depot", "#8e44ad"),
              "shelter": ("避难场所", "Shelter", "#1e64c8")}),
-         F("capacity", "int", "能力", "Capacity", **COUNT),
+         # (by kind: fire engines, hospital beds, people a shelter or team holds, tonnes of material)
+         F("capacity", "int", "能力（车/床/人/吨）", "Capacity (vehicles/beds/people/t)", **COUNT),
          F("contact_name", "str", "联系人", "Contact", roles={"emergency", "editor"}),
          F("contact_phone", "str", "联系电话", "Phone", roles={"emergency", "editor"}),
          F("address", "str", "地址", "Address"), *COMMON),

@@ -91,6 +91,19 @@ def test_reports_open_offline(city, db_url, tmp_path):
     assert r.returncode == 2 and "no folder" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_installation_report_says_the_grading_outcome_as_the_map_does():
+    """(QA: the report said 未分级 "not graded" where the map's grading block said S = 0.24, not a major hazard.)"""
+    from api.reports import _grading_text
+    from layers.registry import HAZARD_LEVELS
+
+    graded = {"r": 57.123, "s": 9.0, "grading_error": None}
+    assert _grading_text(graded, HAZARD_LEVELS[2]).endswith("(R = 57.12)")
+    assert _grading_text({"r": 0.3, "s": 0.24, "grading_error": None}, None) == (
+        "未构成重大危险源 Not a major hazard installation (S = 0.24 < 1)")
+    assert _grading_text({"r": None, "s": None, "grading_error": "'x' is not in Table 1"}, None).startswith("无法分级")
+    assert _grading_text({"r": None, "s": None, "grading_error": None}, None).startswith("未分级 not graded")
+
+
 def test_reports_over_http_for_staff(client, city, token):
     planner = {"Authorization": f"Bearer {token('planner')}"}
     for kind, ident, needle in (("park", "1", "Chemical park report"), ("installation", "2", "氯"),
@@ -98,6 +111,7 @@ def test_reports_over_http_for_staff(client, city, token):
         r = client.get(f"/analysis/reports/{kind}/{ident}", headers=planner)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text
         assert f'filename="{kind}-{ident}.html"' in r.headers["content-disposition"] and needle in r.text
+        assert "L.control.scale({imperial: false})" in r.text and "L.control.scale()" not in r.text  # (metric only)
     assert client.get("/analysis/reports/park/1").status_code == 401
     for url, status, needle in (("/analysis/reports/park/99999", 404, "not found"),
                                 ("/analysis/reports/district/000000", 404, "not found"),
