@@ -158,6 +158,11 @@ def check_thresholds(kind: str, values: dict) -> None:
     if kind not in KINDS:
         raise DataError(f"unknown sensor kind {kind!r}; kinds: {', '.join(KINDS)}")
     above = KINDS[kind].direction == "above"
+    lo, hi = KINDS[kind].possible
+    for c in LEVELS[1:]:  # (a threshold no working sensor can reach would never fire)
+        if values.get(c) is not None and not lo <= values[c] <= hi:
+            raise DataError(f"{kind}: {c} ({values[c]:g}) is beyond what a sensor can report ({lo:g} to {hi:g} "
+                            f"{KINDS[kind].unit})")
     for group in (LEVELS[1:], [f"rate_{c}" for c in LEVELS[1:]]):
         seq = [(c, values.get(c)) for c in group if values.get(c) is not None]
         for (c1, v1), (c2, v2) in zip(seq, seq[1:]):

@@ -202,6 +202,15 @@ def _time(value, name: str) -> time | None:
     return t
 
 
+def _utf8(value: str) -> bool:
+    """Whether text can be stored (JSON may carry a lone UTF-16 surrogate, which UTF-8 cannot)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_rule(payload: dict) -> dict:
     """Check a rule given by an editor; returns the row to store. Raises AnalysisError (400)."""
     if not isinstance(payload, dict):
@@ -214,15 +223,17 @@ def validate_rule(payload: dict) -> dict:
         if not isinstance(r[k], str) or not r[k].strip():
             raise AnalysisError(f"rule {k} is required (Chinese and English names)", zh=f"规则须有 {k}（中英文名称）")
     for k, most in (("name_zh", 200), ("name_en", 200), ("source", 2000)):
-        if r[k] is not None and (not isinstance(r[k], str) or len(r[k]) > most):
-            raise AnalysisError(f"rule {k} must be text of at most {most} characters", zh=f"规则 {k} 最多 {most} 个字符")
+        if r[k] is not None and (not isinstance(r[k], str) or len(r[k]) > most or not _utf8(r[k])):
+            raise AnalysisError(f"rule {k} must be text of at most {most} characters (valid Unicode)",
+                                zh=f"规则 {k} 应为最多 {most} 个字符的有效文本")
     if r["target"] not in TARGETS:
         raise AnalysisError(f"rule target must be one of {', '.join(TARGETS)}")
     for k in _LISTS:
         v = r[k]
-        if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) and x for x in v)):
-            raise AnalysisError(f"rule {k} must be a list of codes")
-        r[k] = v or None
+        if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v)):
+            raise AnalysisError(f"rule {k} must be a non-empty list of codes (left out: every one)",
+                                zh=f"规则 {k} 应为非空代码列表（不给出则为全部）")
+        r[k] = v
     if not r["cargo_classes"]:
         raise AnalysisError('rule cargo_classes is required (e.g. ["2.3"], ["2"], ["*"] for all dangerous goods)',
                             zh='规则须有货物类别 cargo_classes（如 ["2.3"]、["2"]，["*"] 为全部危险货物）')
@@ -261,8 +272,8 @@ def validate_rule(payload: dict) -> dict:
             raise AnalysisError(f"rule weekdays must be a list of ISO weekday numbers 1 (Mon) … 7 (Sun), got {days!r}",
                                 zh=f"规则星期应为 1（周一）… 7（周日）的列表，而非 {days!r}")
         r["weekdays"] = sorted(set(days))
-    r["verdict"] = r["verdict"] or "forbidden"
-    if r["verdict"] not in VERDICT_ORDER:
+    r["verdict"] = "forbidden" if r["verdict"] is None else r["verdict"]
+    if not isinstance(r["verdict"], str) or r["verdict"] not in VERDICT_ORDER:
         raise AnalysisError("rule verdict must be forbidden or warning")
     if r["active"] is None:
         r["active"] = True

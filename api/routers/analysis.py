@@ -41,6 +41,7 @@ ReceptorClass = Literal[tuple(PROTECTION_CLASSES)]  # type: ignore[valid-type]
 
 
 SITE_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon")
+MAX_SITE_POSITIONS = 10_000  # a site outline has a few hundred; 20 000 (5 000 squares) took 2.4 s to check here
 
 
 class SitingRequest(BaseModel):
@@ -152,6 +153,10 @@ def siting_check(body: SitingRequest, request: Request, conn: ConnDep, user: Rea
     except (ValueError, shapely.errors.GEOSException) as exc:
         raise DataError(f"geometry is not a valid GeoJSON {kind}: {str(exc).split('Error parsing JSON: ')[-1]}",
                         zh=f"几何不是有效的 GeoJSON {kind}") from None
+    if shapely.get_num_coordinates(geom) > MAX_SITE_POSITIONS:  # (each receptor is measured against all of it)
+        raise DataError(f"geometry may have at most {MAX_SITE_POSITIONS} positions, got "
+                        f"{shapely.get_num_coordinates(geom)}; simplify the outline",
+                        zh=f"几何最多 {MAX_SITE_POSITIONS} 个点，收到 {shapely.get_num_coordinates(geom)} 个；请简化边界")
     if geom.is_empty:  # (explain_validity calls an empty geometry "Valid Geometry")
         raise DataError(f"geometry is empty: the {kind} has no coordinates", zh=f"几何为空：该 {kind} 没有坐标")
     if not geom.is_valid:

@@ -241,7 +241,7 @@ def stored_check(conn: ConnDep, user: RouteChecker,
     """Every stored hazmat route (layer ``hazmat_routes``) checked now against the current rules for a day:
     its verdict and conflicts. The layer ``route_conflicts`` holds the same for the day of the last
     ``riskmap analyze roads``; this answers for any day without writing anything."""
-    when = datetime.combine(day, time(0), LOCAL_TZ) if day else None
+    when = routing.parse_departure(datetime.combine(day, time(0), LOCAL_TZ)) if day else None  # (its years)
     routes, unchecked = [], []
     for rt, cargo, result in routing.stored_route_checks(conn, when):
         if cargo is None:

@@ -238,6 +238,9 @@ def test_stored_routes_checked_for_a_day(client, net, rc):
             conn.execute(text("INSERT INTO hazmat_routes (name, cargo_un, schedule, geom) "
                               "VALUES (:n, :u, :s, ST_GeomFromText(:g, 4326))"),
                          {"n": name, "u": un, "s": schedule, "g": line(O, P, D)})
+    for far in ("9999-12-31", "0001-01-01"):  # (QA fuzz: a 500, the trip's end beyond datetime's range)
+        r = client.get("/routes/stored/check", params={"day": far}, headers=rc)
+        assert r.status_code == 400 and "in the years" in r.json()["description"], r.text
     r = client.get("/routes/stored/check", params={"day": "2026-12-01"}, headers=rc)
     assert r.status_code == 200, r.text
     out = r.json()

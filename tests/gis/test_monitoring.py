@@ -239,6 +239,8 @@ def test_thresholds_are_checked_and_per_asset_overrides_default(site):
             monitoring.set_threshold(conn, "phreatic_depth", {"blue": 5, "yellow": 6})
         with pytest.raises(DataError, match="belong"):
             monitoring.set_threshold(conn, "displacement", {"red": 5}, "hazard_installations", 1)
+        with pytest.raises(DataError, match="beyond what a sensor can report"):  # (QA: 1.18e21 mm was stored)
+            monitoring.set_threshold(conn, "displacement", {"blue": 2**70})
         monitoring.set_threshold(conn, "displacement", {"blue": 5, "red": 10, "debounce": 1}, "tailings_ponds", 1)
         rules = monitoring.load_rules(conn)
     assert monitoring.rule_for(rules, "displacement", ("tailings_ponds", 1)).limits == (5, None, None, 10)

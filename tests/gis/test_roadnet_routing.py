@@ -129,7 +129,11 @@ def test_rule_matching_and_time_windows():
                      ({"min_quantity_t": float("inf")}, "min_quantity_t"), ({"min_quantity_t": -5}, "0 or more"),
                      # an offset would be dropped by the column: refused, not stored as another time
                      ({"ban_start": "22:00+08:00"}, "without an offset"), ({"source": "x" * 2001}, "at most 2000"),
-                     ({"name_en": "x" * 201}, "at most 200")]:
+                     ({"name_en": "x" * 201}, "at most 200"),
+                     # (QA fuzz: a list verdict was a 500, a falsy one and an empty filter were stored as
+                     # "forbidden" and as "every class"; a lone surrogate failed in the database: a 500)
+                     ({"verdict": ["forbidden"]}, "verdict"), ({"verdict": 0}, "verdict"), ({"verdict": ""}, "verdict"),
+                     ({"structure_classes": []}, "non-empty list"), ({"name_zh": "\ud800"}, "valid Unicode")]:
         with pytest.raises(AnalysisError, match=msg):
             routing.validate_rule({"name_zh": "x", "name_en": "x", "cargo_classes": ["*"], "target": "structure",
                                    **bad})
