@@ -159,7 +159,8 @@ LAYERS: tuple[LayerSpec, ...] = (
          F("receptors_general_3", "int", "一般三类防护目标数", "General class-3 receptors"),
          F("receptor_people", "int", "防护目标人数", "People at receptors"),
          SYNTHETIC, *RUN),
-        Style("#ff8c00", fill="#ffd700", weight=1), roles=STAFF, derived=True, default_visible=False, minzoom=8,
+        # (purple: the rings are not a risk level, so not in the 红橙黄蓝 of the levels drawn over them)
+        Style("#7d3c98", fill="#d7bde2", weight=1), roles=STAFF, derived=True, default_visible=False, minzoom=8,
         popup=("name", "people", "people_within", "receptors_high_sensitive"),
     ),
 )

@@ -114,7 +114,10 @@ def test_draw_check_and_plan(site, token):
         page.wait_for_function("document.querySelector('#rt-out').innerText.includes('Compliant')", timeout=60000)
         assert body["origin"] == pytest.approx(O, abs=1e-4) and body["destination"] == pytest.approx(D, abs=1e-4)
         out = page.inner_text("#rt-out")
-        assert "允许通行 Allowed" in out and "Extra vs fastest" in out and "长隧道" in out  # avoided
+        assert "允许通行 Allowed" in out and "比最快路线多 Extra vs fastest" in out and "长隧道" in out  # avoided
+        # the unrestricted route is the fastest (what the server plans), and every label says so
+        assert "最快（不考虑限制）fastest, unrestricted" in page.inner_text(".rt-legend")
+        assert "最短" not in page.inner_text(".rt-panel") and "shortest" not in page.inner_text(".rt-panel").lower()
         assert "禁止通行 Forbidden" in out  # the check's result stays
         assert page.evaluate(f"document.querySelectorAll('path[stroke=\"{COMPLIANT}\"]').length") == 1  # drawn beside
         assert page.evaluate(f"document.querySelectorAll('path[stroke=\"{ROUTE}\"]').length") >= 1  # the checked route

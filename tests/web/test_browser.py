@@ -18,7 +18,7 @@ def site(db_url, clean):
     load(clean, "enterprises", gpd.GeoDataFrame(
         {"name": ["测试企业"], "kind": ["storage"], "risk_grade": ["orange"], "park_id": [1]},
         geometry=[shapely.box(102.70, 25.03, 102.72, 25.05)], crs=4326))
-    load(clean, "admin_areas", gpd.GeoDataFrame({"adcode": ["530102"], "name": ["五华区"]},
+    load(clean, "admin_areas", gpd.GeoDataFrame({"adcode": ["530102"], "name": ["五华区"], "name_en": ["Wuhua District"]},
                                                 geometry=[shapely.box(102.6, 24.95, 102.8, 25.1)], crs=4326))
     port = free_port()
     proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
@@ -232,3 +232,82 @@ def test_controls_numbers_choropleth_and_login_messages(site, token):
                                " && document.querySelector('#om-login-msg').textContent === ''", timeout=10000)
     # only the 401s of the refused token (Chromium logs every 4xx response)
     assert all("status of 401" in e for e in errors) and len(errors) == 3, errors
+
+
+def test_names_times_swatches_titles_and_search_box(site, token):
+    """The feature panel's title is the name in the page's language (name_en in English, name the fallback);
+    datetime fields are Beijing time, labelled, whatever the browser's zone; a layer's swatch in the layer list
+    and the legend is what the map draws (a polygon's fill inside its stroke); a long title wraps between words,
+    not inside them; the search box shows its whole placeholder in English at 1366 and 1280 px, logged in as an
+    emergency responder (the longest role name in the header)."""
+    base, engine = site
+    load(engine, "accidents", gpd.GeoDataFrame({"occurred_at": ["2021-01-07T23:44:18+00:00"], "kind": ["collision"]},
+                                               geometry=[shapely.Point(102.71, 25.04)], crs=4326))
+    with engine.connect() as conn:
+        district = conn.execute(text("SELECT id FROM admin_areas")).scalar_one()
+        accident = conn.execute(text("SELECT id FROM accidents")).scalar_one()
+    with browser_page() as (page, errors):
+        page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "America/Los_Angeles"})
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.goto(base + "/?lang=en")
+        page.evaluate("onemap.ready")
+        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        assert page.evaluate("onemap.me.role_en") == "Emergency responder"
+
+        def show(layer, fid):
+            page.evaluate(f"onemap.showFeature({layer!r}, {fid}, {{}}, null)")
+            page.wait_for_selector("#om-panel[data-status=ok]", timeout=10000)
+
+        show("admin_areas", district)
+        assert page.inner_text("#om-panel-title") == "Wuhua District"
+        show("accidents", accident)
+        assert page.inner_text("#om-panel tr[data-field=occurred_at] td") == "2021-01-08 07:44 Beijing time"
+        page.evaluate("onemap.setLang('zh')")
+        assert page.inner_text("#om-panel tr[data-field=occurred_at] td") == "2021-01-08 07:44 北京时间"
+        show("admin_areas", district)
+        assert page.inner_text("#om-panel-title") == "五华区"
+        page.evaluate("onemap.setLang('en')")
+
+        # swatches: the colours the layer's own style function gives a feature of its first legend class
+        polygons = page.evaluate("""() => Object.values(onemap.layers)
+            .filter(e => /Polygon/.test(e.def.geometry_type)).map(e => e.id)""")
+        assert {"exposure_rings", "tailings_downstream"} <= set(polygons)
+        for layer in polygons:
+            page.evaluate(f"onemap.setLayerVisible({layer!r}, true)")
+        swatches = page.evaluate("""ids => ids.map(id => {
+            const e = onemap.layers[id], by = e.def.style.by, first = e.def.legend[0];
+            const drawn = e.grid.options.vectorTileLayerStyles[id](by ? {[by.field]: first.value} : {});
+            const rgb = c => { const s = document.createElement('span'); s.style.color = c; document.body.append(s);
+                               const v = getComputedStyle(s).color; s.remove(); return v; };
+            const shown = [...document.querySelectorAll(`#om-layer-switcher label[data-layer-id="${id}"] .om-swatch,
+                #om-legend .om-legend-block[data-layer-id~="${id}"] li:first-child .om-swatch`)]
+                .map(s => [getComputedStyle(s).backgroundColor, getComputedStyle(s).borderTopColor]);
+            return [id, [rgb(drawn.fillColor), rgb(drawn.color)], shown];
+        })""", polygons)
+        for layer, drawn, shown in swatches:
+            assert len(shown) == 2 and all(s == drawn for s in shown), (layer, drawn, shown)
+        rings = dict((layer, drawn) for layer, drawn, _ in swatches)["exposure_rings"]
+        assert rings[0] != rings[1]  # (filled in one colour, outlined in another)
+
+        # a title wraps between words, not inside them, and a long unbroken string still wraps within the panel;
+        # the search box shows its whole placeholder (800 px: a narrow window, the panel over the map)
+        split = """() => { const h = document.querySelector('#om-panel-title'), n = h.firstChild, out = [], re = /\\S+/g;
+            for (let m; (m = re.exec(n.data));) {
+                const r = document.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+                if (r.getClientRects().length > 1) { out.push(m[0]); } }
+            return [out, h.scrollWidth <= h.clientWidth]; }"""
+        placeholder = """() => { const i = document.querySelector('#om-search-input'), cs = getComputedStyle(i);
+            const c = document.createElement('canvas').getContext('2d'); c.font = cs.font;
+            return c.measureText(i.placeholder).width <= i.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); }"""
+        for width in (1366, 1280, 800):
+            page.set_viewport_size({"width": width, "height": 800})
+            for name in ("Kunming Demo Chemical Industry Park tailings pond number seven",
+                         "Demo tailings pond of the Dongchuan copper mine, a synthetic record with a long English name",
+                         "Demo tailings pond 12 (synthetic)"):
+                page.evaluate(f"onemap.showFeature('chemical_parks', null, {{name: {name!r}}}, null)")
+                assert page.evaluate(split) == [[], True], (width, name)
+            page.evaluate("onemap.showFeature('chemical_parks', null, {name: 'Demo ' + 'X'.repeat(60)}, null)")
+            assert page.evaluate(split) == [["X" * 60], True], width
+            assert width == 800 or page.evaluate(placeholder), width
+        assert page.get_attribute("#om-search-input", "title") == "Search enterprises, tailings ponds, roads…"
+    assert errors == [], errors

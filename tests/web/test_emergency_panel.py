@@ -3,11 +3,12 @@ hand-made scene of tests/gis/test_emergency_fixture.py plus 20 depots around the
 away: day or night is preselected by the hour in Beijing, 分析 Analyse fits the zones and the spill point beside
 the panel (not the far resources), is kept in the duty log only when asked (its report downloads), resources show
 in-zone badges, the server's warnings and unusable marks in both languages, and 仅查资源 Resources only lists every
-kind."""
+kind. Numbers are formatted as elsewhere on the page: people with thousands separators, areas with 2 decimals."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -112,6 +113,12 @@ def test_emergency_panel(site, token):
             assert r["in_zone"] == zone and r["usable"] is True and words in r["warning"] and "upwind" in r["warning"]
             assert row("depot", name).locator(".em-res-warning").inner_text() == "⚠ " + r["warning"]
         assert row("shelter", "S2").locator(".em-res-warning").count() == 0
+        # each zone's people and area as the page formats numbers (1,234; at most 2 decimals)
+        for zone in answer.value.json()["zones"].values():
+            people = "— (无人口栅格 no grid)" if zone["population"] is None else f"{round(zone['population']):,}"
+            area = f"{zone['area_km2']:,.2f}".rstrip("0").rstrip(".")
+            assert f"人口 People: {people} · 面积 Area {area} km²" in page.inner_text("#em-out")
+        assert not re.search(r"Area \d+\.\d{3}", page.inner_text("#em-out"))
 
         # resources only: a few of each kind, so the far rescue team is not crowded out by the 21 depots
         with page.expect_request("**/emergency/nearby?*") as req:

@@ -2,7 +2,9 @@
 tailings pond's displacement sensor has an alarm and, stored before the server refused sensor faults, a
 reading of 10²⁵ mm; the alarm list names the highest level in both languages, and the chart's axis labels
 are formatted as the page formats numbers (×10ⁿ, no "e+25"); the panel opens under the top-right controls, clear of
-the 预警 Alarms button and its count badges."""
+the 预警 Alarms button and its count badges. The feature panel's 在线监测 section asks for an asset once per opened
+feature (not again when the details come or the language switches), says so when an installation has no sensors,
+and every time shown is Beijing time, labelled, whatever the browser's zone."""
 
 from __future__ import annotations
 
@@ -10,10 +12,15 @@ import os
 import re
 from datetime import datetime, timedelta, timezone
 
+import geopandas as gpd
+import httpx
 import pytest
+import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, pond_with_open_alarm, serve, stop
+from conftest import browser_page, free_port, load, pond_with_open_alarm, serve, stop
+
+BEIJING = timezone(timedelta(hours=8))
 
 
 @pytest.fixture
@@ -24,6 +31,9 @@ def site(db_url, clean):
         # (ingest refuses it now as a sensor fault; older stores may hold such a reading)
         conn.execute(text("INSERT INTO monitoring_readings (sensor_id, time, value) SELECT id, :t, 1e25 "
                           "FROM monitoring_sensors WHERE code = 'TP1-D1'"), {"t": now - timedelta(minutes=5)})
+    # (after the pond's sensors: an installation without any)
+    load(clean, "hazard_installations", gpd.GeoDataFrame(
+        {"name": ["无传感器装置"]}, geometry=[shapely.box(102.72, 25.0, 102.73, 25.01)], crs=4326))
     port = free_port()
     proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
     yield f"http://127.0.0.1:{port}"
@@ -65,3 +75,61 @@ def test_alarm_levels_and_chart_axis(site, token):
         shown = page.evaluate("[1.2345e-7, -8.000000000000001e+23, 60.125].map(v => onemap.fmtNum(v, 1))")
         assert shown == ["1.23×10⁻⁷", "-8×10²³", "60.1"]
     assert errors == [], errors
+
+
+def test_feature_section_asks_once_and_shows_beijing_time(site, token):
+    emergency = token("emergency")
+    api = httpx.Client(base_url=site, headers={"Authorization": f"Bearer {emergency}"}, trust_env=False)
+    (alarm,) = api.get("/monitoring/alarms").json()["alarms"]
+    pond = api.get(f"/monitoring/assets/tailings_ponds/{alarm['asset_id']}?hours=48").json()
+    installation = 1
+    bare = api.get(f"/monitoring/assets/hazard_installations/{installation}?hours=48")
+    assert bare.status_code == 200 and bare.json()["sensors"] == []
+
+    def beijing(iso):
+        return datetime.fromisoformat(iso).astimezone(BEIJING).strftime("%m-%d %H:%M")
+
+    with browser_page() as (page, errors):
+        # a browser in London: the times shown are still Beijing time
+        page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "Europe/London"})
+        asked, refused = [], []
+        page.on("request", lambda r: asked.append(r.url) if "/monitoring/assets/" in r.url else None)
+        page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+        page.goto(site + "/")
+        page.evaluate("onemap.ready")
+        assert page.evaluate(f"onemap.login({emergency!r}).then(r => r.ok)")
+
+        def open_feature(layer, fid):
+            asked.clear()
+            page.evaluate(f"onemap.showFeature({layer!r}, {fid}, {{}}, null)")
+            page.wait_for_selector("#om-panel[data-status=ok] .mo-section :is(.mo-none, .mo-chart)", timeout=10000)
+
+        # an installation without sensors: said in both languages, one request however often the panel is drawn
+        open_feature("hazard_installations", installation)
+        assert page.inner_text(".mo-section .mo-none") == "无监测传感器 No monitoring sensors"
+        page.evaluate("onemap.setLang('en'); onemap.setLang('zh')")
+        page.wait_for_selector(".mo-section .mo-none")
+        assert asked == [f"{site}/monitoring/assets/hazard_installations/{installation}?hours=48"], asked
+
+        # the pond: its charts, asked once; the chart's times are Beijing time and say so
+        open_feature("tailings_ponds", alarm["asset_id"])
+        page.evaluate("onemap.setLang('en')")
+        page.wait_for_selector(".mo-section .mo-chart")
+        assert len(asked) == 1, asked
+        (d1,) = [s for s in pond["sensors"] if s["code"] == "TP1-D1"]
+        texts = page.locator(".mo-section .mo-sensor", has_text="TP1-D1").locator(".mo-chart text").all_text_contents()
+        assert texts[-3:] == [beijing(d1["readings"][0][0]), "北京时间 Beijing time", beijing(d1["readings"][-1][0])]
+        page.evaluate("onemap.setLang('zh')")
+
+        # the alarm list and history: Beijing time, labelled in the panel
+        page.click(".mo-toggle")
+        page.wait_for_selector(".mo-alarm", timeout=10000)
+        assert "北京时间 Beijing time" in page.inner_text(".mo-panel > .mo-muted")
+        assert f"自 Since {beijing(alarm['opened_at'])} · " in page.inner_text(".mo-alarm >> nth=0")
+        page.click(".mo-alarm >> nth=0")
+        page.wait_for_selector("#mo-detail .mo-hist div")
+        assert "历史 History (北京时间 Beijing time)" in page.inner_text("#mo-detail")
+        assert page.inner_text("#mo-detail .mo-hist div >> nth=0").startswith(beijing(alarm["opened_at"]) + " 开启 open")
+    # (the only refusal: the installation's GB 18218 grading, not run yet, which the feature panel shows as a note)
+    assert refused == [f"{site}/analysis/grading/{installation}"], refused
+    assert errors == ["Failed to load resource: the server responded with a status of 404 (Not Found)"], errors

@@ -26,7 +26,8 @@
   var STR = {
     title_default: { zh: '危险化学品安全风险一张图', en: 'Hazardous Chemicals Safety Risk One-Map' },
     toggle_sidebar: { zh: '显示/隐藏侧栏', en: 'Show/hide sidebar' },
-    search_placeholder: { zh: '搜索企业、尾矿库、路段…', en: 'Search enterprises, tailings ponds, roads…' },
+    search_placeholder: { zh: '搜索企业、尾矿库、路段…', en: 'Enterprises, ponds, roads…' },
+    search_title: { zh: '搜索企业、尾矿库、路段等', en: 'Search enterprises, tailings ponds, roads…' },
     search: { zh: '搜索', en: 'Search' },
     searching: { zh: '正在搜索…', en: 'Searching…' },
     search_none: { zh: '无匹配结果', en: 'No results' },
@@ -83,6 +84,7 @@
     coordinates: { zh: '坐标', en: 'Coordinates' },
     zoom_to: { zh: '缩放至', en: 'Zoom to' },
     yes: { zh: '是', en: 'Yes' },
+    beijing_time: { zh: '北京时间', en: 'Beijing time' },
     no: { zh: '否', en: 'No' },
     th_name: { zh: '区县', en: 'District' },
     th_parks: { zh: '园区', en: 'Parks' },
@@ -289,6 +291,20 @@
     if (state.lang === 'zh' && n >= 10000) { return (n / 10000).toFixed(1) + '万'; }
     if (state.lang === 'en' && n >= 1000) { return Math.round(n / 1000).toLocaleString('en-US') + 'k'; }
     return fmtNum(n);
+  }
+
+  // A time (ISO text, Date or ms) in Beijing time (Asia/Shanghai) whatever the browser's zone: 'YYYY-MM-DD HH:MM',
+  // form 'short' 'MM-DD HH:MM', form 'time' 'HH:MM'. Whoever shows it says 北京时间 Beijing time. The topic panels
+  // use it too (api.fmtTime).
+  var BEIJING = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit',
+    day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  function fmtTime(v, form) {
+    var d = new Date(v);
+    if (isBlank(v) || isNaN(d.getTime())) { return isBlank(v) ? '—' : String(v); }
+    var p = {};
+    BEIJING.formatToParts(d).forEach(function (x) { p[x.type] = x.value; });
+    var hm = p.hour + ':' + p.minute;
+    return form === 'time' ? hm : (form === 'short' ? '' : p.year + '-') + p.month + '-' + p.day + ' ' + hm;
   }
 
   function bboxToBounds(b) {
@@ -763,12 +779,22 @@
     return s;
   }
 
+  // A layer's legend as styleFor draws it: {g, stroke, items: [{label, color}]}. A class (style.by) fills and
+  // outlines a polygon in its colour; without classes the fill is style.fill inside style.color (the stroke),
+  // whatever colour the registry's legend gives.
+  function legendOf(def) {
+    var st = def.style || {}, g = geomClass(def.geometry_type);
+    var plain = g === 'line' ? st.color : st.fill || st.color;
+    var items = (def.legend && def.legend.length ? def.legend : [{ color: plain }]).map(function (it) {
+      return { label: loc(it, 'label') || loc(def, 'title') || def.id, color: (!st.by && plain) || it.color || '#3388ff' };
+    });
+    var stroke = g === 'polygon' ? ((!st.by && st.color) || null) : (g === 'point' ? (st.color || '#ffffff') : null);
+    return { g: g, stroke: stroke, items: items };
+  }
+
   function layerSwatch(def) {
-    var st = def.style || {};
-    var g = geomClass(def.geometry_type);
-    var lg = def.legend && def.legend[0];
-    var c = lg ? lg.color : (st.fill || st.color || '#3388ff');
-    return swatch(g, g === 'point' ? (st.color || c) : (g === 'line' ? c : (st.color || c)), c);
+    var lg = legendOf(def);
+    return swatch(lg.g, lg.stroke || lg.items[0].color, lg.items[0].color);
   }
 
   function renderSwitcher() {
@@ -859,18 +885,13 @@
     var blocks = [];
     var byKey = {};
     visible.forEach(function (e) {
-      var def = e.def;
-      var g = geomClass(def.geometry_type);
-      if (g === 'point') { anyPoints = true; }
-      var st = def.style || {};
-      var items = (def.legend && def.legend.length) ? def.legend.map(function (it) {
-        return { label: loc(it, 'label'), color: it.color };
-      }) : [{ label: loc(def, 'title') || def.id, color: st.fill || st.color || '#3388ff' }];
-      var stroke = g === 'polygon' ? ((!st.by && st.color) || null) : (g === 'point' ? (st.color || '#ffffff') : null);
-      var key = g + '|' + stroke + '|' + JSON.stringify(items);
-      if (byKey[key]) { byKey[key].defs.push(def); return; }
-      byKey[key] = { g: g, stroke: stroke, items: items, defs: [def] };
-      blocks.push(byKey[key]);
+      var lg = legendOf(e.def);
+      if (lg.g === 'point') { anyPoints = true; }
+      var key = lg.g + '|' + lg.stroke + '|' + JSON.stringify(lg.items);
+      if (byKey[key]) { byKey[key].defs.push(e.def); return; }
+      lg.defs = [e.def];
+      byKey[key] = lg;
+      blocks.push(lg);
     });
     blocks.forEach(function (b) {
       var block = el('div', { className: 'om-legend-block', 'data-layer-id': b.defs.map(function (d) { return d.id; }).join(' ') }, [
@@ -925,8 +946,8 @@
   // ---------------------------------------------------------------------------
   function featureName(def, props) {
     if (!props) { return ''; }
-    if (!isBlank(props.name)) { return String(props.name); }
     if (!isBlank(props['name_' + state.lang])) { return String(props['name_' + state.lang]); }
+    if (!isBlank(props.name)) { return String(props.name); }
     var pf = (def && def.popup_fields) || [];
     for (var i = 0; i < pf.length; i++) {
       var v = props[pf[i].name];
@@ -1013,6 +1034,7 @@
   function formatValue(field, v, def) {
     if (isBlank(v)) { return document.createTextNode('—'); }
     if (typeof v === 'boolean') { return document.createTextNode(v ? t('yes') : t('no')); }
+    if ((fieldDef(def, field) || {}).type === 'datetime') { return document.createTextNode(fmtTime(v) + ' ' + t('beijing_time')); }
     var by = def && def.style && def.style.by;
     var label = codeLabel(def, field, v);
     if (by && by.field === field) {  // the value as the legend shows it: colour dot and label
@@ -1831,8 +1853,9 @@
       onAccess: onAccess,
       // on: a panel picks points on the map, so clicks on features are not opened in the side panel
       picking: function (on) { state.picking = !!on; },
-      // fmtNum(v, digits): a number as the page shows it; fitBeside(bounds, box, opts): fit beside a panel's box
+      // fmtNum(v, digits): a number as the page shows it; fmtTime(v, form): a time in Beijing time; fitBeside(bounds, box, opts): fit beside a panel's box
       fmtNum: fmtNum,
+      fmtTime: fmtTime,
       fitBeside: fitBeside,
       padBeside: padBeside,
       // A panel's box over the map (class opts.className, inner HTML opts.html; clicks and wheel turns stay
@@ -1884,6 +1907,7 @@
     ready: ready,
     t: t,
     fmtNum: fmtNum,
+    fmtTime: fmtTime,
     strings: STR,
     setLang: setLang,
     setLayerVisible: setLayerVisible,

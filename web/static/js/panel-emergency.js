@@ -2,8 +2,8 @@
  *
  * Usage (wired by the page): RiskmapPanels.emergency.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
- *   download(path, filename, opts), box(opts), fitBeside(bounds, box, opts), ... } from the page (onemap.js), which
- *   holds the login token.
+ *   download(path, filename, opts), box(opts), fitBeside(bounds, box, opts), fmtNum(v, digits), fmtTime(v, form),
+ *   ... } from the page (onemap.js), which holds the login token.
  *   Every fit of the map keeps clear of the panel (api.fitBeside).
  * Endpoints: GET /emergency/chemicals, POST /emergency/incident (save: the duty-log checkbox), GET /emergency/nearby
  *            (per_kind=5, limit=50),
@@ -77,10 +77,9 @@
       '<button type="button" id="em-report" disabled>离线报告 Report</button><button type="button" id="em-clear">清除 Clear</button>' +
       '<div id="em-out"></div>' });
     var panel = box.panel, toggle = box.toggle, $ = box.$;
-    // day 06–19 h in China (Asia/Shanghai), the incident's zone, whatever the browser's
-    var now = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hour12: false })
-      .format(new Date());
-    var hour = Number(now.slice(0, 2)) % 24;
+    // day 06–19 h in Beijing time, the incident's zone, whatever the browser's
+    var now = api.fmtTime(new Date(), 'time');
+    var hour = Number(now.slice(0, 2));
     $('em-time').value = hour >= 6 && hour < 19 ? 'day' : 'night';
     $('em-time-note').textContent = '(北京时间 Beijing time ' + now + ')';
 
@@ -194,8 +193,8 @@
       Object.keys(a.zones).forEach(function (name) {
         var z = a.zones[name];
         o.appendChild(el('h4', null, ZONES[name][0] + ' ' + ZONES[name][1] + ': ' + Math.round(z.distance_m) + ' m (' + z.shape + ')'));
-        o.appendChild(el('div', null, '人口 People: ' + (z.population == null ? '— (无人口栅格 no grid)' : Math.round(z.population)) +
-          ' · 面积 Area ' + z.area_km2 + ' km²'));
+        o.appendChild(el('div', null, '人口 People: ' + (z.population == null ? '— (无人口栅格 no grid)' : api.fmtNum(z.population, 0)) +
+          ' · 面积 Area ' + api.fmtNum(z.area_km2, 2) + ' km²'));
         Object.keys(z.receptors).forEach(function (k) {
           o.appendChild(el('div', null, (RECEPTORS[k] || k) + ' (' + z.receptors[k].length + '): ' +
             z.receptors[k].map(function (r) { return r.name; }).join('、')));
@@ -220,7 +219,7 @@
           var row = el('div', { 'class': 'em-res' + (r.usable === false ? ' em-muted' : ''), 'data-kind': kind, 'data-id': String(r.id) });
           row.appendChild(el('span', { 'class': r.usable === false ? 'em-unusable' : '' }, (i + 1) + '. ' + r.name));
           row.appendChild(document.createTextNode(' — ' + (r.travel_s == null ? '不可达 Unreachable' : (r.travel_s / 60).toFixed(1) + ' min') +
-            ' · 直线 Straight ' + (r.straight_m / 1000).toFixed(2) + ' km' + (r.capacity != null ? ' · 能力 Capacity ' + r.capacity : '') +
+            ' · 直线 Straight ' + (r.straight_m / 1000).toFixed(2) + ' km' + (r.capacity != null ? ' · 能力 Capacity ' + api.fmtNum(r.capacity) : '') +
             (r.contact_phone ? ' · ☎ ' + r.contact_phone : '')));
           if (r.usable === false) { row.appendChild(el('span', { 'class': 'em-badge em-off' }, '不可用 Not usable')); }
           if (r.in_zone) { row.appendChild(el('span', { 'class': 'em-badge em-zone', 'data-zone': r.in_zone }, '⚠ ' + (IN_ZONE[r.in_zone] || r.in_zone))); }

@@ -3,7 +3,8 @@
  *
  * Usage (wired by the page): RiskmapPanels.monitoring.init(map, api)
  *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
- *   fmtNum(v, digits) (the page's number format; `chart` uses it, so call it after init), box(opts),
+ *   fmtNum(v, digits) and fmtTime(v, form) (the page's number and Beijing-time formats; `chart` uses them, so call
+ *   it after init), box(opts),
  *   placeBelow(panel, toggle), ... } from the page (onemap.js), which holds the login token. The panel opens under
  *   the top-right controls (api.placeBelow), clear of its 预警 Alarms button however wide its counts make it.
  * Endpoints: GET /monitoring/alarms, GET /monitoring/alarms/{id}, POST /monitoring/alarms/{id}/ack,
@@ -49,13 +50,10 @@
   function chip(level) {
     return el('span', { 'class': 'mo-chip ' + level, style: 'background:' + (LEVELS[level] || [0, 0, '#777'])[2] }, levelName(level));
   }
-  function fmtTime(iso) {
-    if (!iso) { return '—'; }
-    var d = new Date(iso);
-    if (isNaN(d.getTime())) { return iso; }
-    var p = function (n) { return (n < 10 ? '0' : '') + n; };
-    return (d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
-  }
+  // Times as 'MM-DD HH:MM' in Beijing time (onemap.js fmtTime, set by init), labelled 北京时间 Beijing time where shown.
+  var pageTime = null;
+  function fmtTime(iso) { return pageTime(iso, 'short'); }
+  var BEIJING = '北京时间 Beijing time';
   // A reading as the page shows numbers (onemap.js fmtNum, set by init), to about 3 significant digits of `scale`
   // (the value itself, or the span of a chart's axis): 55.12, 0.0123, 1,235, 1.08×10²⁵.
   var pageFmt = null;
@@ -117,6 +115,7 @@
     });
     root.appendChild(svg('text', { x: 2, y: (H - B) / 2 + 4, 'font-size': 9, fill: '#555' }, sensor.unit));
     root.appendChild(svg('text', { x: L, y: H - 5, 'font-size': 9, fill: '#555' }, fmtTime(pts[0][0])));
+    root.appendChild(svg('text', { x: (L + W - R) / 2, y: H - 5, 'text-anchor': 'middle', 'font-size': 9, fill: '#777' }, BEIJING));
     root.appendChild(svg('text', { x: W - R, y: H - 5, 'text-anchor': 'end', 'font-size': 9, fill: '#555' },
       fmtTime(last[0])));
     return root;
@@ -124,6 +123,7 @@
 
   function init(map, api) {
     pageFmt = api.fmtNum;
+    pageTime = api.fmtTime;
     var style = el('style'); style.textContent = CSS; document.head.appendChild(style);
     var lastSignature = null, timer = null;
 
@@ -136,7 +136,8 @@
     function allowed(key) { return !api.can || api.can(key); }
     var box = api.box({ className: 'mo-panel', position: 'topright', button: 'mo-toggle',
       title: '在线监测预警 Online monitoring alarms', label: '预警 Alarms', toggled: function (open) { if (open) { loadAlarms(); } },
-      html: '<b>在线监测预警 Monitoring alarms</b> <span class="mo-muted">未关闭 open, 高等级在前 highest first</span>' +
+      html: '<b>在线监测预警 Monitoring alarms</b> <span class="mo-muted">未关闭 open, 高等级在前 highest first · ' +
+      BEIJING + '</span>' +
       '<div><label><input type="checkbox" id="mo-all"> 含已关闭 include closed</label> ' +
       '<button type="button" id="mo-refresh">刷新 Refresh</button><button type="button" id="mo-close">关闭 Close</button></div>' +
       '<div id="mo-daily" class="mo-muted"></div><div id="mo-detail"></div><div id="mo-list"></div>' });
@@ -212,6 +213,7 @@
         box.appendChild(hide);
         box.appendChild(el('h4', null, '预警 Alarm #' + a.id + ' · ' + a.item_zh + ' ' + a.item_en));
         box.appendChild(el('div', null, a.message || ''));
+        box.appendChild(el('div', { 'class': 'mo-muted' }, '历史 History (' + BEIJING + ')'));
         var hist = el('div', { 'class': 'mo-hist' });
         a.history.forEach(function (h) {
           var line = el('div');
@@ -236,18 +238,23 @@
         }
         var charts = el('div');
         box.appendChild(charts);
-        renderAsset(charts, a.asset_layer, a.asset_id);
+        renderAsset(charts, a.asset_layer, assetAnswer(a.asset_layer, a.asset_id));
       }).catch(function (e) { box.textContent = e.message; });
     }
 
-    /* An asset's level and its sensors' charts into `box`. */
-    function renderAsset(box, layer, id) {
+    function assetAnswer(layer, id) {
+      return json('/monitoring/assets/' + encodeURIComponent(layer) + '/' + encodeURIComponent(id) + '?hours=48');
+    }
+
+    /* An asset's level and its sensors' charts into `box`, from `answer` (the promise of assetAnswer). */
+    function renderAsset(box, layer, answer) {
       box.appendChild(el('div', { 'class': 'mo-muted' }, '加载读数… Loading readings…'));
-      return json('/monitoring/assets/' + encodeURIComponent(layer) + '/' + encodeURIComponent(id) + '?hours=48').then(function (d) {
+      return answer.then(function (d) {
         box.innerHTML = '';
+        if (!d.sensors.length) { box.appendChild(el('div', { 'class': 'mo-muted mo-none' }, '无监测传感器 No monitoring sensors')); return; }
         var head = el('div');
         head.appendChild(el('b', null, (d.name || '') + ' '));
-        head.appendChild(chip(d.alarm_level));
+        if (d.alarm_level) { head.appendChild(chip(d.alarm_level)); }
         head.appendChild(el('span', { 'class': 'mo-muted' }, ' ' + (ASSETS[layer] || layer) + ' · 未关闭 open ' + d.open_alarms +
           (d.offline_sensors ? ' · 离线 offline ' + d.offline_sensors : '') + (d.synthetic ? ' · 合成数据 synthetic' : '')));
         box.appendChild(head);
@@ -270,12 +277,12 @@
         });
       }).catch(function (e) {
         box.innerHTML = '';
-        box.appendChild(el('div', { 'class': e.status === 404 ? 'mo-muted' : 'mo-warn' },
-          e.status === 404 ? '该对象无在线监测 No monitoring sensors on this feature' : e.message));
+        box.appendChild(el('div', { 'class': e.status === 404 ? 'mo-muted' : 'mo-warn' }, e.message));
       });
     }
 
-    // ---- add the charts to the one-map's feature panel for monitored features
+    // ---- add the charts to the one-map's feature panel for monitored features: asked once per opened feature
+    // (the page draws its panel again when the details come and on a language switch: drawn from the same answer)
     function assetOf(sel) {
       if (!sel || sel.id == null) { return null; }
       var p = (sel.detail && sel.detail.properties) || sel.properties || {};
@@ -285,18 +292,20 @@
       }
       return null;
     }
-    var body = document.getElementById('om-panel-body');
+    var body = document.getElementById('om-panel-body'), asked = {};  // asked: {sel, key, answer} of the last one
     if (body && window.MutationObserver) {
       new MutationObserver(function () {
         var sel = window.onemap && window.onemap.selected;
         var asset = assetOf(sel);
         if (!asset || !token() || !allowed('monitoring_read') || body.querySelector('.mo-section')) { return; }
+        var key = asset.join('/') + ' ' + token();
+        if (asked.sel !== sel || asked.key !== key) { asked = { sel: sel, key: key, answer: assetAnswer(asset[0], asset[1]) }; }
         var section = el('div', { 'class': 'mo-section' });
         section.appendChild(el('h4', null, '在线监测 Monitoring (48 h)'));
         var inner = el('div');
         section.appendChild(inner);
         body.appendChild(section);
-        renderAsset(inner, asset[0], asset[1]);
+        renderAsset(inner, asset[0], asked.answer);
       }).observe(body, { childList: true });
     }
 

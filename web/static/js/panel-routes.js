@@ -94,7 +94,7 @@
       '<button type="button" id="rt-check">检查路线 Check route</button>' +
       '<button type="button" id="rt-plan">规划合规路线 Plan compliant route</button>' +
       '<div class="rt-legend rt-muted">' + [['route', '路线 route'], ['compliant', '合规 compliant'],
-        ['unrestricted', '最短 unrestricted'], ['forbidden', '禁止 forbidden'], ['warning', '注意 warning']].map(function (k) {
+        ['unrestricted', '最快（不考虑限制）fastest, unrestricted'], ['forbidden', '禁止 forbidden'], ['warning', '注意 warning']].map(function (k) {
         return '<span><i class="rt-' + k[0] + '" style="color:' + COLORS[k[0]] + '"></i>' + k[1] + '</span>';
       }).join(' ') + '</div>' +
       '<div id="rt-out"></div></div>' +
@@ -267,7 +267,7 @@
         planned.clearLayers();  // (the checked route stays, beside the alternative)
         res.plan = r;
         if (r.unrestricted) {
-          drawRoute(planned, r.unrestricted.geometry, COLORS.unrestricted, '最短（不考虑限制）Fastest, unrestricted', 4, '8 6');
+          drawRoute(planned, r.unrestricted.geometry, COLORS.unrestricted, '最快（不考虑限制）Fastest, unrestricted', 4, '8 6');
           drawConflicts(planned, r.unrestricted.conflicts);
         }
         if (r.found) {
@@ -518,7 +518,7 @@
         out.appendChild(el('h4', {}, '规划 Plan'));
         if (r.found) {
           out.appendChild(verdictLine(r.verdict, '合规路线 Compliant: ' + km(r.length_m) + ', ' + mins(r.time_s)));
-          out.appendChild(el('div', {}, '比最短路线多 Extra vs fastest: ' + km(r.extra_length_m) + ', ' + mins(r.extra_time_s)));
+          out.appendChild(el('div', {}, '比最快路线多 Extra vs fastest: ' + km(r.extra_length_m) + ', ' + mins(r.extra_time_s)));
           if (r.avoided.length) { out.appendChild(el('h4', {}, '已避开 Avoided')); out.appendChild(conflictList(r.avoided)); }
           if (r.conflicts.length) { out.appendChild(el('h4', {}, '注意 On the route')); out.appendChild(conflictList(r.conflicts)); }
         } else if (!r.unrestricted) {  // no path even without the rules (disconnected parts, one-way roads)
