@@ -18,10 +18,11 @@ from sqlalchemy.dialects import postgresql
 
 from layers.registry import LayerSpec
 
-EXTENT = 4096
-BUFFER = 64
+EXTENT = 4096  # tile units across a tile (the client draws a tile 256 screen pixels wide: 16 units a pixel)
+BUFFER = 64  # tile units
 WORLD = 40075016.685578488  # width of the Web Mercator world in metres
-CLUSTER_PX = 48  # grid cell of server-side clusters, in tile pixels
+TILE_PX = 256  # screen pixels across a tile
+CLUSTER_PX = 48  # grid cell of server-side clusters, in screen pixels
 _quote = postgresql.dialect().identifier_preparer.quote
 _ZXY = "%(z)s, %(x)s, %(y)s"
 
@@ -37,7 +38,8 @@ class Tile:
 
     @property
     def pixel_m(self) -> float:
-        return WORLD / (2**self.z * EXTENT)
+        """Metres a screen pixel covers at this zoom (not a tile unit: a pixel is EXTENT / TILE_PX of those)."""
+        return WORLD / (2**self.z * TILE_PX)
 
 
 def _property_sql(spec: LayerSpec, role: str) -> list[str]:
@@ -80,7 +82,7 @@ def _layer_sql(spec: LayerSpec, role: str, tile: Tile, cap: int) -> str:
         keep = "".join(f", {_quote(s)}" for s in sums)
         # The points of a cell drawn in the tile's buffer lie up to half a cell beyond it: read a cell more,
         # so that a cluster copied into a neighbour's buffer has its whole count there too.
-        wide = f"t.geom && ST_Transform(ST_TileEnvelope({_ZXY}, margin => {(BUFFER + CLUSTER_PX) / EXTENT}), 4326)"
+        wide = f"t.geom && ST_Transform(ST_TileEnvelope({_ZXY}, margin => {BUFFER / EXTENT + CLUSTER_PX / TILE_PX}), 4326)"
         # A one-point cluster carries its row's id (a click opens that feature); larger ones an id past every
         # table id (ids are int4; MVT ids are unsigned), so never one of a feature.
         return f"""
