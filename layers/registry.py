@@ -91,13 +91,15 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
          F("status", "str", "状态", "Status", codes={
              "operating": ("运行", "Operating"), "inactive": ("停用", "Inactive"),
              "closed": ("闭库", "Closed"), "reclaimed": ("销库", "Decommissioned")}),
-         ADCODE, F("headtop", "bool", "头顶库", "Head-top dam"),
+         ADCODE, F("headtop", "bool", "头顶库", "Head-top dam", codes={  # (the map's colours: the flag a planner looks for)
+             True: ("头顶库", "Head-top pond", "#d81b60"), False: ("非头顶库", "Not head-top", "#a1887f")}),
          F("toe_lon", "float", "坝脚经度", "Dam toe longitude", minimum=-180, maximum=180),
          F("toe_lat", "float", "坝脚纬度", "Dam toe latitude", minimum=-90, maximum=90),
          F("downstream_people", "int", "下游影响区人口", "People downstream", **COUNT),
          F("downstream_receptors", "int", "下游防护目标数", "Receptors downstream", **COUNT),
          F("downstream_facilities", "int", "下游重要设施数", "Key facilities downstream", **COUNT), *COMMON),
-        Style("#8d6e63", fill="#a1887f", by_field="grade"), popup=("name", "mine", "grade", "headtop"),
+        Style("#8d6e63", fill="#a1887f", by_field="headtop", blank=("未分析", "Not analysed")),
+        popup=("name", "mine", "grade", "headtop"),
     ),
     LayerSpec(
         "accidents", models.Accident, "道路交通事故", "Road accidents", "transport", "Point",

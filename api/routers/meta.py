@@ -150,12 +150,17 @@ def config(request: Request, conn: ConnDep):
     }
 
 
+def _code_key(value) -> str:
+    """A code as the page reads a feature's value (``String(v)``): true/false for a flag, else its text."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 def layer_info(spec: LayerSpec, role: str, synthetic: bool) -> dict:
     style = spec.style
     by = None
     if style.by_field:
         table = spec.field(style.by_field).codes or {}
-        by = {"field": style.by_field, "values": {str(k): c.color for k, c in table.items() if c.color}}
+        by = {"field": style.by_field, "values": {_code_key(k): c.color for k, c in table.items() if c.color}}
     return {
         "id": spec.id, "title_zh": spec.title_zh, "title_en": spec.title_en,
         "theme": spec.theme, "theme_zh": THEMES[spec.theme][0], "theme_en": THEMES[spec.theme][1],
@@ -170,7 +175,7 @@ def layer_info(spec: LayerSpec, role: str, synthetic: bool) -> dict:
         ],
         "fields": [
             {"name": f.name, "type": f.type, "title_zh": f.title_zh, "title_en": f.title_en,
-             "codes": {str(k): {"zh": c.zh, "en": c.en} for k, c in f.codes.items()} if f.codes else None}
+             "codes": {_code_key(k): {"zh": c.zh, "en": c.en} for k, c in f.codes.items()} if f.codes else None}
             for f in spec.fields_for(role)
         ],
     }

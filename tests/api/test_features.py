@@ -224,3 +224,13 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(client):
     r = client.post("/analysis/safety-rules", content=b"x" * (MAX_REQUEST_BYTES + 1),
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "PayloadTooLarge"
+
+
+def test_head_top_ponds_are_told_apart_on_the_map(client):
+    """(QA: ponds were coloured by 等别 only; 头顶库 could be found only by clicking each.) A flag's codes are keyed as
+    the page reads a feature's value, String(true) = "true"."""
+    ponds = next(l for l in client.get("/api/layers").json()["layers"] if l["id"] == "tailings_ponds")
+    assert ponds["style"]["by"] == {"field": "headtop", "values": {"true": "#d81b60", "false": "#a1887f"}}
+    headtop = next(f for f in ponds["fields"] if f["name"] == "headtop")
+    assert headtop["codes"]["true"] == {"zh": "头顶库", "en": "Head-top pond"}
+    assert [i["label_en"] for i in ponds["legend"]] == ["Head-top pond", "Not head-top", "Not analysed"]
