@@ -93,7 +93,7 @@ def synthetic_layers(conn: Connection) -> set[str]:
     return set(conn.execute(union_all(*parts)).scalars())
 
 
-SEARCH_FIELDS = ("name", "credit_code", "adcode", "ref")
+SEARCH_FIELDS = ("name", "name_en", "credit_code", "adcode", "ref")
 
 
 def search(conn: Connection, specs, q: str, limit: int = 20) -> list[dict]:
@@ -105,13 +105,14 @@ def search(conn: Connection, specs, q: str, limit: int = 20) -> list[dict]:
         cols = [table.c[f] for f in SEARCH_FIELDS if f in table.c and f in {x.name for x in spec.fields}]
         if not cols:
             continue
-        box = func.Box2D(table.c.geom)
-        parts.append(
-            select(literal(spec.id).label("layer"), table.c.id, table.c.name,
-                   func.ST_XMin(box).label("x0"), func.ST_YMin(box).label("y0"),
-                   func.ST_XMax(box).label("x1"), func.ST_YMax(box).label("y1"))
-            .where(or_(*[c.ilike(pattern) for c in cols])).limit(limit)
-        )
+        # (search_whole: one result per name, the first part's id and all parts' extent: a road, not its segments)
+        box = func.ST_Extent(table.c.geom) if spec.search_whole else func.Box2D(table.c.geom)
+        ident = func.min(table.c.id) if spec.search_whole else table.c.id
+        found = select(literal(spec.id).label("layer"), ident.label("id"), table.c.name,
+                       func.ST_XMin(box).label("x0"), func.ST_YMin(box).label("y0"),
+                       func.ST_XMax(box).label("x1"), func.ST_YMax(box).label("y1")
+                       ).where(or_(*[c.ilike(pattern) for c in cols]))
+        parts.append((found.group_by(table.c.name).order_by(ident) if spec.search_whole else found).limit(limit))
     if not parts:
         return []
     rows = conn.execute(union_all(*parts).limit(limit)).mappings().all()

@@ -125,7 +125,7 @@ BASE_LAYERS: tuple[LayerSpec, ...] = (
          F("length_m", "float", "长度（米）", "Length (m)", **COUNT),
          F("osm_id", "int", "OSM 编号", "OSM id"), *COMMON),
         Style("#7f8c8d", weight=2, by_field="road_class"), default_visible=False,
-        popup=("name", "ref", "road_class", "speed_kmh"),
+        popup=("name", "ref", "road_class", "speed_kmh"), search_whole=True,
     ),
     LayerSpec(
         "restricted_structures", models.RestrictedStructure, "限行桥梁隧道", "Restricted bridges and tunnels",

@@ -188,6 +188,7 @@ class LayerSpec:
     cluster_below_zoom: int | None = None  # server-side clustering of dense point layers
     derived: bool = False
     tile_where: str | None = None  # fixed SQL condition on the rows (alias t) the map tiles show, from code only
+    search_whole: bool = False  # features of one name are parts of one thing (a road's segments): one search result
 
     @property
     def table(self) -> str:

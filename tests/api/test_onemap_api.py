@@ -8,6 +8,7 @@ import pytest
 import shapely
 
 from conftest import RISKMAP, load
+from sqlalchemy import text
 
 KUNMING_DISTRICTS = "data/kunming/kunming_districts_530100_full_datav_gcj02.geojson"
 
@@ -62,6 +63,16 @@ def test_search_by_name_respects_roles(client, city, token):
     res = client.get("/api/search", params={"q": "五华"}).json()["results"]
     assert res[0]["layer"] == "admin_areas" and res[0]["name"] == "五华区" and len(res[0]["bbox"]) == 4
     assert client.get("/api/search", params={"q": "530181"}).json()["results"][0]["name"] == "安宁市"
+    # by English name too, and a road's segments are one result spanning them all (QA: "Wuhua" found nothing; "N08"
+    # gave 20 identical rows, each one 5 km segment)
+    with city[0].begin() as conn:
+        conn.execute(text("UPDATE admin_areas SET name_en = 'Wuhua District' WHERE adcode = '530102'"))
+        conn.execute(text("INSERT INTO roads (name, ref, road_class, geom) VALUES "
+                          "('演示国道', 'N99', 'trunk', ST_GeomFromText('LINESTRING(102.6 25.0, 102.7 25.0)', 4326)), "
+                          "('演示国道', 'N99', 'trunk', ST_GeomFromText('LINESTRING(102.7 25.0, 102.8 25.1)', 4326))"))
+    assert [r["name"] for r in client.get("/api/search", params={"q": "wuhua"}).json()["results"]] == ["五华区"]
+    (road,) = client.get("/api/search", params={"q": "N99"}).json()["results"]
+    assert road["layer"] == "roads" and road["bbox"] == [102.6, 25.0, 102.8, 25.1]
     assert client.get("/api/search", params={"q": "危险源1"}).json()["results"] == []
     planner = {"Authorization": f"Bearer {token('planner')}"}
     assert client.get("/api/search", params={"q": "危险源12"}, headers=planner).json()["results"]
