@@ -74,6 +74,8 @@ def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(k, '') if r.get(k) is not None else ''))}</td>"
                                      for k, _ in columns) + "</tr>" for r in rows)
+    if not rows:  # (an empty table said nothing: none found, not a failure)
+        body = f"<tr><td colspan='{len(columns)}'>无 None</td></tr>"
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -175,7 +177,8 @@ def _grading_text(inst: dict, level: tuple | None) -> str:
 def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) -> str:
     inst = _one(conn, (f"hazard installation {inst_id}", f"危险源 {inst_id}"),
                 "SELECT h.id, h.name, h.unit_type, h.level, h.synthetic, e.name AS enterprise, ST_AsGeoJSON(h.geom) gj, "
-                "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy, g.s, g.r, g.error AS grading_error "
+                "ST_X(ST_Centroid(h.geom)) cx, ST_Y(ST_Centroid(h.geom)) cy, g.s, g.r, g.alpha, g.exposed_people, "
+                "g.error AS grading_error "
                 "FROM hazard_installations h LEFT JOIN enterprises e ON e.id = h.enterprise_id "
                 "LEFT JOIN installation_gradings g ON g.installation_id = h.id WHERE h.id = :id", id=inst_id)
     chems = _points(conn, "SELECT name, cas, un_number, quantity_t FROM installation_chemicals "
@@ -192,6 +195,10 @@ def installation_report(conn: Connection, inst_id: int, radius_m: float = 1000) 
     summary = [{"k": "企业 Enterprise", "v": inst["enterprise"]},
                {"k": "单元 Unit", "v": labelled("hazard_installations", [inst], "unit_type")[0]["unit_type"]},
                {"k": "等级 Level (GB 18218)", "v": _grading_text(inst, level)}]
+    if inst["s"] is not None:  # (the grading's terms, as the map's grading block gives them)
+        summary += [{"k": "S = Σ q/Q", "v": f"{inst['s']:.2f}"},
+                    {"k": "暴露人员校正系数 α", "v": f"{inst['alpha']:g}"},
+                    {"k": "厂外暴露人数 Exposed people (500 m)", "v": inst["exposed_people"]}]
     panel = (table(summary, [("k", "指标 Item"), ("v", "值 Value")]) + "<h4>危险化学品 Inventory</h4>"
              + table(chems, [("name", "名称 Name"), ("cas", "CAS"), ("un_number", "UN"), ("quantity_t", "设计最大量 q (t)")])
              + f"<h4>{recs_heading}</h4>"

@@ -113,6 +113,9 @@ def test_installation_report_says_the_grading_outcome_as_the_map_does():
         "未构成重大危险源 Not a major hazard installation (S = 0.24 < 1)")
     assert _grading_text({"r": None, "s": None, "grading_error": "'x' is not in Table 1"}, None).startswith("无法分级")
     assert _grading_text({"r": None, "s": None, "grading_error": None}, None).startswith("未分级 not graded")
+    from api.reports import table
+
+    assert "无 None" in table([], [("name", "名称 Name")])  # (an empty receptor table said nothing)
 
 
 def test_reports_over_http_for_staff(client, city, token):
