@@ -94,6 +94,8 @@
     th_level_2: { zh: '二级', en: 'L2' },
     th_level_3: { zh: '三级', en: 'L3' },
     th_level_4: { zh: '四级', en: 'L4' },
+    th_ponds: { zh: '尾矿库', en: 'Ponds' },
+    th_ponds_title: { zh: '尾矿库数量', en: 'Tailings ponds' },
     th_headtop: { zh: '头顶库', en: 'Head-top' },
     th_headtop_title: { zh: '头顶库（下游有居民或重要设施的尾矿库）', en: 'Head-top tailings ponds (people or key facilities downstream)' },
     th_blackspots: { zh: '黑点', en: 'Black-spots' },
@@ -106,6 +108,7 @@
     metric_parks: { zh: '化工园区', en: 'Chemical parks' },
     metric_installations: { zh: '重大危险源（合计）', en: 'Major hazard installations (all)' },
     metric_installations_1: { zh: '一级重大危险源', en: 'Level-1 major hazard installations' },
+    metric_tailings_ponds: { zh: '尾矿库', en: 'Tailings ponds' },
     metric_headtop_ponds: { zh: '头顶库', en: 'Head-top tailings ponds' },
     metric_blackspots: { zh: '事故多发点段', en: 'Accident black-spots' },
     metric_population: { zh: '人口', en: 'Population' },
@@ -147,6 +150,7 @@
     { key: 'installations', get: function (d) { return sumLevels(d.installations_by_level); } },
     { key: 'installations_1', get: function (d) { return level(d, '1'); } },
     { key: 'parks', get: function (d) { return num(d.parks); } },
+    { key: 'tailings_ponds', get: function (d) { return num(d.tailings_ponds); } },
     { key: 'headtop_ponds', get: function (d) { return num(d.headtop_ponds); } },
     { key: 'blackspots', get: function (d) { return num(d.blackspots); } },
     { key: 'population', get: function (d) { return num(d.population); } }
@@ -618,6 +622,32 @@
     return lum > 0.6 ? '#222222' : '#ffffff';
   }
 
+  // The draw order of the layers, decided here only: each pane (by geometry) stacks them by drawRank, bottom to
+  // top, and in the registry's order (/api/layers) within a rank:
+  //   0 the base map's areas (districts);
+  //   1 areas derived around objects (contextArea): context under the objects they surround;
+  //   2 the objects (parks, installations, ponds, roads, routes…);
+  //   3 the lines on top of every other line (LINE_STYLES `top`: black spots).
+  function drawRank(def) {
+    if (def.theme === 'base') { return 0; }
+    if (contextArea(def)) { return 1; }
+    return (LINE_STYLES[def.id] || {}).top ? 3 : 2;
+  }
+
+  // An analysis result's polygons (a derived layer: population exposure rings, tailings downstream zones) are areas
+  // around objects, not objects: drawn under them (drawRank), lightly (CONTEXT_AREA, unless the registry's style
+  // says), so that the overlapping rings of neighbouring installations (ten deep in a park) build up no opaque wash.
+  function contextArea(def) { return !!def.derived && geomClass(def.geometry_type) === 'polygon'; }
+  var CONTEXT_AREA = { opacity: 0.5, fillOpacity: 0.06 };
+
+  // Lines drawn apart from their registry style so they read at city scale (z9–z11): black spots on top of the
+  // other lines, over a dark casing (a wider stroke under the coloured one: their yellow and orange are also those
+  // of trunk roads and motorways); route conflicts narrower than the black spots they may run along.
+  var LINE_STYLES = {
+    blackspots: { top: true, casing: '#1f2d3d' },
+    route_conflicts: { weight: 4 }
+  };
+
   function styleFor(def, props) {
     var st = def.style || {};
     var color = st.color || '#3388ff';
@@ -635,14 +665,18 @@
       };
     }
     if (g === 'line') {
-      return {
-        color: by || color, weight: weight !== null ? weight : 2.5, opacity: st.opacity !== undefined ? st.opacity : 0.9,
+      var ls = LINE_STYLES[def.id] || {};
+      var line = {
+        color: by || color, weight: ls.weight || (weight !== null ? weight : 2.5), opacity: st.opacity !== undefined ? st.opacity : 0.9,
         fill: false, lineCap: 'round', lineJoin: 'round'
       };
+      // (VectorGrid draws an array's styles in turn: the casing, then the line over it, the one that takes clicks)
+      return ls.casing ? [L.extend({}, line, { color: ls.casing, weight: line.weight + 3, opacity: 0.85, interactive: false }), line] : line;
     }
+    var look = contextArea(def) ? CONTEXT_AREA : { opacity: 0.9, fillOpacity: 0.35 };
     return {  // (outlined in the class colour too, so a class reads the same through overlapping fills)
-      color: by || color, weight: weight !== null ? weight : 1, opacity: st.opacity !== undefined ? st.opacity : 0.9,
-      fill: true, fillColor: by || fill, fillOpacity: st.fill_opacity !== undefined ? st.fill_opacity : 0.35
+      color: by || color, weight: weight !== null ? weight : 1, opacity: st.opacity !== undefined ? st.opacity : look.opacity,
+      fill: true, fillColor: by || fill, fillOpacity: st.fill_opacity !== undefined ? st.fill_opacity : look.fillOpacity
     };
   }
 
@@ -670,7 +704,7 @@
       },
       fetchOptions: tileFetchOptions(),
       pane: paneFor(def),
-      zIndex: entry.index + 1,
+      zIndex: drawRank(def) * state.layerDefs.length + entry.index + 1,  // (ranks apart, the registry's order within)
       maxZoom: 19,
       updateWhenZooming: false,
       keepBuffer: 1
@@ -1280,6 +1314,7 @@
     { key: 'l2', label: 'th_level_2', get: function (d) { return level(d, '2'); }, inst: true },
     { key: 'l3', label: 'th_level_3', get: function (d) { return level(d, '3'); }, inst: true },
     { key: 'l4', label: 'th_level_4', get: function (d) { return level(d, '4'); }, inst: true },
+    { key: 'tailings_ponds', label: 'th_ponds', title: 'th_ponds_title', get: function (d) { return num(d.tailings_ponds); } },
     { key: 'headtop_ponds', label: 'th_headtop', title: 'th_headtop_title', get: function (d) { return num(d.headtop_ponds); } },
     { key: 'blackspots', label: 'th_blackspots', title: 'th_blackspots_title', get: function (d) { return num(d.blackspots); } },
     { key: 'population', label: 'th_population', title: 'th_population_title', get: function (d) { return num(d.population); }, pop: true }
@@ -1424,17 +1459,15 @@
     sel.value = state.choropleth.metric;
   }
 
+  // Equal-interval class breaks, at most one a colour, in whole numbers: every metric is a count, so the class
+  // (previous break, break] holds the counts from previous + 1 to break, one at least (never "> 0 – 0.8").
   function computeBreaks(values) {
     var max = values.reduce(function (a, b) { return Math.max(a, b); }, 0);
-    if (max <= 0) { return []; }
-    var n = CHORO_COLORS.length;
     var out = [];
-    for (var i = 1; i <= n; i++) {
-      var b = max * i / n;
-      b = max >= n * 2 ? Math.ceil(b) : Math.round(b * 100) / 100;
+    for (var i = 1; max > 0 && i <= CHORO_COLORS.length; i++) {
+      var b = Math.ceil(max * i / CHORO_COLORS.length);
       if (!out.length || b > out[out.length - 1]) { out.push(b); }
     }
-    out[out.length - 1] = max;
     return out;
   }
 
@@ -1453,8 +1486,8 @@
     var offset = CHORO_COLORS.length - br.length;
     var fmt = state.choropleth.metric === 'population' ? fmtPopulation : fmtNum;
     var lo = 0;
-    br.forEach(function (b, i) {
-      out.push({ color: CHORO_COLORS[i + offset], label: '> ' + fmt(lo) + ' – ' + fmt(b) });
+    br.forEach(function (b, i) {  // (whole numbers: "1 – 2", or "3" when the class holds one count)
+      out.push({ color: CHORO_COLORS[i + offset], label: b > lo + 1 ? fmt(lo + 1) + ' – ' + fmt(b) : fmt(b) });
       lo = b;
     });
     out.push({ color: CHORO_MISSING, label: t('no_data') });
@@ -1545,6 +1578,7 @@
       [t('th_inst') + ' · ' + t('th_level_2'), fmtNum(level(d, '2'))],
       [t('th_inst') + ' · ' + t('th_level_3'), fmtNum(level(d, '3'))],
       [t('th_inst') + ' · ' + t('th_level_4'), fmtNum(level(d, '4'))],
+      [t('metric_tailings_ponds'), fmtNum(d.tailings_ponds)],
       [t('metric_headtop_ponds'), fmtNum(d.headtop_ponds)],
       [t('metric_blackspots'), fmtNum(d.blackspots)],
       [t('metric_population'), fmtNum(d.population)]
