@@ -265,8 +265,8 @@ def incident_report(conn: Connection, incident_id: int, contacts: bool = False) 
     folium.CircleMarker([inp["lat"], inp["lon"]], radius=7, color="#000", fill=True, fill_color="#e60012",
                         tooltip="泄漏点 Spill").add_to(m)
     res_rows = []
-    for kind, items in r["resources"].items():
-        for rank, i in enumerate(items, 1):
+    for kind in RESOURCE_LABELS:  # (the registry's order, fire stations first: a stored answer's keys are jsonb's)
+        for rank, i in enumerate(r["resources"].get(kind, ()), 1):
             color = RESOURCE_LABELS.get(kind, ("", "", "#555"))[2]
             folium.CircleMarker([i["lat"], i["lon"]], radius=5, color=color, fill=True, fill_opacity=0.8,
                                 tooltip=f"{RESOURCE_LABELS.get(kind, (kind, kind))[0]} {i['name']}").add_to(m)
@@ -275,7 +275,7 @@ def incident_report(conn: Connection, incident_id: int, contacts: bool = False) 
                 "travel": "" if i["travel_s"] is None else f"{i['travel_s'] / 60:.1f}",
                 "straight": f"{i['straight_m'] / 1000:.2f}", "capacity": i.get("capacity"),
                 "contact": (f"{i.get('contact_name') or ''} {i.get('contact_phone') or ''}".strip() if contacts else ""),
-                "note": i.get("reason") or ""})
+                "note": i.get("reason") or i.get("warning") or ""})  # (why not usable, or what to mind)
     verified = "已核实 verified" if erg["verified"] else "未核实 UNVERIFIED — 以 ERG 原书为准 check the printed ERG"
     inputs = [
         {"k": "化学品 Chemical", "v": f"{chem['name_zh']} {chem['name_en']} UN{chem['un_number'] or '—'} "
@@ -297,8 +297,8 @@ def incident_report(conn: Connection, incident_id: int, contacts: bool = False) 
             "receptors": rec or "—",
             "domino": ", ".join([f"{h['name']} (L{h['level'] or '-'})" for h in z["hazard_installations"]]
                                 + [f"尾矿库 {t['name']}" for t in z["tailings_ponds"]]) or "—"})
-    notes = "".join(f"<li>{html.escape(n['at'][:16])} {html.escape(n['by'])}: {html.escape(n['text'])}</li>"
-                    for n in row["notes"])
+    notes = "".join(f"<li>{datetime.fromisoformat(n['at']).astimezone(LOCAL_TZ):%Y-%m-%d %H:%M} "
+                    f"{html.escape(n['by'])}: {html.escape(n['text'])}</li>" for n in row["notes"])
     panel = (f"<p class='banner'>{html.escape(r['decision_support'])}</p>"
              + "".join(f"<p class='banner'>{html.escape(w)}</p>" for w in r["warnings"])
              + table(inputs, [("k", "输入 Input"), ("v", "值 Value")])
@@ -311,7 +311,7 @@ def incident_report(conn: Connection, incident_id: int, contacts: bool = False) 
                                         ("travel", "行程 Travel (min)"), ("straight", "直线 Straight (km)"),
                                         ("capacity", "能力 Capacity"), ("contact", "联系 Contact"),
                                         ("note", "说明 Note")])
-             + (f"<h4>交接记录 Hand-over notes</h4><ul>{notes}</ul>" if notes else ""))
+             + (f"<h4>交接记录 Hand-over notes（北京时间 Beijing time）</h4><ul>{notes}</ul>" if notes else ""))
     return render(m, title, panel, r["synthetic_data"])
 
 

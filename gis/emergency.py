@@ -42,6 +42,7 @@ from sqlalchemy import Connection, text
 from gis import roadgraph
 from gis.errors import AnalysisError, UnknownSubstanceError
 from gis.raster import Registered, registered_path, zonal_sum
+from layers import registry
 from layers.crs import from_metric, in_box, to_metric
 from layers.topics.emergency import ZONES
 
@@ -187,13 +188,13 @@ def find_material(query: str) -> Material | Guide:
         return materials()[un]
     numeric = re.fullmatch(r"(?i)(un\s*)?\d{4}", q)
     near = [] if numeric else difflib.get_close_matches(_norm(q), list(_index()), n=3, cutoff=0.75)
-    hint = ("; did you mean: " + ", ".join(materials()[_index()[k]].label() for k in dict.fromkeys(near))) if near else ""
+    near = [materials()[_index()[k]].label() for k in dict.fromkeys(near)]
     what = f"UN{q[-4:]}" if numeric else repr(q)
-    hint_zh = ("；是否指：" + "、".join(materials()[_index()[k]].label() for k in dict.fromkeys(near))) if near else ""
-    raise UnknownSubstanceError(f"unknown chemical {what}: not in the shipped {EDITION} tables; "
-                                + HOW_TO_NAME.format(guides=", ".join(guides())) + hint,
-                                zh=f"未知化学品 {what}：不在所附 {EDITION} 表中；"
-                                   + HOW_TO_NAME_ZH.format(guides="、".join(guides())) + hint_zh)
+    # (the suggestion first: the duty officer reads the start of a long message)
+    raise UnknownSubstanceError(f"unknown chemical {what}" + (f"; did you mean: {', '.join(near)}?" if near else "")
+                                + f" Not in the shipped {EDITION} tables; " + HOW_TO_NAME.format(guides=", ".join(guides())),
+                                zh=f"未知化学品 {what}" + (f"；是否指：{'、'.join(near)}？" if near else "")
+                                   + f"不在所附 {EDITION} 表中；" + HOW_TO_NAME_ZH.format(guides="、".join(guides())))
 
 
 def search_materials(q: str = "", limit: int = 20) -> list[dict]:
@@ -633,6 +634,7 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
         warnings.append(path.note)
     if features_synthetic:
         warnings.append(SYNTHETIC_FEATURES)
+    warnings += _outside_warnings(zones, area) + _missing_kinds(resources)
     return {
         "decision_support": "辅助决策，不替代现场指挥判断 / Decision support only: it does not replace the "
                             "incident commander's judgement",
@@ -649,6 +651,30 @@ def analyse_incident(conn: Connection, inp: IncidentInput, *, show_contacts: boo
                        "contents": round((t3 - t2) * 1000, 2), "population": round(pop_ms, 2),
                        "total": round((t4 - t0) * 1000, 2)},
     }
+
+
+def _outside_warnings(zones: dict, area: tuple[float, float, float, float] | None) -> list[str]:
+    """A zone reaching past the served area: its people, receptors and installations are counted only inside
+    (the data stop at its edge), so an edge incident's counts are a floor, not "0 people"."""
+    if area is None:
+        return []
+    out, box = [], shapely.box(*area)
+    for name, z in zones.items():  # (shares of areas in lon/lat: the same as in metres over a zone's few km)
+        whole = z["geom"]
+        share = 1 - whole.intersection(box).area / whole.area if whole.area else 0.0
+        if share >= 0.01:
+            zh, en = ZONES[name][:2]
+            out.append(f"{zh}有 {share:.0%} 位于服务范围之外：人口、防护目标和危险源只计入范围内部分（为下限）/ "
+                       f"{share:.0%} of the {en.lower()} lies outside the served area: people, receptors and "
+                       "installations are counted inside it only (a floor)")
+    return out
+
+
+def _missing_kinds(resources: dict[str, list]) -> list[str]:
+    """A resource kind with none within the search radius (the list leaves it out): said, not silently missing."""
+    names = registry.get("emergency_resources").field("kind").codes
+    return [f"{SEARCH_RADIUS_M / 1000:g} 公里内没有{names[k].zh} / no {names[k].en.lower()} within "
+            f"{SEARCH_RADIUS_M / 1000:g} km" for k, found in resources.items() if not found and k in names]
 
 
 # --------------------------------------------------------------------------- incidents (hand-over)

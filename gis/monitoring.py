@@ -950,11 +950,12 @@ def acknowledge(conn: Connection, alarm_id: int, user: str, note: str | None = N
     if row is None:
         return None
     if row.acknowledged_by is not None:
+        at = row.acknowledged_at.astimezone(LOCAL_TZ)
         raise ConflictError(f"alarm {alarm_id} was already acknowledged by {row.acknowledged_by} at "
-                            f"{row.acknowledged_at.isoformat()} (a new acknowledgement is needed only after it "
+                            f"{at:%Y-%m-%d %H:%M} Beijing time (a new acknowledgement is needed only after it "
                             f"escalates)",
-                            zh=f"警报 {alarm_id} 已由 {row.acknowledged_by} 于 "
-                               f"{row.acknowledged_at.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M}（北京时间）确认（警报升级后才需再次确认）")
+                            zh=f"警报 {alarm_id} 已由 {row.acknowledged_by} 于 {at:%Y-%m-%d %H:%M}（北京时间）确认"
+                               f"（警报升级后才需再次确认）")
     conn.execute(text("UPDATE monitoring_alarms SET acknowledged_by = :u, acknowledged_at = now() WHERE id = :id"),
                  {"u": user, "id": alarm_id})
     conn.execute(text("INSERT INTO monitoring_alarm_events (alarm_id, time, event, level, user_name, note) "

@@ -908,18 +908,32 @@ def _parts(conn: Connection, where: _Route, s: RouteSettings, road_classes: list
         for i, lo, hi in zip(*_runs_along(where, lines, tol, share)):
             span = spans.setdefault(int(g.edge_road[edges[i]]), [lo, hi])
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
-        found += _road_spans(conn, spans)
+        found += _road_spans(conn, spans, tol / where.length)
     return found
 
 
-def _road_spans(conn: Connection, spans: dict[int, list[float]]) -> list[tuple]:
-    """(info, lo, hi) of each road of ``spans`` (road id -> [lo, hi], fractions along the route)."""
+def _road_spans(conn: Connection, spans: dict[int, list[float]], gap: float) -> list[tuple]:
+    """(info, lo, hi) of the roads of ``spans`` (road id -> [lo, hi], fractions along the route): the records of one
+    named road that follow each other along the route (less than ``gap`` apart) as one stretch, with the first
+    record's id (a road is stored in segments: a night ban on an expressway was one conflict per segment)."""
     if not spans:
         return []
-    return [({"target": "road", "id": rd["id"], "name": rd["name"], "class": rd["road_class"], "adr": None,
-              "synthetic": rd["synthetic"]}, *spans[rd["id"]])
-            for rd in conn.execute(text("SELECT id, coalesce(name, ref) AS name, road_class, synthetic FROM roads "
-                                        "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings()]
+    found: list[list] = []
+    for rd in conn.execute(text("SELECT id, coalesce(name, ref) AS name, road_class, synthetic FROM roads "
+                                "WHERE id = ANY(:i)"), {"i": sorted(spans)}).mappings():
+        found.append([{"target": "road", "id": rd["id"], "name": rd["name"], "class": rd["road_class"], "adr": None,
+                       "synthetic": rd["synthetic"]}, *spans[rd["id"]]])
+    found.sort(key=itemgetter(1))
+    merged: list[list] = []
+    for info, lo, hi in found:
+        last = merged[-1] if merged else None
+        if last and info["name"] and (last[0]["name"], last[0]["class"]) == (info["name"], info["class"]) \
+                and lo - last[2] <= gap:
+            last[2] = max(last[2], hi)
+            last[0] = {**last[0], "synthetic": last[0]["synthetic"] or info["synthetic"]}
+        else:
+            merged.append([info, lo, hi])
+    return [tuple(m) for m in merged]
 
 
 @njit(cache=True, nogil=True)
@@ -1029,7 +1043,7 @@ def _path_parts(conn: Connection, path: RoutePath, where: _Route, road_classes: 
             lo, hi = place(k, 0.0, 1.0)
             span = spans.setdefault(int(g.edge_road[e[k]]), [lo, hi])
             span[0], span[1] = min(span[0], lo), max(span[1], hi)
-        found += _road_spans(conn, spans)
+        found += _road_spans(conn, spans, 1e-9)  # (the path's edges meet end to end)
     return found
 
 
@@ -1363,7 +1377,7 @@ def _summary(path: RoutePath) -> dict:
 
 
 def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: datetime | None,
-               settings: RouteSettings | None = None, versions: dict | None = None) -> dict:
+               settings: RouteSettings | None = None, versions: dict | None = None, look_later: bool = True) -> dict:
     """The fastest route that obeys the rules for ``cargo`` leaving at ``departure``.
 
     Forbidding rules in force at departure remove their edges; the route found is then checked with
@@ -1377,10 +1391,13 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
         ``conflicts`` (warnings left on it), ``extra_length_m``/``extra_time_s`` against
         ``unrestricted`` (the fastest route ignoring the rules, with its conflicts), ``avoided``; if
         not: ``reason`` and ``blocked_by`` (the forbidden structures/zones on the unrestricted route,
-        each with ``unblocks`` = whether lifting that one ban alone gives a route).
+        each with ``unblocks`` = whether lifting that one ban alone gives a route), and ``next_departure``: the
+        first departure within a day, in steps of :data:`LATER_STEP`, that has a compliant route (time-window bans
+        lift), or None.
 
     ``versions``: the ``layer_versions`` rows of :data:`VERSIONED` as :func:`_versions` reads them, when
-    the caller knows them already (the API's change feed); else they are read here.
+    the caller knows them already (the API's change feed); else they are read here. ``look_later``: whether a
+    no-route answer looks for ``next_departure`` (not within that search).
     """
     s = settings or DEFAULT_SETTINGS
     versions = versions if versions is not None else _versions(conn)
@@ -1443,11 +1460,16 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
             classes = road_classes - ({c["target_class"]} if c["target"] == "road" else set())
             c["unblocks"] = g.shortest_path(o, d, _banned_edges(g, others, classes)) is not None
         names = ", ".join(f"{c['target_name'] or c['target']} ({c['rule']['zh']})" for c in blocked[:5])
+        later = _next_departure(conn, origin, destination, cargo, departure, s, versions, rules) if look_later else None
+        when = later and later.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M")
         return {**base, "found": False, "unrestricted": unrestricted, "blocked_by": blocked,
+                "next_departure": later and later.isoformat(),
                 "reason": (f"{cargo.label} 无合规路线：所有路径均被禁行的构筑物、保护区或道路阻断（共 {len(features)} 处），"
-                           f"最快路线受阻于 {names or '时段禁行'} / no route for {cargo.label} obeys the rules: every "
+                           f"最快路线受阻于 {names or '时段禁行'}" + (f"；最早可于 {when}（北京时间）出发" if later else "")
+                           + f" / no route for {cargo.label} obeys the rules: every "
                            f"way is blocked by banned structures, zones or roads ({len(features)} banned); the "
-                           f"fastest route is blocked by {names or 'time-window bans'}")}
+                           f"fastest route is blocked by {names or 'time-window bans'}"
+                           + (f"; the first departure with a compliant route is {when} Beijing time" if later else ""))}
     avoided = [c for c in free_check["conflicts"] if c["verdict"] == "forbidden"]
     return {**base, "found": True, "verdict": check["verdict"], "verdict_zh": check["verdict_zh"],
             "route": {"type": "Feature", "geometry": path.geometry,
@@ -1457,6 +1479,22 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
             "extra_time_s": round(path.cost_s - free.cost_s, 1),
             "conflicts": check["conflicts"], "avoided": avoided, "banned_features": len(features),
             "unrestricted": unrestricted}
+
+
+LATER_STEP = timedelta(minutes=30)
+
+
+def _next_departure(conn: Connection, origin, destination, cargo: Cargo, departure: datetime | None,
+                    s: RouteSettings, versions: dict, rules: list[dict]) -> datetime | None:
+    """The first departure after ``departure``, within a day in :data:`LATER_STEP` steps, with a compliant route;
+    None without a departure or a rule with a time window (then no later one can differ), or if none does."""
+    if departure is None or not any(has_window(r) for r in rules if r["verdict"] == "forbidden"):
+        return None
+    for k in range(1, int(timedelta(days=1) / LATER_STEP) + 1):
+        later = departure + k * LATER_STEP
+        if plan_route(conn, origin, destination, cargo, later, s, versions, look_later=False)["found"]:
+            return later
+    return None
 
 
 # ---------------------------------------------------------------- stored routes (bulk)

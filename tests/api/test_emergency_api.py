@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -122,6 +123,17 @@ def test_offline_report(client, scene, token):
     beijing = (created.astimezone(timezone.utc) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
     assert f"{beijing} 北京时间 Beijing time (UTC+8) · test-emergency" in page
     assert page.count("北京时间 Beijing time (UTC+8)") == 2  # recorded, and generated
+    # (QA: hand-over notes in raw UTC, resources fire stations last (the stored answer's jsonb key order), and a
+    # resource inside a zone without its warning)
+    noted = client.patch(f"/emergency/incidents/{iid}", json={"note": "交班"}, headers=h).json()["notes"][-1]["at"]
+    page = client.get(f"/emergency/incidents/{iid}/report", headers=h).text
+    at = (datetime.fromisoformat(noted).astimezone(timezone.utc) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
+    assert f"<li>{at} test-emergency: 交班</li>" in page and "Hand-over notes（北京时间 Beijing time）" in page
+    kinds = [page.index(f"<td>{label}") for label in ("消防站 Fire station", "医院 Hospital")]
+    assert kinds == sorted(kinds)
+    answer = client.get(f"/emergency/incidents/{iid}", headers=h).json()
+    warned = [i for items in answer["resources"].values() for i in items if i.get("warning") and not i.get("reason")]
+    assert all(html.escape(i["warning"]) in page for i in warned)
 
 
 def test_cli_incident_and_report(scene, db_url, monkeypatch, tmp_path):

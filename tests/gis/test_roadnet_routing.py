@@ -410,6 +410,25 @@ def test_road_class_time_ban(net):
                                                                                            ("road", "M2")]
     assert night["unrestricted"]["conflicts"][1]["distance_m"] == pytest.approx(metric(O, P), abs=1.0)
     assert day["length_m"] == pytest.approx(FREE_M, abs=0.2) and day["unrestricted"]["conflicts"] == []
+    # one road stored in segments is one stretch (QA: a night ban on an expressway gave ~50 conflicts, one a record),
+    # by its edges (a plan) and by geometry (a check)
+    with net.begin() as conn:
+        conn.execute(text("UPDATE roads SET name = 'G60' WHERE name IN ('M1', 'M2')"))
+        night = routing.plan_route(conn, O, D, cargo, routing.parse_departure("2026-03-02T03:00"))
+        checked = routing.check_route(conn, {"type": "LineString", "coordinates": [list(O), list(P), list(D)]}, cargo,
+                                      routing.parse_departure("2026-03-02T03:00"))
+    with net.begin() as conn:  # the detour banned at night too: no route at 03:00, and when there is one again
+        rules(conn, ("expressway night", {"cargo_classes": ["*"], "target": "road", "road_classes": ["motorway"],
+                                          "ban_start": "00:00", "ban_end": "06:00"}),
+              ("urban night", {"cargo_classes": ["*"], "target": "road", "road_classes": ["urban"],
+                               "ban_start": "00:00", "ban_end": "06:00"}))
+        stuck = routing.plan_route(conn, O, D, cargo, routing.parse_departure("2026-03-02T03:00"))
+    assert not stuck["found"] and stuck["next_departure"] == "2026-03-02T06:00:00+08:00"
+    assert "最早可于 03-02 06:00（北京时间）出发" in stuck["reason"] and "is 03-02 06:00 Beijing time" in stuck["reason"]
+    for conflicts in (night["unrestricted"]["conflicts"], checked["conflicts"]):
+        (g60,) = conflicts
+        assert (g60["target_name"], g60["distance_m"]) == ("G60", 0.0)
+        assert g60["length_m"] == pytest.approx(metric(O, P) + metric(P, D), abs=1.0)
 
 
 def pgr_cost(conn, s: int, t: int, banned: list[int]) -> float | None:
