@@ -61,8 +61,8 @@ WINDS = {"low": ("弱风 <10 km/h", "Low wind <10 km/h"), "moderate": ("中等�
          "high": ("强风 >20 km/h", "High wind >20 km/h")}
 RESOURCE_KINDS = ("fire_station", "rescue_team", "hospital", "depot", "shelter")
 ACCESS_SPEED_KMH = 20.0   # between a point and its nearest road node (off the network)
-MAX_SNAP_M = 1000.0       # farther than this from any road node: not reachable on the network
-INCIDENT_MAX_SNAP_M = 5000.0  # an incident up to this far still gets travel times (off-road leg, with a warning)
+MAX_SNAP_M = 1000.0       # an incident or resource farther than this from any road node: its off-road leg is warned of
+OFFROAD_MAX_M = 5000.0    # up to this far it still gets travel times (the off-road leg at ACCESS_SPEED_KMH); farther: not
 SEARCH_RADIUS_M = 60000.0  # resources considered around the incident (straight line)
 CANDIDATES_PER_KIND = 20   # nearest by straight line, per kind, then ranked by travel time
 EMPTY_WKB = shapely.from_wkt("POLYGON EMPTY").wkb
@@ -488,11 +488,11 @@ def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
         if inc is None:
             reason = ("路网为空（导入道路并运行 riskmap analyze roads）；road graph is empty (import roads, run "
                       "`riskmap analyze roads`)")
-        elif inc_snap > INCIDENT_MAX_SNAP_M:
-            reason = (f"事故点距最近道路 {inc_snap:.0f} 米（> {INCIDENT_MAX_SNAP_M:.0f} 米）；"
-                      f"incident is {inc_snap:.0f} m from the nearest road (> {INCIDENT_MAX_SNAP_M:.0f} m)")
-        elif snap[i] > MAX_SNAP_M:
-            reason = f"资源点 {MAX_SNAP_M:.0f} 米内无道路；no road within {MAX_SNAP_M:.0f} m of the resource"
+        elif inc_snap > OFFROAD_MAX_M:
+            reason = (f"事故点距最近道路 {inc_snap:.0f} 米（> {OFFROAD_MAX_M:.0f} 米）；"
+                      f"incident is {inc_snap:.0f} m from the nearest road (> {OFFROAD_MAX_M:.0f} m)")
+        elif snap[i] > OFFROAD_MAX_M:
+            reason = f"资源点 {OFFROAD_MAX_M:.0f} 米内无道路；no road within {OFFROAD_MAX_M:.0f} m of the resource"
         elif g.node_component[node[i]] != g.node_component[inc]:
             reason = "所在路网与事故点不连通；on a road network part not connected to the incident's"
         elif not np.isfinite(times[i]):
@@ -504,10 +504,11 @@ def rank_candidates(rows, g: roadgraph.RoadGraph, lon: float, lat: float, *,
         item.update(reachable=True, reason=None, warning=None, network_s=round(net, 1),
                     travel_s=round(net + (snap[i] + inc_snap) / access, 1))
         zone, warnings = r["in_zone"], []
-        if inc_snap > MAX_SNAP_M:
-            warnings.append(f"事故点距最近道路 {inc_snap:.0f} 米，时间含按 {ACCESS_SPEED_KMH:g} km/h 估算的非道路段；"
-                            f"the incident is {inc_snap:.0f} m from the nearest road: the time includes that leg at "
-                            f"{ACCESS_SPEED_KMH:g} km/h")
+        for (zh, en), off in ((("事故点", "the incident"), inc_snap), (("资源点", "the resource"), float(snap[i]))):
+            if off > MAX_SNAP_M:  # (a spill in a field, a depot the road layer misses: reached, with that leg)
+                warnings.append(f"{zh}距最近道路 {off:.0f} 米，时间含按 {ACCESS_SPEED_KMH:g} km/h 估算的非道路段；"
+                                f"{en} is {off:.0f} m from the nearest road: the time includes that leg at "
+                                f"{ACCESS_SPEED_KMH:g} km/h")
         if zone in NO_GO.get(r["kind"], ()):
             whom = ("人员", "people") if r["kind"] == "shelter" else ("伤员", "casualties")
             item.update(usable=False, warning=" | ".join(warnings) or None,

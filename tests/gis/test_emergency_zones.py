@@ -207,7 +207,10 @@ def test_resources_ranked_by_travel_time_with_reasons(scene):
     hosp = res["hospital"]
     assert [h["name"] for h in hosp] == ["H2", "H1"] and hosp[1]["reachable"] is False
     assert "not connected" in hosp[1]["reason"]
-    assert res["depot"][0]["reachable"] is False and "no road within" in res["depot"][0]["reason"]
+    # D1 is over 1 km from any road: reached with that leg at the access speed, and said (was "unreachable")
+    d1 = res["depot"][0]
+    assert d1["reachable"] and "the resource is 1" in d1["warning"] and "m from the nearest road" in d1["warning"]
+    assert d1["travel_s"] - d1["network_s"] > em.MAX_SNAP_M / access
     shelters = res["shelter"]
     assert [s["name"] for s in shelters] == ["S2", "S1"]
     assert shelters[0]["usable"] and not shelters[1]["usable"] and shelters[1]["in_zone"] == "protective"
@@ -284,7 +287,7 @@ def test_an_incident_off_the_road_network_still_gets_travel_times_with_a_warning
         g = roadgraph.get(conn, em.prepare(conn).graph_key)
         lon, lat = ll(500, 1900)  # near the depot D1, 2 km from any road
         snap = float(g.nearest([lon], [lat])[1][0])
-        assert em.MAX_SNAP_M < snap < em.INCIDENT_MAX_SNAP_M
+        assert em.MAX_SNAP_M < snap < em.OFFROAD_MAX_M
         ranked = em.rank_resources(conn, lon, lat, kinds=["fire_station"])
         far = em.rank_resources(conn, *ll(500, 15000), kinds=["fire_station"])  # beyond 5 km: no times
     assert sorted(r["name"] for r in ranked if r["reachable"]) == ["F1", "F2", "F4"]
