@@ -1,9 +1,13 @@
 """The emergency panel (web/static/js/panel-emergency.js) in headless Chromium against the real server, on the
 hand-made scene of tests/gis/test_emergency_fixture.py plus 20 depots around the spill and a rescue team 50 km
-away: day or night is preselected by the hour in Beijing, 分析 Analyse fits the zones and the spill point beside
-the panel (not the far resources), is kept in the duty log only when asked (its report downloads), resources show
-in-zone badges, the server's warnings and unusable marks in both languages, and 仅查资源 Resources only lists every
-kind. Numbers are formatted as elsewhere on the page: people with thousands separators, areas with 2 decimals."""
+away: day or night is preselected by the hour in Beijing, and chosen again when the panel opens and before each
+分析 Analyse unless chosen by hand; 分析 Analyse fits the zones and the spill point beside the panel (not the far
+resources), is kept in the duty log only when asked (its report downloads), resources show in-zone badges, the
+server's warnings and unusable marks in both languages, and 仅查资源 Resources only lists every kind. Numbers are
+formatted as elsewhere on the page: people with thousands separators, areas with 2 decimals. Each zone is counted in
+a few lines before the resources, its receptors' names after them, a handful each behind 显示全部 Show all; a failed
+analysis leaves nothing of the previous one. A kept incident opened in the feature panel takes a hand-over note,
+closes (its zones leave the map's tiles) and reopens, and downloads its report."""
 
 from __future__ import annotations
 
@@ -130,3 +134,191 @@ def test_emergency_panel(site, token):
         assert page.locator(".em-res[data-kind=depot]").count() == 5
         assert "救援队伍 Rescue teams" in page.inner_text("#em-out h4 >> nth=1")
     assert errors == [], errors
+
+
+def analyse(page, chemical, lon, lat):
+    """分析 Analyse a small spill of `chemical` at lon/lat; the incident's answer (a Response)."""
+    page.select_option("#em-spill", "small")
+    page.fill("#em-chem", chemical)
+    page.fill("#em-lon", str(lon))
+    page.fill("#em-lat", str(lat))
+    with page.expect_response("**/emergency/incident") as answer:
+        page.click("#em-run")
+    page.wait_for_selector("#em-saved, #em-error", timeout=30000)
+    return answer.value
+
+
+def test_day_night_follows_the_clock(site, token):
+    base, _ = site
+    lon, lat = ll(*INCIDENT)
+    with browser_page() as (page, errors):
+        page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "Europe/London"})
+        page.clock.set_fixed_time("2026-11-30T09:30:00Z")  # 17:30 in Beijing
+        page.goto(base + "/")
+        page.evaluate("onemap.ready")
+        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        page.click(".em-toggle")
+        assert (page.input_value("#em-time"), page.inner_text("#em-time-note")) == ("day", "(北京时间 Beijing time 17:30)")
+
+        # the page stays open into the night: opening the panel again chooses again
+        page.click(".em-toggle")
+        page.clock.set_fixed_time("2026-11-30T14:30:00Z")  # 22:30
+        page.click(".em-toggle")
+        assert (page.input_value("#em-time"), page.inner_text("#em-time-note")) == ("night", "(北京时间 Beijing time 22:30)")
+
+        # ... and so does 分析 Analyse, the panel left open till morning
+        page.clock.set_fixed_time("2026-11-30T23:10:00Z")  # 07:10
+        assert analyse(page, "液氯", lon, lat).request.post_data_json["time"] == "day"
+        assert page.inner_text("#em-time-note") == "(北京时间 Beijing time 07:10)"
+        assert re.search(r"^氯气 Chlorine UN1017 · guide 124 · ERG2024 \w+ · 白天 Day$", page.inner_text("#em-out"), re.M)
+
+        # chosen by hand: kept when the panel opens and at 分析 Analyse, flagged while the clock says otherwise
+        page.select_option("#em-time", "night")
+        assert page.inner_text("#em-time-note") == "(北京时间 Beijing time 07:10) ⚠ 现为白天 Now day"
+        assert page.get_attribute("#em-time-note", "class") == "em-warn"
+        page.click(".em-toggle")
+        page.clock.set_fixed_time("2026-12-01T03:00:00Z")  # 11:00
+        page.click(".em-toggle")
+        assert page.input_value("#em-time") == "night"
+        assert analyse(page, "液氯", lon, lat).request.post_data_json["time"] == "night"
+        assert page.inner_text("#em-time-note") == "(北京时间 Beijing time 11:00) ⚠ 现为白天 Now day"
+        page.clock.set_fixed_time("2026-12-01T12:00:00Z")  # 20:00: the hand choice agrees with the clock again
+        analyse(page, "液氯", lon, lat)
+        assert page.inner_text("#em-time-note") == "(北京时间 Beijing time 20:00)"
+    assert errors == [], errors
+
+
+def test_zone_counts_before_resources_and_failure_clears(site, token):
+    base, engine = site
+    lon, lat = ll(*INCIDENT)
+    schools = [f"学校{i:02d}" for i in range(30)]
+    with engine.begin() as conn:  # a crowded protective zone: 30 schools and 12 homes beside depot D0
+        for i, name in enumerate(schools + [f"小区{i:02d}" for i in range(12)]):
+            conn.execute(text("INSERT INTO receptors (name, kind, people, geom) VALUES (:n, :k, 100, "
+                              "ST_GeomFromText(:g, 4326))"),
+                         {"n": name, "k": "school" if name in schools else "residential", "g": point(150 + 3 * i, 40)})
+    with browser_page() as (page, errors):
+        page.goto(base + "/")
+        page.evaluate("onemap.ready")
+        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        page.click(".em-toggle")
+        page.uncheck("#em-save")
+        zones = analyse(page, "液氯", lon, lat).json()["zones"]
+        receptors = zones["protective"]["receptors"]
+        assert len(receptors["school"]) >= 30 and len(receptors["residential"]) == 12
+
+        # each zone: counts only (people, schools with kindergartens, hospitals, the rest), no names
+        for name, z in zones.items():
+            n = {k: len(v) for k, v in z["receptors"].items()}
+            kids = n.get("school", 0) + n.get("kindergarten", 0)
+            assert page.inner_text(f".em-counts[data-zone={name}]") == (
+                f"学校幼儿园 Schools {kids} · 医院 Hospitals {n.get('hospital', 0)} · "
+                f"其他防护目标 Other receptors {sum(n.values()) - kids - n.get('hospital', 0)}")
+        # the resources come before any receptor's name, which are listed after them
+        order = page.evaluate("""() => [...document.querySelectorAll('#em-out h4, #em-out .em-res, #em-out .em-receptors')]
+            .map(e => e.matches('h4') ? e.textContent : e.className.split(' ')[0])""")
+        first_res, first_names = order.index("em-res"), order.index("em-receptors")
+        assert first_res < order.index("防护目标 Receptors") < first_names, order
+        before = page.evaluate("""() => { const r = document.createRange(); r.setStartBefore(document.querySelector('#em-out'));
+            r.setEndBefore(document.querySelector('#em-out .em-res')); return r.toString(); }""")
+        assert not any(s in before for s in schools)
+
+        # a handful of names per kind, all behind 显示全部 Show all (N), and back
+        row = page.locator(".em-receptors[data-zone=protective][data-kind=school]")
+        total = len(receptors["school"])
+        shown = row.locator(".em-names > span").inner_text()
+        assert row.inner_text().startswith(f"学校 School ({total}): ") and shown.endswith(" …")
+        assert len(shown.removesuffix(" …").split("、")) == 5
+        row.locator("button.em-more").click()
+        assert row.locator(".em-names > span").inner_text() == "、".join(r["name"] for r in receptors["school"])
+        assert row.locator("button.em-more").inner_text() == "收起 Show fewer"
+        row.locator("button.em-more").click()
+        assert row.locator("button.em-more").inner_text() == f"显示全部 Show all ({total})"
+        residential = page.locator(".em-receptors[data-zone=protective][data-kind=residential]")
+        assert residential.locator("button.em-more").inner_text() == "显示全部 Show all (12)"
+
+        # a failed analysis (a typo) leaves neither the previous zones nor its resources, on the map or in the panel
+        assert page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length") > 2
+        failed = analyse(page, "chlorin", lon, lat)
+        assert failed.status == 400
+        assert "chlorin" in page.inner_text("#em-error")
+        assert page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length") == 0
+        assert page.locator("#em-out .em-res, #em-out h4").count() == 0
+        assert page.is_disabled("#em-report")
+        # (a missing location is refused in the panel, the same way)
+        analyse(page, "液氯", lon, lat)
+        page.fill("#em-lon", "")
+        page.click("#em-run")
+        assert page.inner_text("#em-out") == "请输入或点选位置 Enter or click a location"
+        assert page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length") == 0
+    assert errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], errors
+
+
+def zone_tiles(page, incident):
+    """Whether the map's incident_zones tiles (all loaded) hold a zone of `incident`."""
+    return page.evaluate(f"""onemap.whenTilesLoaded(15000).then(() => onemap.renderedFeatures('incident_zones')
+        .some(f => f.properties.incident_id === {incident}))""")
+
+
+def test_kept_incident_in_feature_panel(site, token):
+    base, engine = site
+    lon, lat = ll(*INCIDENT)
+    with browser_page() as (page, errors):
+        page.goto(base + "/")
+        page.evaluate("onemap.ready")
+        assert page.evaluate(f"onemap.login({token('emergency', 'duty-a')!r}).then(r => r.ok)")
+        page.click(".em-toggle")
+        incident = analyse(page, "液氯", lon, lat).json()["incident_id"]
+        assert zone_tiles(page, incident)
+
+        # the duty log lists it; a click opens it in the feature panel with its status and no notes yet
+        page.click("#em-log summary")
+        page.click(f".em-log-row[data-id='{incident}']")
+        section = page.locator(f"#om-panel[data-status=ok] .em-incident[data-incident='{incident}']")
+        section.locator(".em-inc-status").wait_for(timeout=10000)
+        assert section.locator(".em-inc-status").inner_text() == "状态 Status: 处置中 Open"
+        assert "交接记录 Hand-over notes (北京时间 Beijing time): 无 none" in section.inner_text()
+
+        def patch(button):
+            with page.expect_response(f"**/emergency/incidents/{incident}") as answer:
+                section.locator(button).click()
+            return answer.value
+
+        # an empty note: the server's refusal in both languages, in the section
+        assert patch(".em-add-note").status == 400
+        assert "give a status" in section.locator(".em-incident-msg.em-warn").inner_text()
+
+        # a hand-over note: kept, with who and when (Beijing time)
+        section.locator(".em-note-input").fill("交接：风向转北 hand-over: wind turned north")
+        assert patch(".em-add-note").request.post_data_json == {"note": "交接：风向转北 hand-over: wind turned north"}
+        page.wait_for_selector(".em-incident .em-note")
+        with engine.connect() as conn:
+            (note,) = conn.execute(text("SELECT notes FROM incidents WHERE id = :i"), {"i": incident}).scalar_one()
+        assert note["by"] == "duty-a"
+        assert section.locator(".em-note").inner_text() == (
+            page.evaluate(f"onemap.fmtTime({note['at']!r}, 'short')") + " duty-a: 交接：风向转北 hand-over: wind turned north")
+        assert section.locator(".em-incident-msg").inner_text() == f"已保存 Saved: #{incident} 处置中 Open · 交接记录 Notes 1"
+
+        # closed: the feature panel says so, and its zones leave the map (the zone tiles show open incidents only)
+        assert patch(".em-flip").request.post_data_json == {"status": "closed", "note": None}
+        page.wait_for_selector("#om-panel[data-status=ok] tr[data-field=status] >> text=已结束")
+        assert section.locator(".em-flip").inner_text() == "重新开启 Reopen"
+        page.wait_for_function(f"""onemap.whenTilesLoaded(15000).then(() => !onemap.renderedFeatures('incident_zones')
+            .some(f => f.properties.incident_id === {incident}))""", timeout=15000)
+        assert "已结束 Closed" in page.inner_text(f".em-log-row[data-id='{incident}']")
+        # reopened: back on the map
+        patch(".em-flip")
+        page.wait_for_selector("#om-panel[data-status=ok] tr[data-field=status] >> text=处置中")
+        page.wait_for_function(f"""onemap.whenTilesLoaded(15000).then(() => onemap.renderedFeatures('incident_zones')
+            .some(f => f.properties.incident_id === {incident}))""", timeout=15000)
+
+        with page.expect_download() as dl:
+            section.locator(".em-inc-report").click()
+        assert dl.value.suggested_filename == f"incident-{incident}.html"
+
+        # a planner reads the log and the report, and may not change it
+        assert page.evaluate(f"onemap.login({token('planner')!r}).then(r => r.ok)")
+        section.locator(".em-inc-status").wait_for(timeout=10000)
+        assert section.locator(".em-inc-report").is_visible()
+        assert section.locator(".em-add-note, .em-flip, .em-note-input").count() == 0
+    assert errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], errors

@@ -4,7 +4,9 @@ reading of 10²⁵ mm; the alarm list names the highest level in both languages,
 are formatted as the page formats numbers (×10ⁿ, no "e+25"); the panel opens under the top-right controls, clear of
 the 预警 Alarms button and its count badges. The feature panel's 在线监测 section asks for an asset once per opened
 feature (not again when the details come or the language switches), says so when an installation has no sensors,
-and every time shown is Beijing time, labelled, whatever the browser's zone."""
+and every time shown is Beijing time, labelled, whatever the browser's zone. A click on an alarm fits the map to its
+pond beside the panel; the list filters by level; a second acknowledgement's refusal (409) shows beside the
+确认 Acknowledge button, in view, and the alarm is shown again, acknowledged."""
 
 from __future__ import annotations
 
@@ -133,3 +135,50 @@ def test_feature_section_asks_once_and_shows_beijing_time(site, token):
     # (the only refusal: the installation's GB 18218 grading, not run yet, which the feature panel shows as a note)
     assert refused == [f"{site}/analysis/grading/{installation}"], refused
     assert errors == ["Failed to load resource: the server responded with a status of 404 (Not Found)"], errors
+
+
+def test_alarm_fit_level_filter_and_second_ack(site, token):
+    api = httpx.Client(base_url=site, headers={"Authorization": f"Bearer {token('emergency', 'duty-b')}"}, trust_env=False)
+    (alarm,) = api.get("/monitoring/alarms").json()["alarms"]
+    other = next(lv for lv in ("red", "orange", "yellow", "blue") if lv != alarm["level"])
+    with browser_page() as (page, errors):
+        page.goto(site + "/")
+        page.evaluate("onemap.ready")
+        assert page.evaluate(f"onemap.login({token('emergency', 'duty-a')!r}).then(r => r.ok)")
+        page.click(".mo-toggle")
+        page.wait_for_selector(".mo-alarm", timeout=10000)
+
+        # by level: another level shows none, the alarm's own shows it
+        page.select_option("#mo-level", other)
+        assert page.locator(".mo-alarm").count() == 0 and page.inner_text("#mo-list") == "无预警 No alarms"
+        page.select_option("#mo-level", alarm["level"])
+        assert page.locator(".mo-alarm").count() == 1
+        page.select_option("#mo-level", "")
+
+        # a click fits the map to the pond (102.70–102.71, 25.00–25.01, ~1 km) beside the panel
+        assert page.evaluate("onemap.map.getZoom()") < 12
+        page.click(".mo-alarm >> nth=0")
+        page.wait_for_function("onemap.map.getZoom() >= 14", timeout=10000)
+        assert page.evaluate("onemap.map.getBounds().contains([[25.0, 102.7], [25.01, 102.71]])")
+        right, left = page.evaluate("""() => { const m = onemap.map, c = m.getContainer().getBoundingClientRect();
+            return [c.left + m.latLngToContainerPoint([25.0, 102.71]).x, document.querySelector('.mo-panel').getBoundingClientRect().left]; }""")
+        assert right <= left, (right, left)
+
+        # acknowledged meanwhile by someone else: the server's 409 shows beside the button, in view, and the alarm
+        # is shown again, acknowledged (no button)
+        page.wait_for_selector("#mo-ack")
+        assert api.post(f"/monitoring/alarms/{alarm['id']}/ack", json={"note": "first"}).status_code == 200
+        with page.expect_response(f"**/monitoring/alarms/{alarm['id']}/ack") as answer:
+            page.click("#mo-ack")
+        assert answer.value.status == 409
+        page.wait_for_selector("#mo-ack-msg")
+        assert "already acknowledged by duty-b" in page.inner_text("#mo-ack-msg")
+        assert page.locator("#mo-ack").count() == 0
+        assert page.inner_text("#mo-acked").startswith("✓ 已确认 Acknowledged: duty-b ")
+        assert page.evaluate("document.querySelector('#mo-acked').nextElementSibling.id") == "mo-ack-msg"
+        msg, box = page.evaluate("""() => [document.querySelector('#mo-ack-msg'), document.querySelector('.mo-panel')]
+            .map(e => { const r = e.getBoundingClientRect(); return [r.top, r.bottom]; })""")
+        assert box[0] <= msg[0] and msg[1] <= box[1], (msg, box)
+        assert page.evaluate("onemap.map.getContainer().scrollTop") == 0
+        page.wait_for_selector(".mo-alarm >> text=✓ duty-b")
+    assert errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"], errors

@@ -8,7 +8,8 @@
  *   placeBelow(panel, toggle), ... } from the page (onemap.js), which holds the login token. The panel opens under
  *   the top-right controls (api.placeBelow), clear of its 预警 Alarms button however wide its counts make it.
  * Endpoints: GET /monitoring/alarms, GET /monitoring/alarms/{id}, POST /monitoring/alarms/{id}/ack,
- *            GET /monitoring/assets/{asset_layer}/{asset_id}?hours=48, GET /monitoring/daily.
+ *            GET /monitoring/assets/{asset_layer}/{asset_id}?hours=48, GET /monitoring/daily,
+ *            GET /collections/{asset_layer}/items/{asset_id} (a clicked alarm's asset, fitted beside the panel).
  * The map colours assets through the registry layer `monitored_assets` (field alarm_level); when the
  * set of open alarms changes, this panel redraws that layer's tiles.
  * When the one-map's feature panel (#om-panel-body) shows a tailings pond, a hazard installation, a
@@ -139,14 +140,18 @@
       html: '<b>在线监测预警 Monitoring alarms</b> <span class="mo-muted">未关闭 open, 高等级在前 highest first · ' +
       BEIJING + '</span>' +
       '<div><label><input type="checkbox" id="mo-all"> 含已关闭 include closed</label> ' +
+      '<label>级别 Level <select id="mo-level"><option value="">全部 All</option>' +
+      ORDER.map(function (lv) { return '<option value="' + lv + '">' + levelName(lv) + '</option>'; }).join('') + '</select></label> ' +
       '<button type="button" id="mo-refresh">刷新 Refresh</button><button type="button" id="mo-close">关闭 Close</button></div>' +
-      '<div id="mo-daily" class="mo-muted"></div><div id="mo-detail"></div><div id="mo-list"></div>' });
+      '<div id="mo-daily" class="mo-muted"></div><div id="mo-where" class="mo-warn"></div><div id="mo-detail"></div>' +
+      '<div id="mo-list"></div>' });
     var panel = box.panel, toggle = box.toggle, $ = box.$;
     var count = el('span');
     toggle.appendChild(count);
     $('mo-refresh').addEventListener('click', function () { loadAlarms(); });
     $('mo-close').addEventListener('click', function () { panel.hidden = true; });
     $('mo-all').addEventListener('change', function () { loadAlarms(); });
+    $('mo-level').addEventListener('change', function () { renderList(); });
 
     function renderCount(alarms) {
       count.innerHTML = '';
@@ -183,24 +188,44 @@
           (t.reduction != null ? ' · 压减 reduction ' + Math.round(t.reduction * 100) + '%' : '');
       }).catch(function () { $('mo-daily').textContent = ''; });
       json('/monitoring/alarms?status=' + status + '&limit=200').then(function (d) {
-        list.innerHTML = '';
         if (status === 'open') { renderCount(d.alarms); redrawAssets(d.alarms); }
-        if (!d.alarms.length) { list.appendChild(el('div', { 'class': 'mo-muted' }, '无预警 No alarms')); }
-        d.alarms.forEach(function (a) {
-          var row = el('div', { 'class': 'mo-alarm' });
-          row.appendChild(chip(a.level));
-          row.appendChild(document.createTextNode(' ' + (a.asset_name || ((ASSETS[a.asset_layer] || a.asset_layer) + ' #' + a.asset_id)) +
-            ' · ' + a.item_zh + ' ' + a.item_en));
-          row.appendChild(el('div', { 'class': 'mo-muted' }, (a.status === 'open' ? '自 Since ' : '已关闭 Closed ') +
-            fmtTime(a.status === 'open' ? a.opened_at : a.closed_at) + ' · 最高 Highest: ' + levelName(a.max_level) +
-            (a.acknowledged_by ? ' · ✓ ' + a.acknowledged_by : ' · 未确认 not acknowledged') + (a.synthetic ? ' · 合成 synthetic' : '')));
-          row.addEventListener('click', function () { showAlarm(a.id); });
-          list.appendChild(row);
-        });
+        alarms = d.alarms;
+        renderList();
       }).catch(function (e) { list.innerHTML = ''; list.appendChild(el('div', { 'class': 'mo-warn' }, e.message)); });
     }
 
-    function showAlarm(id) {
+    // The loaded alarms (`alarms`) of the chosen level (#mo-level; all when none).
+    var alarms = [];
+    function renderList() {
+      var list = $('mo-list'), level = $('mo-level').value;
+      var shown = alarms.filter(function (a) { return !level || a.level === level; });
+      list.innerHTML = '';
+      if (!shown.length) { list.appendChild(el('div', { 'class': 'mo-muted' }, '无预警 No alarms')); }
+      shown.forEach(function (a) {
+        var row = el('div', { 'class': 'mo-alarm' });
+        row.appendChild(chip(a.level));
+        row.appendChild(document.createTextNode(' ' + (a.asset_name || ((ASSETS[a.asset_layer] || a.asset_layer) + ' #' + a.asset_id)) +
+          ' · ' + a.item_zh + ' ' + a.item_en));
+        row.appendChild(el('div', { 'class': 'mo-muted' }, (a.status === 'open' ? '自 Since ' : '已关闭 Closed ') +
+          fmtTime(a.status === 'open' ? a.opened_at : a.closed_at) + ' · 最高 Highest: ' + levelName(a.max_level) +
+          (a.acknowledged_by ? ' · ✓ ' + a.acknowledged_by : ' · 未确认 not acknowledged') + (a.synthetic ? ' · 合成 synthetic' : '')));
+        row.addEventListener('click', function () { showAlarm(a.id); fitAsset(a.asset_layer, a.asset_id); });
+        list.appendChild(row);
+      });
+    }
+
+    // Fit the map to an alarm's asset (its feature) beside the panel; the last click wins.
+    var fitSeq = 0;
+    function fitAsset(layer, id) {
+      var seq = ++fitSeq;
+      $('mo-where').textContent = '';
+      json('/collections/' + encodeURIComponent(layer) + '/items/' + encodeURIComponent(id)).then(function (f) {
+        if (seq === fitSeq && f.geometry) { api.fitBeside(L.geoJSON(f).getBounds(), panel, { maxZoom: 16 }); }
+      }).catch(function (e) { if (seq === fitSeq) { $('mo-where').textContent = '无法定位 Cannot locate: ' + e.message; } });
+    }
+
+    // One alarm's details into #mo-detail; `said`: the answer to an acknowledgement, shown beside its button.
+    function showAlarm(id, said) {
       var box = $('mo-detail');
       box.textContent = '加载中… Loading…';
       panel.hidden = false;
@@ -230,12 +255,14 @@
           var ack = el('button', { type: 'button', 'class': 'mo-ack', id: 'mo-ack' }, '确认 Acknowledge');
           note.hidden = ack.hidden = !allowed('monitoring_ack');
           ack.addEventListener('click', function () {
+            // (a refusal, e.g. 409 acknowledged meanwhile by someone else, shows here and the alarm is asked again)
             json('/monitoring/alarms/' + id + '/ack', { method: 'POST', body: JSON.stringify({ note: note.value || null }) })
-              .then(function () { showAlarm(id); loadAlarms(); })
-              .catch(function (e) { box.appendChild(el('div', { 'class': 'mo-warn' }, e.message)); });
+              .then(function () { showAlarm(id); }, function (e) { showAlarm(id, e.message); })
+              .then(loadAlarms);
           });
           box.appendChild(note); box.appendChild(ack);
         }
+        if (said) { box.appendChild(el('div', { id: 'mo-ack-msg', 'class': 'mo-warn' }, said)).scrollIntoView({ block: 'nearest' }); }
         var charts = el('div');
         box.appendChild(charts);
         renderAsset(charts, a.asset_layer, assetAnswer(a.asset_layer, a.asset_id));
@@ -317,7 +344,8 @@
       Array.prototype.forEach.call(panel.querySelectorAll('.mo-ack'), function (n) { n.hidden = !allowed('monitoring_ack'); });
       if (!read) {
         panel.hidden = true;
-        $('mo-detail').innerHTML = ''; $('mo-list').innerHTML = ''; $('mo-daily').textContent = '';
+        $('mo-detail').innerHTML = ''; $('mo-list').innerHTML = ''; $('mo-daily').textContent = ''; $('mo-where').textContent = '';
+        alarms = [];
         Array.prototype.forEach.call(document.querySelectorAll('.mo-section'), function (n) { n.remove(); });
       }
       var role = me ? me.role : null;
