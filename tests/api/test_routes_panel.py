@@ -1,8 +1,10 @@
 """The route panel (web/static/js/panel-routes.js) in headless Chromium against the real server: draw a
-route by clicking, check it, then plan the compliant alternative; upload a route, plan from its ends, switch to
-origin/destination; refuse a bad quantity; a plan with no road at all; where the panel draws (its pane) and fits
-(clear of the panel, which leaves the top-right controls uncovered); the rules tab (edited by an editor, read-only
-for a route controller); the stored routes checked for a day."""
+route by clicking, check it, then plan the compliant alternative (an avoided row opens its conflict, classes by
+the registry's labels); upload a route, plan from its ends, switch to origin/destination; a broken upload drops
+the previous route; refuse a bad quantity; a plan with no road at all; a plan from off the roads with no
+compliant route until a later departure; where the panel draws (its pane) and fits (clear of the panel, which
+leaves the top-right controls uncovered); the rules tab (edited by an editor, read-only for a route controller);
+the stored routes checked for a day."""
 
 from __future__ import annotations
 
@@ -122,6 +124,18 @@ def test_draw_check_and_plan(site, token):
         assert page.evaluate(f"document.querySelectorAll('path[stroke=\"{COMPLIANT}\"]').length") == 1  # drawn beside
         assert page.evaluate(f"document.querySelectorAll('path[stroke=\"{ROUTE}\"]').length") >= 1  # the checked route
         assert pane_z(page, COMPLIANT) > 430 and pane_z(page, "#7f8c8d") > 430  # and the unrestricted one
+
+        # a row under 已避开 Avoided opens the unrestricted route's conflict there (another JSON object than the
+        # avoided entry), zoomed to it; the popup names the class by the registry's label in the page's language
+        avoided = "#rt-out h4:has-text('已避开 Avoided') + div .rt-conflict"
+        for lang, label in (("zh", "长隧道"), ("en", "Long tunnel")):
+            page.evaluate(f"onemap.map.closePopup(), onemap.setLang({lang!r}), onemap.map.setZoom(12, {{animate: false}})")
+            page.wait_for_selector(".leaflet-popup", state="detached")  # (a closed popup fades out first)
+            page.click(avoided)
+            popup = page.inner_text(".leaflet-popup-content")
+            assert "桥隧 Structure · " + label in popup and "tunnel_l" not in popup
+            assert page.evaluate("onemap.map.getZoom()") > 12
+        page.evaluate("onemap.setLang('zh')")
         page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-plan.png")
     assert errors == []
 
@@ -179,6 +193,79 @@ def test_upload_plan_then_origin_destination(site, token):
         page.wait_for_selector("#rt-out .rt-msg.rt-msg-error", timeout=60000)
         assert "not 3" in page.inner_text("#rt-out .rt-msg")
     assert [e for e in errors if "400" not in e] == []  # (the refused check's 400 is logged by the browser)
+
+
+def test_broken_upload_drops_the_previous_route(site, token):
+    rc = token("route_controller")
+    route = {"type": "LineString", "coordinates": [list(O), list(P), list(D)]}
+    with browser_page() as (page, errors):
+        open_panel(page, site, rc, center=(25.01, 102.74), zoom=13)
+        page.fill("#rt-un", "1017")
+        page.set_input_files("#rt-file", files=[{"name": "route.geojson", "mimeType": "application/geo+json",
+                                                  "buffer": json.dumps(route).encode()}])
+        page.wait_for_selector("#rt-out .rt-conflict", timeout=60000)
+        assert "已载入 Loaded route.geojson" in page.inner_text("#rt-hint")
+        # a truncated file: its error alone, no "loaded" hint, the old route and result gone, nothing left to plan
+        page.set_input_files("#rt-file", files=[{"name": "broken.geojson", "mimeType": "application/geo+json",
+                                                  "buffer": json.dumps(route).encode()[:40]}])
+        page.wait_for_selector("#rt-out .rt-msg-error >> text=Not GeoJSON (broken.geojson)", timeout=10000)
+        assert page.inner_text("#rt-hint") == "" and page.input_value("#rt-file") == ""
+        assert page.locator("#rt-out .rt-conflict, #rt-out .rt-verdict").count() == 0
+        assert page.evaluate(f"document.querySelectorAll('path[stroke=\"{ROUTE}\"]').length") == 0
+        sent = []
+        page.on("request", lambda r: sent.append(r.url) if "/routes/" in r.url else None)
+        page.click("#rt-plan")
+        assert "Draw or upload a route" in page.inner_text("#rt-out .rt-msg-error")
+        page.wait_for_timeout(300)
+        assert sent == []
+    assert errors == []
+
+
+def test_plan_from_off_the_road_until_a_later_departure(site, token):
+    rc = token("route_controller")
+    off = (102.705, 25.008)  # ~1 km from the nearest road node (O)
+    with browser_page() as (page, errors):
+        open_panel(page, site, rc, center=(25.005, 102.73), zoom=14)  # (P left of the panel)
+        page.fill("#rt-un", "1017")
+        page.fill("#rt-dep", "2026-03-02T02:00")  # P is reached on expressways only, banned 00:00–06:00
+        page.click("#rt-od")
+        for lon, lat in (off, P):
+            page.mouse.click(*screen(page, lon, lat))
+        with page.expect_response(lambda r: r.url.endswith("/routes/plan")) as resp:
+            page.click("#rt-plan")
+        plan = resp.value.json()
+        assert plan["found"] is False and plan["next_departure"].startswith("2026-03-02T06:00")
+        page.wait_for_selector("#rt-out .rt-next", timeout=60000)
+        assert "最早合规出发 First compliant departure: 2026-03-02 06:00（北京时间 Beijing time）" in page.inner_text(".rt-next")
+
+        def snapped():  # the origin's move said (the destination's, a few metres, not) and drawn dashed from the marker
+            m = plan["origin_snap_m"]
+            d = f"{m / 1000:.2f} km"
+            assert m > 1000 and page.locator("#rt-out .rt-snap").count() == 1
+            assert page.inner_text(".rt-snap") == f"起点距最近道路节点 {d} Origin moved {d} to the nearest road"
+            box = page.evaluate("document.querySelector('path.rt-snap-line').getBoundingClientRect().toJSON()")
+            for x, y in (screen(page, *off), screen(page, *O)):
+                assert box["left"] - 3 <= x <= box["right"] + 3 and box["top"] - 3 <= y <= box["bottom"] + 3
+            assert page.locator("path.rt-snap-line").count() == 1
+        snapped()
+
+        # a 阻断 Blocked by row opens its conflict on the unrestricted route, the road class by its label
+        page.click("#rt-out h4:has-text('阻断 Blocked by') + div .rt-conflict")
+        popup = page.inner_text(".leaflet-popup-content")
+        assert "道路限时 Road ban · 高速公路" in popup and "motorway" not in popup
+
+        # 改为此时出发 Use this departure: the departure input set to it (Beijing time) and planned again
+        with page.expect_response(lambda r: r.url.endswith("/routes/plan")) as resp:
+            page.click(".rt-use-next")
+        assert resp.value.request.post_data_json["departure"] == "2026-03-02T06:00:00+08:00"
+        assert page.input_value("#rt-dep") == "2026-03-02T06:00"
+        plan = resp.value.json()
+        page.wait_for_function("document.querySelector('#rt-out').innerText.includes('Compliant')", timeout=60000)
+        assert page.locator("#rt-out .rt-next").count() == 0
+        page.wait_for_timeout(300)
+        snapped()
+        page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-snap.png")
+    assert errors == []
 
 
 def test_plan_without_any_road(site, token):

@@ -31,6 +31,8 @@
   var PANE = 'om-routes', PANE_Z = 460;
   var TARGET = { structure: '桥隧 Structure', water_zone: '水源保护区 Water zone', road: '道路限时 Road ban' };
   var TABS = { check: '检查规划 Check', rules: '规则 Rules', stored: '已登记路线 Stored routes' };
+  // A plan's origin or destination moved farther than this to its road node is said, and drawn (a dashed line).
+  var SNAP_NOTE_M = 50, ENDS = { origin: ['起点', 'Origin'], destination: ['终点', 'Destination'] };
   // A rule's code lists by target (the server refuses another target's lists), each with the layer field whose codes
   // (GET /api/layers) name it; ADR tunnel categories are the letters A–E.
   var LISTS = { structure: [['structure_classes', '桥隧等级 Structure classes', 'restricted_structures', 'structure_class'],
@@ -48,6 +50,7 @@
     return e;
   }
   function km(m) { return (m / 1000).toFixed(m < 10000 ? 2 : 1) + ' km'; }
+  function metres(m) { return m < 1000 ? Math.round(m) + ' m' : km(m); }
   function mins(s) { return Math.round(s / 60) + ' min'; }
   function latlngs(geom) { return (geom.coordinates || []).map(function (c) { return [c[1], c[0]]; }); }
 
@@ -64,7 +67,7 @@
     var planned = L.featureGroup().addTo(drawn);   // the plan: unrestricted and compliant routes, their conflicts
     var inputLayer = L.featureGroup().addTo(map);  // the route being drawn, the origin and destination picked
     var mode = null, vertices = [], origin = null, destination = null, uploaded = null;
-    var res = {}, conflictLines = [];  // res: what #rt-out shows {busy, msg, check, plan}
+    var res = {}, conflictLines = {};  // res: what #rt-out shows {busy, msg, check, plan}; conflictLines: conflictKey → line
 
     // The page (onemap.js) passes api = {token(), request(path, opts), json(path, opts), box(opts), ...}: one fetch
     // helper and one panel box with its toggle button for all panels.
@@ -144,6 +147,7 @@
 
     var cargoLoaded = false;
     function loadCargo() {
+      loadCodes().catch(failed);  // (the conflicts' classes by the registry's labels)
       if (cargoLoaded) { return; }
       json('/routes/cargo').then(function (d) {
         cargoLoaded = true;
@@ -199,13 +203,18 @@
       var f = this.files[0];
       if (!f) { return; }
       f.text().then(function (txt) {
-        var up;
+        var up, bad;
         if (/\.gpx$/i.test(f.name) || /^\s*<\?xml|<gpx/i.test(txt.slice(0, 200))) { up = { body: { gpx: txt } }; }
         else {
-          try { up = { body: { route: JSON.parse(txt) } }; } catch (e) { failed(new Error('不是 GeoJSON Not GeoJSON: ' + e.message)); return; }
+          try { up = { body: { route: JSON.parse(txt) } }; } catch (e) { bad = e; }
         }
         if (mode) { setMode(null); }
         vertices = []; origin = destination = null; redrawInput();
+        if (bad) {  // nothing to send: the previous route, its hint and result go (as with a GPX the server refuses)
+          resetInput(); hint('');
+          failed(new Error('不是 GeoJSON Not GeoJSON (' + f.name + '): ' + bad.message));
+          return;
+        }
         uploaded = up; hint('已载入 Loaded ' + f.name); runCheck();
       });
     });
@@ -255,7 +264,7 @@
         res = { check: r };
         if (up) { up.line = r.route; }
         drawRoute(checked, r.route, COLORS.route, '路线 Route');
-        drawConflicts(checked, r.conflicts);
+        drawConflicts(checked, r.conflicts, 'check');
         render(); fit();
         return r;
       }).catch(function (e) { checked.clearLayers(); planned.clearLayers(); res = {}; return failed(e); });
@@ -263,17 +272,27 @@
     function runPlan() {
       // an uploaded route not checked yet: check it first (the server reads the file, and the check gives its ends)
       if (uploaded && !uploaded.line) { return runCheck().then(function (r) { return r && runPlan(); }); }
-      return send('/routes/plan', planEnds).then(function (r) {
+      var ends;
+      return send('/routes/plan', function () { return (ends = planEnds()); }).then(function (r) {
         planned.clearLayers();  // (the checked route stays, beside the alternative)
         res.plan = r;
         if (r.unrestricted) {
           drawRoute(planned, r.unrestricted.geometry, COLORS.unrestricted, '最快（不考虑限制）Fastest, unrestricted', 4, '8 6');
-          drawConflicts(planned, r.unrestricted.conflicts);
+          drawConflicts(planned, r.unrestricted.conflicts, 'unrestricted');
         }
         if (r.found) {
           drawRoute(planned, r.route.geometry, COLORS.compliant, '合规路线 Compliant route', 7);
-          drawConflicts(planned, r.conflicts);
+          drawConflicts(planned, r.conflicts, 'plan');
         }
+        // an end moved to its road node: a thin dashed line from the point sent to where the route starts or ends
+        var line = (r.found ? r.route.geometry : r.unrestricted && r.unrestricted.geometry || {}).coordinates;
+        Object.keys(ENDS).forEach(function (k) {
+          var at = line && line[k === 'origin' ? 0 : line.length - 1];
+          if (at && r[k + '_snap_m'] > SNAP_NOTE_M) {
+            L.polyline([[ends[k][1], ends[k][0]], [at[1], at[0]]], { pane: PANE, interactive: false, color: COLORS.point,
+              weight: 2, dashArray: '4 4', className: 'rt-snap-line' }).addTo(planned);
+          }
+        });
         render(); fit();
         return r;
       }).catch(function (e) { planned.clearLayers(); res.plan = null; return failed(e); });
@@ -306,8 +325,9 @@
       $('rt-rules-msg').scrollIntoView({ block: 'nearest' });
     }
     function pick(o) { return (api.lang() === 'en' ? o.en || o.name_en : o.zh || o.name_zh) || o.zh || o.name_zh; }
+    function codeName(k, c) { return codes && codes[k] && codes[k][c] && pick(codes[k][c]); }  // the registry's label
     function codeLabel(k, c) {  // the registry's label and the code (the label alone when it holds the code)
-      var t = codes && codes[k] && codes[k][c] && pick(codes[k][c]);
+      var t = codeName(k, c);
       return !t ? c : t.indexOf(c) >= 0 ? t : t + ' (' + c + ')';
     }
     function hm(t) { return t ? t.slice(0, 5) : ''; }
@@ -512,27 +532,43 @@
       if ((r = res.check)) {
         out.appendChild(el('h4', {}, '检查 Check'));
         out.appendChild(verdictLine(r.verdict, km(r.length_m) + ' · ' + r.rules_applied + ' 条规则 rules'));
-        out.appendChild(conflictList(r.conflicts));
+        out.appendChild(conflictList(r.conflicts, 'check'));
       }
       if ((r = res.plan)) {
         out.appendChild(el('h4', {}, '规划 Plan'));
+        out.appendChild(r.found ? verdictLine(r.verdict, '合规路线 Compliant: ' + km(r.length_m) + ', ' + mins(r.time_s)) :
+          r.unrestricted ? verdictLine('forbidden', '无合规路线 No compliant route') :
+          verdictLine('noroute', '不考虑限制也无法到达 Not reachable even without restrictions'));  // (disconnected, one-way)
+        if (r.next_departure) { out.appendChild(nextDeparture(r.next_departure)); }  // (no route now: above the long reason)
+        Object.keys(ENDS).forEach(function (k) {  // (drawn by runPlan)
+          var d = r[k + '_snap_m'] > SNAP_NOTE_M && metres(r[k + '_snap_m']);
+          if (d) {
+            out.appendChild(el('div', { 'class': 'rt-snap' },
+              ENDS[k][0] + '距最近道路节点 ' + d + ' ' + ENDS[k][1] + ' moved ' + d + ' to the nearest road'));
+          }
+        });
         if (r.found) {
-          out.appendChild(verdictLine(r.verdict, '合规路线 Compliant: ' + km(r.length_m) + ', ' + mins(r.time_s)));
           out.appendChild(el('div', {}, '比最快路线多 Extra vs fastest: ' + km(r.extra_length_m) + ', ' + mins(r.extra_time_s)));
-          if (r.avoided.length) { out.appendChild(el('h4', {}, '已避开 Avoided')); out.appendChild(conflictList(r.avoided)); }
-          if (r.conflicts.length) { out.appendChild(el('h4', {}, '注意 On the route')); out.appendChild(conflictList(r.conflicts)); }
-        } else if (!r.unrestricted) {  // no path even without the rules (disconnected parts, one-way roads)
-          out.appendChild(verdictLine('noroute', '不考虑限制也无法到达 Not reachable even without restrictions'));
-          out.appendChild(message({ kind: 'note', text: r.reason }));
+          // avoided and blocked_by are conflicts of the unrestricted route
+          if (r.avoided.length) { out.appendChild(el('h4', {}, '已避开 Avoided')); out.appendChild(conflictList(r.avoided, 'unrestricted')); }
+          if (r.conflicts.length) { out.appendChild(el('h4', {}, '注意 On the route')); out.appendChild(conflictList(r.conflicts, 'plan')); }
         } else {
-          out.appendChild(verdictLine('forbidden', '无合规路线 No compliant route'));
           out.appendChild(message({ kind: 'note', text: r.reason }));
           if (r.blocked_by && r.blocked_by.length) {
             out.appendChild(el('h4', {}, '阻断 Blocked by'));
-            out.appendChild(conflictList(r.blocked_by));
+            out.appendChild(conflictList(r.blocked_by, 'unrestricted'));
           }
         }
       }
+    }
+    // The first departure within a day with a compliant route (time-window bans lift), and a button to plan with it.
+    function nextDeparture(v) {
+      var d = el('div', { 'class': 'rt-next' }, '最早合规出发 First compliant departure: ' + api.fmtTime(v) + '（北京时间 Beijing time）');
+      d.appendChild(button('改为此时出发 Use this departure', 'rt-use-next', function () {
+        $('rt-dep').value = api.fmtTime(v).replace(' ', 'T');  // (fmtTime: YYYY-MM-DD HH:MM, Beijing time as the input)
+        runPlan();
+      }));
+      return d;
     }
     // A message of the server (its description or reason, as it gives it) or of the panel, in a box of its own.
     function message(m) {
@@ -546,18 +582,23 @@
       L.polyline(latlngs(geom), { pane: PANE, color: color, weight: weight || 5, opacity: 0.85, dashArray: dash })
         .bindTooltip(label).addTo(group);
     }
-    function drawConflicts(group, list) {
+    // A conflict by the route it lies on ('check', 'unrestricted', 'plan') and its feature: the plan's avoided and
+    // blocked_by are other objects than the unrestricted route's conflicts, for the same features.
+    function conflictKey(on, c) { return on + ' ' + c.target + ' ' + c.target_id; }
+    function drawConflicts(group, list, on) {
       (list || []).forEach(function (c) {
         if (!c.geometry) { return; }
-        var line = L.polyline(latlngs(c.geometry), { pane: PANE, color: COLORS[c.verdict], weight: 10, opacity: 0.9 })
+        conflictLines[conflictKey(on, c)] = L.polyline(latlngs(c.geometry),
+          { pane: PANE, color: COLORS[c.verdict], weight: 10, opacity: 0.9 })
           .bindPopup(function () { return popupText(c); }, autoPanClear()).addTo(group);
-        conflictLines.push([c, line]);
       });
     }
     function popupText(c) {
       var div = el('div');
       div.appendChild(el('b', {}, c.target_name || TARGET[c.target]));
-      [TARGET[c.target] + (c.target_class ? ' · ' + c.target_class : ''), ruleName(c, api.lang()),
+      // the class by the registry's label, from the target's first code list (structure, zone or road class)
+      var cls = c.target_class && (codeName(LISTS[c.target][0][0], c.target_class) || c.target_class);
+      [TARGET[c.target] + (cls ? ' · ' + cls : ''), ruleName(c, api.lang()),
        '距起点 From start ' + km(c.distance_m) + (c.eta ? ' · 预计 ETA ' + c.eta.slice(11, 16) : ''),
        VERDICT[c.verdict], c.rule_source ? '依据 Source: ' + c.rule_source : ''].forEach(function (t) {
         if (t) { div.appendChild(el('div', {}, t)); }
@@ -570,7 +611,7 @@
       d.appendChild(document.createTextNode(' ' + text));
       return d;
     }
-    function conflictList(list) {
+    function conflictList(list, on) {  // on: the route whose drawn conflicts a row opens (none: listed only)
       var box = el('div');
       if (!list.length) { box.appendChild(el('div', { 'class': 'rt-muted' }, '无冲突 No conflicts')); }
       list.forEach(function (c) {
@@ -579,8 +620,8 @@
         row.appendChild(document.createTextNode(' ' + km(c.distance_m) + ' · ' + (c.target_name || TARGET[c.target]) +
           ' — ' + ruleName(c, api.lang()) + (c.unblocks === true ? ' （解除此项即可通行 lifting this alone opens a route）' : '')));
         row.addEventListener('click', function () {
-          var hit = conflictLines.filter(function (p) { return p[0] === c; })[0];
-          if (hit) { fit(hit[1].getBounds(), { maxZoom: 15 }); hit[1].openPopup(); }
+          var line = on && conflictLines[conflictKey(on, c)];
+          if (line && map.hasLayer(line)) { fit(line.getBounds(), { maxZoom: 15 }); line.openPopup(); }
         });
         box.appendChild(row);
       });
@@ -593,7 +634,6 @@
     }
     // Fit the results (or bounds) into the part of the map the panel leaves free.
     function fit(bounds, opts) {
-      conflictLines = conflictLines.filter(function (p) { return map.hasLayer(p[1]); });
       bounds = bounds || drawn.getBounds();
       if (bounds.isValid()) { api.fitBeside(bounds, panel, opts); }
     }
