@@ -138,6 +138,13 @@ def browser_page():
             browser.close()
 
 
+def open_map(page, base: str, token: str) -> None:
+    """The one-map at ``base`` loaded in ``page`` and logged in with ``token``."""
+    page.goto(base + "/")
+    page.evaluate("onemap.ready")
+    assert page.evaluate(f"onemap.login({token!r}).then(r => r.ok)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

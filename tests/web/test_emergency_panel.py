@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, serve, stop
+from conftest import browser_page, free_port, open_map, serve, stop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gis"))
 from test_emergency_fixture import INCIDENT, build_scene, ll, point  # noqa: E402
@@ -50,9 +50,7 @@ def test_emergency_panel(site, token):
         # 23:30 UTC: night for a browser in London, 07:30 (day) in Beijing
         page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "Europe/London"})
         page.clock.set_fixed_time("2026-11-29T23:30:00Z")
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        open_map(page, base, token('emergency'))
         page.click(".em-toggle")
         assert page.input_value("#em-time") == "day"
         assert page.inner_text("#em-time-note") == "(北京时间 Beijing time 07:30)"
@@ -154,9 +152,7 @@ def test_day_night_follows_the_clock(site, token):
     with browser_page() as (page, errors):
         page.context.new_cdp_session(page).send("Emulation.setTimezoneOverride", {"timezoneId": "Europe/London"})
         page.clock.set_fixed_time("2026-11-30T09:30:00Z")  # 17:30 in Beijing
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        open_map(page, base, token('emergency'))
         page.click(".em-toggle")
         assert (page.input_value("#em-time"), page.inner_text("#em-time-note")) == ("day", "(北京时间 Beijing time 17:30)")
 
@@ -198,9 +194,7 @@ def test_zone_counts_before_resources_and_failure_clears(site, token):
                               "ST_GeomFromText(:g, 4326))"),
                          {"n": name, "k": "school" if name in schools else "residential", "g": point(150 + 3 * i, 40)})
     with browser_page() as (page, errors):
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        open_map(page, base, token('emergency'))
         page.click(".em-toggle")
         page.uncheck("#em-save")
         zones = analyse(page, "液氯", lon, lat).json()["zones"]
@@ -264,9 +258,7 @@ def test_kept_incident_in_feature_panel(site, token):
     base, engine = site
     lon, lat = ll(*INCIDENT)
     with browser_page() as (page, errors):
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('emergency', 'duty-a')!r}).then(r => r.ok)")
+        open_map(page, base, token('emergency', 'duty-a'))
         page.click(".em-toggle")
         incident = analyse(page, "液氯", lon, lat).json()["incident_id"]
         assert zone_tiles(page, incident)

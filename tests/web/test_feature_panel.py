@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import browser_page, free_port, serve, stop
+from conftest import browser_page, free_port, open_map, serve, stop
 from gis import hazchem
 from hazchem_world import add, box, grading_world
 from layers.settings import StoreSettings
@@ -50,9 +50,7 @@ def test_grading_block_and_reports(site, token):
     planner = token("planner")
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {planner}"})
     with browser_page() as (page, errors):
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({planner!r}).then(r => r.ok)")
+        open_map(page, base, planner)
 
         def open_feature(layer, fid, props="{}"):
             page.evaluate(f"onemap.showFeature({layer!r}, {fid}, {props})")

@@ -9,7 +9,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, serve, stop
+from conftest import browser_page, free_port, load, open_map, serve, stop
 from layers.derived import finish_run, start_run
 
 PARK = (102.66, 25.00, 102.70, 25.04)       # in district 530102, with an installation in it
@@ -77,9 +77,7 @@ def test_context_areas_draw_under_parks_and_installations(site, token):
     they surround, so these stay visible and clickable with the rings on, and filled lightly (no opaque wash)."""
     base, _ = site
     with browser_page() as (page, errors):
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('planner')!r}).then(r => r.ok)")
+        open_map(page, base, token('planner'))
         page.evaluate("onemap.setLayerVisible('exposure_rings', true)")
         page.evaluate("onemap.map.setView([25.02, 102.68], 13, {animate: false})")
         assert page.evaluate("onemap.whenTilesLoaded(15000)")
@@ -117,9 +115,7 @@ def test_blackspots_on_top_of_the_lines_with_a_casing(site, token):
     (a yellow black spot on a yellow trunk road still stands out); a route conflict is narrower."""
     base, _ = site
     with browser_page() as (page, errors):
-        page.goto(base + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('planner')!r}).then(r => r.ok)")
+        open_map(page, base, token('planner'))
         page.evaluate("onemap.setLayerVisible('roads', true)")
         page.evaluate("onemap.map.setView([25.10, 102.70], 10, {animate: false})")
         assert page.evaluate("onemap.whenTilesLoaded(15000)")

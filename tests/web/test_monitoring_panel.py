@@ -20,7 +20,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, pond_with_open_alarm, serve, stop
+from conftest import browser_page, free_port, load, open_map, pond_with_open_alarm, serve, stop
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -44,9 +44,7 @@ def site(db_url, clean):
 
 def test_alarm_levels_and_chart_axis(site, token):
     with browser_page() as (page, errors):
-        page.goto(site + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('emergency')!r}).then(r => r.ok)")
+        open_map(page, site, token('emergency'))
         page.click(".mo-toggle")
         page.wait_for_selector(".mo-alarm", timeout=10000)
         row = page.inner_text(".mo-alarm >> nth=0")
@@ -97,9 +95,7 @@ def test_feature_section_asks_once_and_shows_beijing_time(site, token):
         asked, refused = [], []
         page.on("request", lambda r: asked.append(r.url) if "/monitoring/assets/" in r.url else None)
         page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
-        page.goto(site + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({emergency!r}).then(r => r.ok)")
+        open_map(page, site, emergency)
 
         def open_feature(layer, fid):
             asked.clear()
@@ -142,9 +138,7 @@ def test_alarm_fit_level_filter_and_second_ack(site, token):
     (alarm,) = api.get("/monitoring/alarms").json()["alarms"]
     other = next(lv for lv in ("red", "orange", "yellow", "blue") if lv != alarm["level"])
     with browser_page() as (page, errors):
-        page.goto(site + "/")
-        page.evaluate("onemap.ready")
-        assert page.evaluate(f"onemap.login({token('emergency', 'duty-a')!r}).then(r => r.ok)")
+        open_map(page, site, token('emergency', 'duty-a'))
         page.click(".mo-toggle")
         page.wait_for_selector(".mo-alarm", timeout=10000)
 
