@@ -73,6 +73,17 @@ def serve(env: dict, port: int, *args: str) -> subprocess.Popen:
     return proc
 
 
+@contextmanager
+def served(db_url: str):
+    """The URL of a server started by :func:`serve` on ``db_url`` (no demo data), stopped afterwards."""
+    port = free_port()
+    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
 def output(proc: subprocess.Popen) -> str:
     """What a server started by :func:`serve` has written so far."""
     proc.log.flush()

@@ -14,7 +14,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, serve, stop
+from conftest import browser_page, served
 from gis import roadnet, routing
 
 O, P, D, Q, R = (102.70, 25.00), (102.72, 25.00), (102.74, 25.00), (102.70, 25.02), (102.74, 25.02)
@@ -38,10 +38,8 @@ def site(db_url, clean):  # (every layer empty: a district or park left by anoth
                           "('长隧道', 'tunnel', 'tunnel_l', 1009, "
                           "ST_GeomFromText('LINESTRING(102.725 25, 102.735 25)', 4326))"))
         roadnet.build_graph(conn)
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    with served(db_url) as base:
+        yield base
 
 
 def screen(page, lon, lat):

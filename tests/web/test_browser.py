@@ -1,13 +1,12 @@
 """The one-map in headless Chromium (Debian's build, driven by Playwright) against the real server."""
 
-import os
 
 import geopandas as gpd
 import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, pond_with_open_alarm, serve, stop
+from conftest import browser_page, load, pond_with_open_alarm, served
 
 
 @pytest.fixture
@@ -20,10 +19,8 @@ def site(db_url, clean):
         geometry=[shapely.box(102.70, 25.03, 102.72, 25.05)], crs=4326))
     load(clean, "admin_areas", gpd.GeoDataFrame({"adcode": ["530102"], "name": ["五华区"], "name_en": ["Wuhua District"]},
                                                 geometry=[shapely.box(102.6, 24.95, 102.8, 25.1)], crs=4326))
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}", clean
-    stop(proc)
+    with served(db_url) as base:
+        yield base, clean
 
 
 def test_map_loads_draws_clicks_and_shows_restricted_layer_after_login(site, token):

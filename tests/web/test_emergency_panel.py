@@ -11,7 +11,6 @@ closes (its zones leave the map's tiles) and reopens, and downloads its report."
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, open_map, serve, stop
+from conftest import browser_page, open_map, served
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gis"))
 from test_emergency_fixture import INCIDENT, build_scene, ll, point  # noqa: E402
@@ -37,10 +36,8 @@ def site(db_url, clean, tmp_path):
             conn.execute(text("INSERT INTO emergency_resources (name, kind, synthetic, geom) "
                               "VALUES (:n, :k, true, ST_GeomFromText(:g, 4326))"),
                          {"n": name, "k": kind, "g": point(dx, dy)})
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}", clean
-    stop(proc)
+    with served(db_url) as base:
+        yield base, clean
 
 
 def test_emergency_panel(site, token):

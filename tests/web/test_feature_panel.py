@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import browser_page, free_port, open_map, serve, stop
+from conftest import browser_page, open_map, served
 from gis import hazchem
 from hazchem_world import add, box, grading_world
 from layers.settings import StoreSettings
@@ -34,10 +34,8 @@ def site(db_url, clean, tmp_path):
     with clean.begin() as conn:  # after the run: not graded yet
         ids["NEW"] = add(conn, "hazard_installations", box(-2500, 2000, -2450, 2050), name="NEW 新装置",
                          unit_type="storage", chemicals=[{"name": "液氨", "quantity_t": 20}])
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}", ids
-    stop(proc)
+    with served(db_url) as base:
+        yield base, ids
 
 
 def shown(v: float) -> str:

@@ -2,14 +2,13 @@
 tailings downstream zones) under the parks and installations they surround, black spots on top of every other line
 with a dark casing, and whole-number choropleth classes for the district counts."""
 
-import os
 
 import geopandas as gpd
 import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, open_map, serve, stop
+from conftest import browser_page, load, open_map, served
 from layers.derived import finish_run, start_run
 
 PARK = (102.66, 25.00, 102.70, 25.04)       # in district 530102, with an installation in it
@@ -56,10 +55,8 @@ def site(db_url, clean):
             "period_end": "2025-12-31T00:00:00+08:00"}, BLACKSPOT)
         derived(conn, "route_conflicts", {"name": "测试路线", "target": "structure", "distance_m": 100,
                                           "verdict": "forbidden"}, BLACKSPOT)
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}", clean
-    stop(proc)
+    with served(db_url) as base:
+        yield base, clean
 
 
 # The layer whose grid draws the topmost feature at a map point (the SVG path the browser hits there), or None.

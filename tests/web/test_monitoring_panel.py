@@ -10,7 +10,6 @@ pond beside the panel; the list filters by level; a second acknowledgement's ref
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -20,7 +19,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, open_map, pond_with_open_alarm, serve, stop
+from conftest import browser_page, load, open_map, pond_with_open_alarm, served
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -36,10 +35,8 @@ def site(db_url, clean):
     # (after the pond's sensors: an installation without any)
     load(clean, "hazard_installations", gpd.GeoDataFrame(
         {"name": ["无传感器装置"]}, geometry=[shapely.box(102.72, 25.0, 102.73, 25.01)], crs=4326))
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    with served(db_url) as base:
+        yield base
 
 
 def test_alarm_levels_and_chart_axis(site, token):

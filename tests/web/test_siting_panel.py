@@ -7,7 +7,6 @@ clears what it drew."""
 
 from __future__ import annotations
 
-import os
 
 import geopandas as gpd
 import pyproj
@@ -15,7 +14,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, free_port, load, serve, stop
+from conftest import browser_page, load, served
 from gis import hazchem
 from layers.crs import METRIC_EPSG
 
@@ -49,10 +48,8 @@ def site(db_url, clean):
     load(clean, "receptors", gpd.GeoDataFrame(
         {"name": ["测试小学"], "kind": ["school"], "people": [300], "synthetic": [True]},
         geometry=[to_lonlat(SCHOOL)], crs=4326))
-    port = free_port()
-    proc = serve({**os.environ, "DATABASE_URL": db_url}, port, "--no-demo")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    with served(db_url) as base:
+        yield base
 
 
 def distance_m(geojson: dict, other) -> float:
