@@ -1460,7 +1460,8 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
             classes = road_classes - ({c["target_class"]} if c["target"] == "road" else set())
             c["unblocks"] = g.shortest_path(o, d, _banned_edges(g, others, classes)) is not None
         names = ", ".join(f"{c['target_name'] or c['target']} ({c['rule']['zh']})" for c in blocked[:5])
-        later = _next_departure(conn, origin, destination, cargo, departure, s, versions, rules) if look_later else None
+        later = _next_departure(conn, g, (o, d), (origin, destination), cargo, departure, s, versions, rules) \
+            if look_later else None
         when = later and later.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M")
         return {**base, "found": False, "unrestricted": unrestricted, "blocked_by": blocked,
                 "next_departure": later and later.isoformat(),
@@ -1484,15 +1485,22 @@ def plan_route(conn: Connection, origin, destination, cargo: Cargo, departure: d
 LATER_STEP = timedelta(minutes=30)
 
 
-def _next_departure(conn: Connection, origin, destination, cargo: Cargo, departure: datetime | None,
-                    s: RouteSettings, versions: dict, rules: list[dict]) -> datetime | None:
-    """The first departure after ``departure``, within a day in :data:`LATER_STEP` steps, with a compliant route;
-    None without a departure or a rule with a time window (then no later one can differ), or if none does."""
-    if departure is None or not any(has_window(r) for r in rules if r["verdict"] == "forbidden"):
+def _next_departure(conn: Connection, g: roadgraph.RoadGraph, nodes: tuple[int, int], ends: tuple, cargo: Cargo,
+                    departure: datetime | None, s: RouteSettings, versions: dict, rules: list[dict]) -> datetime | None:
+    """The first departure after ``departure``, within a day in :data:`LATER_STEP` steps, with a compliant route
+    (``rules``: those for ``cargo``; ``nodes``: the snapped graph nodes of ``ends``, origin and destination). None
+    without a departure, when the all-day bans alone leave no way (one search: no departure can help), or when no
+    step finds one."""
+    forbidding = [r for r in rules if r["verdict"] == "forbidden"]
+    if departure is None or all(not has_window(r) for r in forbidding):
+        return None
+    allday = [r for r in forbidding if not has_window(r)]
+    classes = {c for r in allday if r["target"] == "road" for c in r["road_classes"] or ()}
+    if g.shortest_path(*nodes, _banned_edges(g, _features_banned(conn, allday, versions), classes)) is None:
         return None
     for k in range(1, int(timedelta(days=1) / LATER_STEP) + 1):
         later = departure + k * LATER_STEP
-        if plan_route(conn, origin, destination, cargo, later, s, versions, look_later=False)["found"]:
+        if plan_route(conn, *ends, cargo, later, s, versions, look_later=False)["found"]:
             return later
     return None
 
