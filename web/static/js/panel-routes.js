@@ -111,7 +111,7 @@
     var panel = box.panel, toggle = box.toggle, $ = box.$;
     CLASSES.forEach(function (c) { $('rt-class').appendChild(el('option', { value: c }, c)); });
     // Times are China time (UTC+8), the zone of the rules' time windows, whatever the browser's zone.
-    $('rt-dep').value = new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 16);
+    $('rt-dep').value = localInput(Date.now());
     $('rt-day').value = $('rt-dep').value.slice(0, 10);
     // The results follow the language switch (the rules' names).
     api.onLang(function () { render(); renderRules(); renderStored(); });
@@ -561,11 +561,13 @@
         }
       }
     }
+    // A moment as the departure input takes it: Beijing time YYYY-MM-DDTHH:MM (api.fmtTime's, with the T).
+    function localInput(v) { return api.fmtTime(v).replace(' ', 'T'); }
     // The first departure within a day with a compliant route (time-window bans lift), and a button to plan with it.
     function nextDeparture(v) {
       var d = el('div', { 'class': 'rt-next' }, '最早合规出发 First compliant departure: ' + api.fmtTime(v) + '（北京时间 Beijing time）');
       d.appendChild(button('改为此时出发 Use this departure', 'rt-use-next', function () {
-        $('rt-dep').value = api.fmtTime(v).replace(' ', 'T');  // (fmtTime: YYYY-MM-DD HH:MM, Beijing time as the input)
+        $('rt-dep').value = localInput(v);
         runPlan();
       }));
       return d;
