@@ -156,6 +156,18 @@ def open_map(page, base: str, token: str) -> None:
     assert page.evaluate(f"onemap.login({token!r}).then(r => r.ok)")
 
 
+def map_still(page, quiet_ms=400):
+    """Wait until the map has stopped moving: no zoom or pan animation and the same view for quiet_ms (a panel's
+    animated fit starts a frame after it is asked for, and drawn shapes are not where the map says while it runs)."""
+    page.wait_for_function("""(quiet) => {
+      const m = onemap.map, c = m.getCenter(), now = performance.now();
+      const moving = m._animatingZoom || (m._panAnim && m._panAnim._inProgress);
+      const view = [m.getZoom(), c.lat, c.lng, moving].join();
+      if (window.__view !== view) { window.__view = view; window.__viewSince = now; return false; }
+      return !moving && now - window.__viewSince >= quiet;
+    }""", arg=quiet_ms, timeout=15000)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

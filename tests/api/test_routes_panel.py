@@ -14,7 +14,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from conftest import browser_page, served
+from conftest import browser_page, map_still, served
 from gis import roadnet, routing
 
 O, P, D, Q, R = (102.70, 25.00), (102.72, 25.00), (102.74, 25.00), (102.70, 25.02), (102.74, 25.02)
@@ -43,7 +43,8 @@ def site(db_url, clean):  # (every layer empty: a district or park left by anoth
 
 
 def screen(page, lon, lat):
-    """Page coordinates of a lon/lat on the map."""
+    """Page coordinates of a lon/lat on the map, once it has stopped moving (the panel's fits are animated)."""
+    map_still(page, 300)
     return page.evaluate(f"(() => {{ const p = onemap.map.latLngToContainerPoint([{lat}, {lon}]);"
                          " const r = onemap.map.getContainer().getBoundingClientRect();"
                          " return [p.x + r.left, p.y + r.top]; })()")
@@ -239,6 +240,7 @@ def test_plan_from_off_the_road_until_a_later_departure(site, token):
             d = f"{m / 1000:.2f} km"
             assert m > 1000 and page.locator("#rt-out .rt-snap").count() == 1
             assert page.inner_text(".rt-snap") == f"起点距最近道路节点 {d} Origin moved {d} to the nearest road"
+            map_still(page)
             box = page.evaluate("document.querySelector('path.rt-snap-line').getBoundingClientRect().toJSON()")
             for x, y in (screen(page, *off), screen(page, *O)):
                 assert box["left"] - 3 <= x <= box["right"] + 3 and box["top"] - 3 <= y <= box["bottom"] + 3
@@ -258,7 +260,6 @@ def test_plan_from_off_the_road_until_a_later_departure(site, token):
         plan = resp.value.json()
         page.wait_for_function("document.querySelector('#rt-out').innerText.includes('Compliant')", timeout=60000)
         assert page.locator("#rt-out .rt-next").count() == 0
-        page.wait_for_timeout(300)
         snapped()
         page.screenshot(path=os.environ.get("RT_SHOT", "/tmp") + "/routes-panel-snap.png")
     assert errors == []
@@ -306,7 +307,7 @@ def test_fit_clear_of_panel_with_default_layers(site, token):
             page.mouse.click(*screen(page, lon, lat))
         page.click("#rt-check")
         page.wait_for_selector("#rt-out .rt-conflict", timeout=60000)
-        page.wait_for_timeout(300)
+        map_still(page)
         # fitted left of the panel: the whole route and the destination's marker
         route = page.evaluate(f"document.querySelector('path[stroke=\"{ROUTE}\"]').getBoundingClientRect().toJSON()")
         assert page.evaluate(f"{rect}('#om-map')")["left"] < route["left"] and route["right"] < panel["left"]
@@ -437,7 +438,7 @@ def test_stored_routes_for_a_day(site, engine, token):
         page.wait_for_selector('path[stroke="#e60012"]', state="attached", timeout=10000)  # (a level line: no height)
         out = page.inner_text("#rt-stored .rt-conflict")
         assert "长隧道" in out and TUNNEL_ZH in out
-        page.wait_for_timeout(300)
+        map_still(page)
         path = page.evaluate("document.querySelector('path[stroke=\"#e60012\"]').getBoundingClientRect().toJSON()")
         panel = page.evaluate("document.querySelector('.rt-panel').getBoundingClientRect().toJSON()")
         assert path["right"] < panel["left"] and path["width"] > 100

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from conftest import browser_page, open_map, served
+from conftest import browser_page, map_still, open_map, served
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gis"))
 from test_emergency_fixture import INCIDENT, build_scene, ll, point  # noqa: E402
@@ -72,6 +72,7 @@ def test_emergency_panel(site, token):
         assert f"<title>危化品事故辅助决策报告 Hazmat incident report #{incident}: " in Path(dl.value.path()).read_text("utf-8")
 
         # the map fits the zones and the spill point beside the panel; the rescue team 50 km away is listed, not fitted
+        map_still(page)
         assert page.evaluate("""() => {
             const box = document.querySelector('.em-panel').getBoundingClientRect();
             const map = onemap.map.getContainer().getBoundingClientRect();

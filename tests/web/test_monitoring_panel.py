@@ -19,7 +19,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, load, open_map, pond_with_open_alarm, served
+from conftest import browser_page, load, map_still, open_map, pond_with_open_alarm, served
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -150,6 +150,7 @@ def test_alarm_fit_level_filter_and_second_ack(site, token):
         assert page.evaluate("onemap.map.getZoom()") < 12
         page.click(".mo-alarm >> nth=0")
         page.wait_for_function("onemap.map.getZoom() >= 14", timeout=10000)
+        map_still(page)
         assert page.evaluate("onemap.map.getBounds().contains([[25.0, 102.7], [25.01, 102.71]])")
         right, left = page.evaluate("""() => { const m = onemap.map, c = m.getContainer().getBoundingClientRect();
             return [c.left + m.latLngToContainerPoint([25.0, 102.71]).x, document.querySelector('.mo-panel').getBoundingClientRect().left]; }""")

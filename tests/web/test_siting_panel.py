@@ -14,7 +14,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, load, served
+from conftest import browser_page, load, map_still, served
 from gis import hazchem
 from layers.crs import METRIC_EPSG
 
@@ -128,6 +128,7 @@ def test_siting_panel(site, token):
         assumed = page.inner_text("#st-out .st-assumed")
         assert "按用途定类" in assumed and "高敏感防护目标" in assumed and "人数" not in assumed and "people" not in assumed
         # the site and the conflict line are fitted beside the panel, not under it
+        map_still(page)
         assert beside_panel("path.st-line, path.st-site")
         page.wait_for_selector("#st-out .st-synthetic:not([hidden])", timeout=10000)  # the tank is synthetic
         # the conflict drawn in red: the shortest line, and the installation outlined
@@ -137,7 +138,7 @@ def test_siting_panel(site, token):
         # clicking the conflict's row fits its line beside the panel too
         page.evaluate("onemap.map.setView(onemap.map.getCenter(), 12, {animate: false})")
         page.click("#st-out .st-conflict")
-        page.wait_for_timeout(600)  # (an animated fit)
+        map_still(page)  # (an animated fit)
         assert page.evaluate("onemap.map.getZoom()") == 17 and beside_panel("path.st-line")
 
         # people: blank is the default headcount, "1e3" is 1000 (not parseInt's 1), a fraction or a negative
