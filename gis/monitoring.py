@@ -155,23 +155,43 @@ def rule_for(rules: dict, kind: str, asset: tuple) -> Rule | None:
 
 def check_thresholds(kind: str, values: dict) -> None:
     """Refuse thresholds that are not in order for the kind's direction (DataError)."""
-    if kind not in KINDS:
-        raise DataError(f"unknown sensor kind {kind!r}; kinds: {', '.join(KINDS)}")
-    above = KINDS[kind].direction == "above"
-    lo, hi = KINDS[kind].possible
+    _known_kind(kind)
+    k = KINDS[kind]
+    above = k.direction == "above"
+    lo, hi = k.possible
+
+    def zh(c):  # 红色预警, or 红色预警变化速率 for rate_red
+        return LEVEL_CODES[c.removeprefix("rate_")][0] + ("变化速率" if c.startswith("rate_") else "")
     for c in LEVELS[1:]:  # (a threshold no working sensor can reach would never fire)
         if values.get(c) is not None and not lo <= values[c] <= hi:
             raise DataError(f"{kind}: {c} ({values[c]:g}) is beyond what a sensor can report ({lo:g} to {hi:g} "
-                            f"{KINDS[kind].unit})")
+                            f"{k.unit})",
+                            zh=f"{k.zh}：{zh(c)}阈值 {values[c]:g} 超出传感器可测范围（{lo:g} 至 {hi:g} {k.unit}）")
     for group in (LEVELS[1:], [f"rate_{c}" for c in LEVELS[1:]]):
         seq = [(c, values.get(c)) for c in group if values.get(c) is not None]
         for (c1, v1), (c2, v2) in zip(seq, seq[1:]):
             if (v2 <= v1) if above or c1.startswith("rate") else (v2 >= v1):
-                word = "above" if above or c1.startswith("rate") else "below"
-                raise DataError(f"{kind}: {c2} ({v2}) must be {word} {c1} ({v1})")
-    for c in ("hysteresis",):
-        if values.get(c) is not None and values[c] < 0:
-            raise DataError(f"{kind}: {c} must be >= 0")
+                up = above or c1.startswith("rate")
+                raise DataError(f"{kind}: {c2} ({v2}) must be {'above' if up else 'below'} {c1} ({v1})",
+                                zh=f"{k.zh}：{zh(c2)}阈值（{v2}）应{'高' if up else '低'}于{zh(c1)}阈值（{v1}）")
+    if values.get("hysteresis") is not None and values["hysteresis"] < 0:
+        raise DataError(f"{kind}: hysteresis must be >= 0", zh=f"{k.zh}：回差应不小于 0")
+
+
+def _known_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise DataError(f"unknown sensor kind {kind!r}; kinds: {', '.join(KINDS)}",
+                        zh=f"未知的监测类型 {kind!r}；可用类型：{', '.join(KINDS)}")
+
+
+def _asset_of_kind(kind: str, asset_layer: str | None, asset_id: int | None) -> None:
+    """Refuse an asset that is half given or of another layer than the kind's sensors."""
+    if (asset_layer is None) != (asset_id is None):
+        raise DataError("give both asset_layer and asset_id (one asset) or neither (the kind's default)",
+                        zh="asset_layer 与 asset_id 须同时给出（单个对象）或都不给（该类型的默认阈值）")
+    if asset_layer is not None and asset_layer != KINDS[kind].asset_layer:
+        raise DataError(f"{kind} sensors belong to {KINDS[kind].asset_layer}, not {asset_layer}",
+                        zh=f"{KINDS[kind].zh}传感器属于 {KINDS[kind].asset_layer}，而非 {asset_layer}")
 
 
 # ------------------------------------------------------------------------------- state machine
@@ -1050,15 +1070,13 @@ def set_threshold(conn: Connection, kind: str, values: dict, asset_layer: str | 
                   asset_id: int | None = None) -> dict:
     """Create or replace the thresholds of ``kind`` (for one asset, or the kind's default)."""
     check_thresholds(kind, values)
-    if (asset_layer is None) != (asset_id is None):
-        raise DataError("give both asset_layer and asset_id (one asset) or neither (the kind's default)")
-    if asset_layer is not None and asset_layer != KINDS[kind].asset_layer:
-        raise DataError(f"{kind} sensors belong to {KINDS[kind].asset_layer}, not {asset_layer}")
+    _asset_of_kind(kind, asset_layer, asset_id)
     if asset_layer is not None and conn.execute(text(  # (the table: KINDS', equal to asset_layer just above)
             f"SELECT NOT EXISTS (SELECT 1 FROM {KINDS[kind].asset_layer} WHERE id = :i)"), {"i": asset_id}).scalar():
-        raise DataError(f"no {asset_layer} {asset_id}: thresholds are set for an asset that exists")
+        raise DataError(f"no {asset_layer} {asset_id}: thresholds are set for an asset that exists",
+                        zh=f"没有 {asset_layer} {asset_id}：只能为存在的对象设阈值")
     if not any(values.get(c) is not None for c in ("blue", "yellow", "orange", "red")):
-        raise DataError("give at least one of blue, yellow, orange, red")
+        raise DataError("give at least one of blue, yellow, orange, red", zh="请至少给出蓝、黄、橙、红色预警阈值之一")
     row = {c: values.get(c) for c in THRESHOLD_FIELDS}
     row.update(hysteresis=row["hysteresis"] or 0.0, rate_window_h=row["rate_window_h"] or 24.0,
                debounce=row["debounce"] or 2, synthetic=bool(row["synthetic"]))
@@ -1069,6 +1087,15 @@ def set_threshold(conn: Connection, kind: str, values: dict, asset_layer: str | 
         f"VALUES (:kind, :asset_layer, :asset_id, {', '.join(':' + c for c in THRESHOLD_FIELDS)}) RETURNING *"),
         row | {"kind": kind, "asset_layer": asset_layer, "asset_id": asset_id}).mappings().one()
     return _iso(dict(new))
+
+
+def delete_threshold(conn: Connection, kind: str, asset_layer: str, asset_id: int) -> bool:
+    """Remove one asset's thresholds of ``kind`` (False: it had none): its sensors fall back to the kind's default,
+    which is replaced, never removed (a kind without one would raise no alarm). Also for an asset deleted since."""
+    _known_kind(kind)
+    _asset_of_kind(kind, asset_layer, asset_id)
+    return conn.execute(text("DELETE FROM monitoring_thresholds WHERE kind = :k AND asset_layer = :l AND asset_id = :i"),
+                        {"k": kind, "l": asset_layer, "i": asset_id}).rowcount > 0
 
 
 # ------------------------------------------------------------------------------------ simulation

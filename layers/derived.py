@@ -51,3 +51,22 @@ def latest_run(conn: Connection, analysis: str) -> dict | None:
         "computed_at": row["finished_at"].isoformat() if row["finished_at"] else None,
         "stale": bool(changed), "changed_inputs": changed, "stats": row["stats"],
     }
+
+
+def stale_layers(conn: Connection, specs) -> dict[str, dict]:
+    """Of the derived layers among ``specs``, those written by a run made stale by edits since:
+    layer id -> ``{analysis, computed_at, changed_inputs}`` (the page marks them 待更新 Stale)."""
+    runs: dict[int, dict | None] = {}
+    out = {}
+    for spec in specs:
+        if not spec.derived:
+            continue
+        # (the table name is the registry's, not user text)
+        name = conn.execute(text(f"SELECT r.analysis FROM analysis_runs r WHERE r.id = "
+                                 f"(SELECT max(run_id) FROM {spec.model.__tablename__})")).scalar()
+        if name is None:
+            continue
+        run = runs.setdefault(name, latest_run(conn, name))
+        if run and run["stale"]:
+            out[spec.id] = {k: run[k] for k in ("analysis", "computed_at", "changed_inputs")}
+    return out

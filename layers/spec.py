@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 
-ROLES = ("anonymous", "planner", "route_controller", "emergency", "editor", "admin")
+ROLES = ("anonymous", "planner", "route_controller", "emergency", "editor", "gateway", "admin")  # gateway: ingest only
 STAFF = frozenset({"planner", "route_controller", "emergency", "editor", "admin"})
 
 THEMES = {

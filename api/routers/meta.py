@@ -11,6 +11,7 @@ from sqlalchemy import text
 from api.deps import ConnDep, UserDep, has_role, roles_of
 from api.routers import analysis, emergency, monitoring, routes
 from layers import registry
+from layers.derived import stale_layers
 from layers.errors import DataError
 from layers.features import synthetic_layers
 from layers.registry import THEMES, LayerSpec
@@ -32,6 +33,7 @@ ROLE_TITLES = {
     "route_controller": ("路线管控人员", "Route controller"),
     "emergency": ("应急值守人员", "Emergency responder"),
     "editor": ("数据编辑人员", "Editor"),
+    "gateway": ("监测数据接入网关", "Monitoring data gateway"),
     "admin": ("管理员", "Administrator"),
 }
 
@@ -61,8 +63,9 @@ CAPABILITIES: dict[str, tuple[frozenset, str, str, str]] = {
         roles_of(monitoring.Acknowledger), "确认预警", "Acknowledge alarms",
         "POST /monitoring/alarms/{id}/ack"),
     "monitoring_ingest": (
-        roles_of(monitoring.Editor), "上传监测读数、设置阈值", "Ingest readings, set thresholds",
-        "POST /monitoring/readings, PUT /monitoring/thresholds"),
+        roles_of(monitoring.Ingester), "上传监测读数", "Ingest readings", "POST /monitoring/readings"),
+    "monitoring_thresholds": (
+        roles_of(monitoring.Editor), "设置预警阈值", "Set alarm thresholds", "PUT/DELETE /monitoring/thresholds"),
     "analysis_read": (
         roles_of(analysis.Reader), "重大危险源辨识、选址检查、查看安全距离规则", "Grading, siting check, safety rules",
         "GET /analysis/grading/{id}, POST /analysis/siting-check…"),
@@ -145,8 +148,10 @@ def config(request: Request, conn: ConnDep):
         "title_zh": s.title_zh, "title_en": s.title_en, "center": list(s.center), "zoom": s.zoom,
         "bounds": list(request.app.state.store_settings.area_bbox),
         "basemap": {"url": s.basemap_url or None, "attribution": s.basemap_attribution},
-        "synthetic_notice_zh": "演示数据为合成数据，不代表真实设施" if synthetic else None,
-        "synthetic_notice_en": "Demo data is synthetic and does not show real facilities" if synthetic else None,
+        # (which layers: those the page marks 合成 Synthetic; a layer computed from a synthetic raster is one)
+        "synthetic_notice_zh": "标“合成”的图层含生成的演示数据或由其算出的结果，不代表真实情况" if synthetic else None,
+        "synthetic_notice_en": "Layers marked Synthetic hold generated demo data or results computed from it, not real facts"
+        if synthetic else None,
     }
 
 
@@ -155,7 +160,7 @@ def _code_key(value) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def layer_info(spec: LayerSpec, role: str, synthetic: bool) -> dict:
+def layer_info(spec: LayerSpec, role: str, synthetic: bool, stale: dict | None) -> dict:
     style = spec.style
     by = None
     if style.by_field:
@@ -167,6 +172,7 @@ def layer_info(spec: LayerSpec, role: str, synthetic: bool) -> dict:
         "geometry_type": spec.geometry_type, "minzoom": spec.minzoom, "maxzoom": spec.maxzoom,
         "tiles": f"/tiles/{spec.id}/{{z}}/{{x}}/{{y}}.pbf", "public": spec.public, "synthetic": synthetic,
         "default_visible": spec.default_visible, "derived": spec.derived,
+        "stale": stale,  # a derived layer whose inputs changed since its analysis ran: analysis, computed_at, changed_inputs
         "style": {"color": style.color, "fill": style.fill, "weight": style.weight, "radius": style.radius, "by": by},
         "legend": spec.legend(),
         "popup_fields": [
@@ -183,11 +189,9 @@ def layer_info(spec: LayerSpec, role: str, synthetic: bool) -> dict:
 
 @router.get("/api/layers")
 def layers(user: UserDep, conn: ConnDep):
-    synthetic = synthetic_layers(conn)
-    return {
-        "role": user.role,
-        "layers": [layer_info(s, user.role, s.id in synthetic) for s in registry.visible_layers(user.role)],
-    }
+    synthetic, specs = synthetic_layers(conn), registry.visible_layers(user.role)
+    stale = stale_layers(conn, specs)
+    return {"role": user.role, "layers": [layer_info(s, user.role, s.id in synthetic, stale.get(s.id)) for s in specs]}
 
 
 @router.get("/metrics", include_in_schema=False)

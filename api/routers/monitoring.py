@@ -1,7 +1,8 @@
 """Online monitoring and early warning: ingest readings, alarms (list, history, acknowledge), daily
 counts, a monitored asset's readings for its panel chart, thresholds.
 
-Roles: ingest and thresholds editor/admin (a data gateway gets its own editor user and token);
+Roles: ingest editor/gateway/admin (a data gateway gets its own user of role gateway: readings only),
+thresholds editor/admin;
 reading anything staff (planner, route_controller, emergency, editor, admin); acknowledging
 emergency/editor/admin. Anonymous callers see nothing (monitoring data is sensitive).
 """
@@ -24,12 +25,14 @@ from layers.spec import STAFF
 from layers.topics.monitoring import ASSET_LAYERS, KINDS
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
-INGEST = ("editor",)
+INGEST = ("editor", "gateway")  # (a data gateway's user: readings only)
+EDIT = ("editor",)
 ACK = ("emergency", "editor")
 READ = tuple(sorted(STAFF))
 # callers with the role, checked before the body is validated (api.deps.needs)
 Acknowledger = Annotated[Principal, Depends(needs(*ACK))]
-Editor = Annotated[Principal, Depends(needs(*INGEST))]
+Ingester = Annotated[Principal, Depends(needs(*INGEST))]
+Editor = Annotated[Principal, Depends(needs(*EDIT))]
 MAX_BODY = 20 * 1024 * 1024
 AssetLayer = Literal["tailings_ponds", "hazard_installations"]
 
@@ -71,12 +74,11 @@ READINGS_BODY = {"required": True, "content": {
 
 
 @router.post("/readings", openapi_extra={"requestBody": READINGS_BODY})
-async def post_readings(request: Request, user: UserDep):
+async def post_readings(request: Request, user: Ingester):
     """Ingest a batch of readings: JSON ``{"readings": [...]}``, a CSV body (``text/csv``) or a CSV
     upload (multipart field ``file``). Bad readings are rejected one by one with the reason; the
     good ones are kept (idempotent on sensor and time) and evaluated for alarms before the answer.
     Answers 422 only when nothing in the batch was acceptable."""
-    require_role(user, *INGEST)
     if int(request.headers.get("content-length") or 0) > MAX_BODY:
         raise DataError(f"body larger than {MAX_BODY // 1024 // 1024} MB: send smaller batches")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -202,7 +204,19 @@ class ThresholdIn(BaseModel):
 
 @router.put("/thresholds")
 def put_threshold(request: Request, user: Editor, body: ThresholdIn):
-    """Create or replace the thresholds of a kind (default) or of one asset (editor, admin)."""
+    """Create or replace the thresholds of a kind (default) or of one asset (editor, admin). The row is replaced
+    as a whole: a field not given takes its default (hysteresis 0, debounce 2, rate window 24 h), not the old value."""
     values = body.model_dump(exclude={"kind", "asset_layer", "asset_id"})
     with request.app.state.engine.begin() as conn:
         return monitoring.set_threshold(conn, body.kind, values, body.asset_layer, body.asset_id)
+
+
+@router.delete("/thresholds", status_code=204)
+def delete_threshold(request: Request, user: Editor, kind: str = Query(..., max_length=50),
+                     asset_layer: AssetLayer = Query(...), asset_id: int = Query(..., ge=1)):
+    """Remove one asset's own thresholds of a kind (editor, admin): its sensors go back to the kind's default.
+    Also for an asset since deleted. A kind's default is replaced (PUT), never removed."""
+    with request.app.state.engine.begin() as conn:
+        if not monitoring.delete_threshold(conn, kind, asset_layer, asset_id):
+            raise NotFound(f"{asset_layer} {asset_id} has no {kind} thresholds of its own",
+                           zh=f"{asset_layer} {asset_id} 没有单独设定的 {kind} 阈值")

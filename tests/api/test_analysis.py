@@ -173,12 +173,19 @@ def test_rule_editing_roles_and_staleness(client, token, violated):
     assert created.status_code == 201 and created.json()["distance_m"] == 1500
     status = client.get("/analysis/status", headers=planner).json()["analyses"]["hazchem"]
     assert status["stale"] is True and status["changed_inputs"] == ["safety_rules"]
+
+    def stale():  # what the page's layer switcher marks 待更新 Stale
+        return {d["id"]: d["stale"] for d in client.get("/api/layers", headers=planner).json()["layers"] if d["stale"]}
+    assert stale()["safety_violations"] == {"analysis": "hazchem", "computed_at": status["computed_at"],
+                                            "changed_inputs": ["safety_rules"]}
+    assert "receptors" not in stale()  # (a source layer is never stale)
     rid = created.json()["id"]
     assert client.put(f"/analysis/safety-rules/{rid}", headers=editor,
                       json={**rule, "distance_m": 1100}).json()["distance_m"] == 1100
     assert client.put("/analysis/safety-rules/999999", headers=editor, json=rule).status_code == 404
     hazchem.run(client.app.state.engine, STORE)  # S2 (1001 m from T1) now violates: 1100 m
     assert client.get("/analysis/status", headers=planner).json()["analyses"]["hazchem"]["stale"] is False
+    assert "safety_violations" not in stale()
     items = client.get("/collections/safety_violations/items", headers=planner).json()
     got = {(f["properties"]["installation_name"], f["properties"]["receptor_name"]) for f in items["features"]}
     assert got == {(a, b) for a, b, _, _ in EXPECTED_VIOLATIONS} | {("T1", "S2")}

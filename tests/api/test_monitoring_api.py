@@ -172,7 +172,9 @@ def test_thresholds_api(client, site, token):
     assert ok.status_code == 200 and ok.json()["red"] == 55
     bad = client.put("/monitoring/thresholds", headers=editor, json={"kind": "temperature", "blue": 50, "yellow": 40})
     assert bad.status_code == 400 and "yellow" in bad.json()["description"]
-    assert client.put("/monitoring/thresholds", headers=editor, json={"kind": "nope", "red": 1}).status_code == 400
+    assert bad.json()["description_zh"] == "温度：黄色预警阈值（40.0）应高于蓝色预警阈值（50.0）"
+    nope = client.put("/monitoring/thresholds", headers=editor, json={"kind": "nope", "red": 1})
+    assert nope.status_code == 400 and nope.json()["description_zh"].startswith("未知的监测类型 'nope'")
     missing = client.put("/monitoring/thresholds", headers=editor, json={  # (a typo'd asset is not stored)
         "kind": "temperature", "asset_layer": "hazard_installations", "asset_id": 999999, "red": 55})
     assert missing.status_code == 400 and "no hazard_installations 999999" in missing.json()["description"]
@@ -186,3 +188,16 @@ def test_thresholds_api(client, site, token):
     rows = client.get("/monitoring/thresholds", headers=planner).json()["thresholds"]
     mine = [r for r in rows if r["kind"] == "temperature" and r["asset_id"] is not None]
     assert len(mine) == 1 and mine[0]["asset_id"] == 1 and mine[0]["hysteresis"] == 0.5
+
+    # an asset's own thresholds removed (editor only): its sensors go back to the kind's default; once only
+    own = "/monitoring/thresholds?kind=temperature&asset_layer=hazard_installations&asset_id=1"
+    assert client.delete(own, headers=planner).status_code == 403
+    assert client.delete(own, headers=editor).status_code == 204
+    gone = client.delete(own, headers=editor)
+    assert gone.status_code == 404 and gone.json()["description_zh"] == "hazard_installations 1 没有单独设定的 temperature 阈值"
+    assert not [r for r in client.get("/monitoring/thresholds", headers=editor).json()["thresholds"]
+                if r["kind"] == "temperature" and r["asset_id"] is not None]
+    # a kind's default is not removed (no asset given), nor a kind's thresholds on the other layer's assets
+    assert client.delete("/monitoring/thresholds?kind=temperature", headers=editor).status_code == 400
+    other = client.delete("/monitoring/thresholds?kind=temperature&asset_layer=tailings_ponds&asset_id=1", headers=editor)
+    assert other.status_code == 400 and "temperature sensors belong to hazard_installations" in other.json()["description"]

@@ -153,7 +153,8 @@ AUTH_PROBES = {
     "route_rules_edit": ("PUT", "/routes/rules/999999", {}),
     "monitoring_read": ("GET", "/monitoring/alarms", None),
     "monitoring_ack": ("POST", "/monitoring/alarms/999999/ack", {}),
-    "monitoring_ingest": ("PUT", "/monitoring/thresholds", {}),
+    "monitoring_ingest": ("POST", "/monitoring/readings", {"readings": []}),
+    "monitoring_thresholds": ("PUT", "/monitoring/thresholds", {}),
     "analysis_read": ("POST", "/analysis/siting-check", {}),
     "analysis_edit": ("POST", "/analysis/safety-rules", {}),
 }
@@ -188,6 +189,8 @@ def test_auth_me_can_is_what_the_endpoints_enforce(client, clean, token):
     assert seen["emergency"]["monitoring_ack"] and seen["emergency"]["emergency_incident"]
     assert seen["planner"]["emergency_read"] and not seen["planner"]["emergency_incident"]
     assert seen["editor"]["route_data"] and not seen["editor"]["route_check"]
+    # a data gateway's token sends readings and may do nothing else
+    assert [k for k, v in seen["gateway"].items() if v] == ["monitoring_ingest"]
 
 
 def test_auth_me_refuses_a_bad_token(client, clean):

@@ -6,7 +6,8 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from conftest import browser_page, load, pond_with_open_alarm, served
+from conftest import browser_page, load, pond_with_open_alarm, served, throwaway_cluster
+from layers.db import migrate
 
 
 @pytest.fixture
@@ -308,3 +309,24 @@ def test_names_times_swatches_titles_and_search_box(site, token):
             assert width == 800 or page.evaluate(placeholder), width
         assert page.get_attribute("#om-search-input", "title") == "Search enterprises, tailings ponds, roads…"
     assert errors == [], errors
+
+
+def test_page_says_the_database_is_lost_and_recovers_by_itself():
+    """Opened while the server has lost its database: the page says so (the server's 503 reason) and, once the
+    database is back, loads its layers without being reloaded."""
+    cluster = throwaway_cluster()
+    try:
+        migrate(cluster.url())
+        with served(cluster.url()) as base, browser_page() as (page, _):
+            cluster.stop()
+            page.goto(base + "/")
+            page.evaluate("onemap.ready")
+            assert page.evaluate("Object.keys(onemap.layers).length") == 0
+            status = page.inner_text("#om-status")
+            assert "无法加载图层列表" in status and "数据库暂时不可用" in status and "自动重试" in status
+            cluster.start()
+            page.wait_for_function("Object.keys(onemap.layers).length > 0", timeout=60000)
+            assert "服务已恢复" in page.inner_text("#om-status")
+            assert page.evaluate("onemap.state.config.bounds") is not None  # (the configuration asked again)
+    finally:
+        cluster.destroy()

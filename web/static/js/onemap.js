@@ -56,7 +56,7 @@
     district_overview: { zh: '区县概况', en: 'District overview' },
     choropleth: { zh: '分级设色', en: 'Choropleth' },
     close: { zh: '关闭', en: 'Close' },
-    banner: { zh: '演示数据为合成数据 / Demo data is synthetic', en: 'Demo data is synthetic / 演示数据为合成数据' },
+    banner: { zh: '含合成数据 / Contains synthetic data', en: 'Contains synthetic data / 含合成数据' },
     banner_layers: { zh: '合成数据图层：', en: 'Synthetic layers: ' },
     synthetic: { zh: '合成', en: 'Synthetic' },
     synthetic_title: { zh: '该图层为合成演示数据', en: 'This layer holds synthetic demo data' },
@@ -118,6 +118,11 @@
     no_districts: { zh: '暂无区县统计', en: 'No district statistics' },
     config_failed: { zh: '无法加载地图配置', en: 'Could not load the map configuration' },
     layers_failed: { zh: '无法加载图层列表', en: 'Could not load the layer list' },
+    stale: { zh: '待更新', en: 'Stale' },
+    stale_title: { zh: '{when} 计算后输入（{inputs}）已改动：结果待重新计算（riskmap analyze {analysis}）',
+                   en: 'Its inputs ({inputs}) changed since it was computed at {when}: to be recomputed (riskmap analyze {analysis})' },
+    retrying: { zh: '（自动重试中）', en: '(retrying automatically)' },
+    reconnected: { zh: '服务已恢复，图层已重新加载', en: 'Service restored: layers reloaded' },
     districts_failed: { zh: '区县统计加载失败', en: 'Could not load district statistics' },
     admin_failed: { zh: '无法加载行政区划边界', en: 'Could not load district boundaries' },
     home: { zh: '全市范围', en: 'Whole city' },
@@ -169,6 +174,9 @@
     token: storageGet(LS_TOKEN) || null,
     renderer: params.get('renderer') === 'canvas' ? 'canvas' : 'svg',
     config: null,
+    configFailed: false,
+    down: false,        // the layer list failed for want of the server or its database: retried (retryLater)
+    retryTimer: null,
     layerDefs: [],
     layers: {},          // id -> entry {id, def, grid, visible, index}
     layerOrder: [],      // ids in server order
@@ -351,8 +359,12 @@
       headers: authHeaders({ Accept: 'application/json, application/geo+json' }),
       credentials: 'same-origin'
     }).then(function (r) {
-      if (!r.ok) { throw new HttpError(r.status, url); }
-      return r.json();
+      if (r.ok) { return r.json(); }
+      return r.json().catch(function () { return {}; }).then(function (b) {  // (the server's reason, as answerError)
+        var e = new HttpError(r.status, url);
+        e.said = b && b.description ? (b.description_zh ? b.description_zh + ' ' : '') + b.description : '';
+        throw e;
+      });
     });
   }
 
@@ -508,9 +520,10 @@
     return getJSON('/api/config').then(function (cfg) {
       state.config = cfg || {};
       applyConfig();
-    }).catch(function (err) {
+    }).then(function () { state.configFailed = false; }, function (err) {
       console.error('onemap: /api/config failed', err);
       showStatus(t('config_failed'), 'error');
+      state.configFailed = true;
       state.config = { center: DEFAULT_VIEW.center, zoom: DEFAULT_VIEW.zoom, bounds: null, basemap: { url: null, attribution: '' } };
       applyConfig();
     });
@@ -550,6 +563,7 @@
     return getJSON('/api/layers').then(function (data) {
       if (seq !== state.layersSeq) { return { stale: true }; }
       buildLayers((data && data.layers) || []);
+      if (state.down) { state.down = false; showStatus(t('reconnected'), 'info'); }
       return { ok: true };
     }).catch(function (err) {
       if (seq !== state.layersSeq) { return { stale: true }; }
@@ -560,10 +574,26 @@
         return loadLayers().then(function () { return { invalidToken: true }; });
       }
       console.error('onemap: /api/layers failed', err);
-      showStatus(t('layers_failed'), 'error');
+      // the server without its database (503) or out of reach: said, and tried again until it answers
+      var down = !(err instanceof HttpError) || err.status === 503;
+      showStatus(t('layers_failed') + (err.said ? ': ' + err.said : '') + (down ? ' ' + t('retrying') : ''), 'error', down);
       buildLayers([]);
+      if (down) { state.down = true; retryLater(); }
       return { error: err };
     });
+  }
+
+  // After a failed layer list: every RETRY_MS the caller's access, the configuration (if it failed too) and
+  // the layers are asked again, until the layer list loads (then the status says the service is back).
+  var RETRY_MS = 5000;
+  function retryLater() {
+    if (state.retryTimer) { return; }
+    state.retryTimer = setTimeout(function () {
+      state.retryTimer = null;
+      if (!state.down) { return; }
+      refreshAccess();
+      (state.configFailed ? loadConfig() : Promise.resolve()).then(function () { return reloadAll(); });
+    }, RETRY_MS);
   }
 
   function tileBounds() {
@@ -863,6 +893,11 @@
         var badges = [];
         if (def.synthetic) { badges.push(el('span', { className: 'om-badge om-badge-synthetic', title: t('synthetic_title'), text: t('synthetic') })); }
         if (def.public === false) { badges.push(el('span', { className: 'om-badge om-badge-restricted', title: t('restricted_title'), text: t('restricted') })); }
+        if (def.stale) {
+          badges.push(el('span', { className: 'om-badge om-badge-stale', text: t('stale'), title: t('stale_title', {
+            when: fmtTime(def.stale.computed_at), inputs: def.stale.changed_inputs.map(function (id) {
+              return state.layers[id] ? loc(state.layers[id].def, 'title') : id; }).join('、'), analysis: def.stale.analysis }) }));
+        }
         var hint = el('span', { className: 'om-zoom-hint', 'data-minzoom': def.minzoom });
         box.appendChild(el('label', { className: 'om-layer-row', 'data-layer-id': def.id }, [cb, layerSwatch(def),
           el('span', { className: 'om-layer-title', text: loc(def, 'title') || def.id })].concat(badges).concat([hint])));
@@ -1702,13 +1737,14 @@
   // Status line
   // ---------------------------------------------------------------------------
   var statusTimer = null;
-  function showStatus(text, kind) {
+  // A status line over the map, hidden after a while (sticky: until the next status).
+  function showStatus(text, kind, sticky) {
     var s = $('om-status');
     s.textContent = text;
     s.className = 'om-status om-status-' + (kind || 'info');
     s.hidden = false;
     clearTimeout(statusTimer);
-    statusTimer = setTimeout(function () { s.hidden = true; }, kind === 'error' ? 10000 : 4000);
+    if (!sticky) { statusTimer = setTimeout(function () { s.hidden = true; }, kind === 'error' ? 10000 : 4000); }
   }
 
   // ---------------------------------------------------------------------------

@@ -316,6 +316,8 @@
         });
       });
     }
+    // A change of the rules leaves the stored routes' conflicts (route_conflicts) as last computed: said with it.
+    var RECOMPUTE = '；已登记路线的冲突待重新计算（riskmap analyze roads） Stored routes\' conflicts to be recomputed (riskmap analyze roads)';
     function loadRules(msg) {
       return Promise.all([loadCodes(), json('/routes/rules')]).then(function (r) { rules = { list: r[1], msg: msg }; renderRules(); })
         .catch(rulesFailed);
@@ -368,7 +370,7 @@
             if (!window.confirm('删除规则 Delete rule: ' + pick(r) + '?')) { return; }
             json('/routes/rules/' + r.id, { method: 'DELETE' }).then(function () {
               if (editing && editing.id === r.id) { closeForm(); }
-              return loadRules({ kind: 'note', text: '已删除 Deleted: ' + pick(r) });
+              return loadRules({ kind: 'note', text: '已删除 Deleted: ' + pick(r) + RECOMPUTE });
             }).catch(rulesFailed);
           }));
         } else {
@@ -380,7 +382,7 @@
     }
     function saveRule(id, body) {
       return json(id ? '/routes/rules/' + id : '/routes/rules', { method: id ? 'PUT' : 'POST', body: JSON.stringify(body) })
-        .then(function (r) { if (editing && editing.id === id) { closeForm(); } return loadRules({ kind: 'note', text: '已保存 Saved: ' + pick(r) }); })
+        .then(function (r) { if (editing && editing.id === id) { closeForm(); } return loadRules({ kind: 'note', text: '已保存 Saved: ' + pick(r) + RECOMPUTE }); })
         .catch(rulesFailed);
     }
     function closeForm() { editing = null; $('rt-rule-form').hidden = true; $('rt-rule-form').textContent = ''; }
@@ -462,7 +464,7 @@
       if (!window.confirm('恢复默认规则？现有规则将全部被替换 Reset to the default rules? Every current rule is replaced.')) { return; }
       json('/routes/rules/reset', { method: 'POST' }).then(function (d) {
         closeForm();
-        return loadRules({ kind: 'note', text: '已恢复 ' + d.rules + ' 条默认规则 ' + d.rules + ' default rules restored' });
+        return loadRules({ kind: 'note', text: '已恢复 ' + d.rules + ' 条默认规则 ' + d.rules + ' default rules restored' + RECOMPUTE });
       }).catch(rulesFailed);
     });
 
