@@ -46,6 +46,34 @@ def _json(status: int, code: str, message: str, zh: str | None = None, headers: 
     return JSONResponse({"code": code, **said, **extra}, status_code=status, headers=headers)
 
 
+# Pydantic's validation error types in Chinese ({where}: the field; {x}: ctx values); others: a generic line.
+_VALIDATION_ZH = {
+    "missing": "缺少 {where}", "extra_forbidden": "不接受字段 {where}",
+    "greater_than": "{where} 应大于 {gt}", "greater_than_equal": "{where} 应不小于 {ge}",
+    "less_than": "{where} 应小于 {lt}", "less_than_equal": "{where} 应不大于 {le}",
+    "string_too_short": "{where} 至少 {min_length} 个字符", "string_too_long": "{where} 至多 {max_length} 个字符",
+    "too_short": "{where} 至少 {min_length} 项", "too_long": "{where} 至多 {max_length} 项",
+    "string_pattern_mismatch": "{where} 格式不符（{pattern}）", "literal_error": "{where} 应为 {expected} 之一",
+    "enum": "{where} 应为 {expected} 之一", "finite_number": "{where} 应为有限数",
+    "int_parsing": "{where} 应为整数", "int_type": "{where} 应为整数", "int_from_float": "{where} 应为整数",
+    "float_parsing": "{where} 应为数字", "float_type": "{where} 应为数字", "bool_parsing": "{where} 应为 true 或 false",
+    "bool_type": "{where} 应为 true 或 false", "string_type": "{where} 应为文本", "list_type": "{where} 应为列表",
+    "dict_type": "{where} 应为对象", "model_attributes_type": "{where} 应为对象",
+    "datetime_parsing": "{where} 不是有效的时间（ISO 8601，如 2026-03-02T10:00:00+08:00）",
+    "datetime_from_date_parsing": "{where} 不是有效的时间（ISO 8601）", "date_parsing": "{where} 不是有效的日期（如 2026-03-02）",
+    "date_from_datetime_parsing": "{where} 不是有效的日期（如 2026-03-02）",
+}
+
+
+def _validation_zh(e: dict, where: str) -> str:
+    """One pydantic validation error in Chinese."""
+    ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (e.get("ctx") or {}).items()}
+    try:
+        return _VALIDATION_ZH[e.get("type")].format(where=where, **ctx)
+    except (KeyError, IndexError):
+        return f"{where} 有误（详见英文说明）"
+
+
 ERROR_SCHEMA = {"type": "object", "required": ["code", "description"], "title": "Error",
                 "properties": {"code": {"type": "string"}, "description": {"type": "string"},
                                "description_zh": {"type": "string", "description": "the same in Chinese, where given"}}}
@@ -113,19 +141,22 @@ def install(app: FastAPI, refused_before_body) -> None:
             refused = refused_before_body(request)
             if refused is not None:
                 return known(refused)
-        msgs = []
+        msgs, zhs = [], []
         for e in exc.errors():
             if tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
                 msgs.append("the request body must be a JSON object (Content-Type: application/json)")
+                zhs.append("请求体应为 JSON 对象（Content-Type: application/json）")
                 continue
             if e.get("type") == "json_invalid":  # (its loc is ("body", offset): it read "0: JSON decode error")
                 at = e["loc"][-1] if len(e.get("loc", ())) > 1 and isinstance(e["loc"][-1], int) else None
                 msgs.append(f"the request body is not valid JSON: {(e.get('ctx') or {}).get('error', e.get('msg'))}"
                             + (f": character {at}" if at is not None else ""))  # (json's "… at: line 1 …")
+                zhs.append("请求体不是有效的 JSON" + (f"（第 {at} 个字符处）" if at is not None else ""))
                 continue
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
             msgs.append(f"{where}: {e.get('msg')}" if where else e.get("msg"))
-        return _json(400, "InvalidParameter", "; ".join(msgs), "参数或请求体有误（详见英文说明）")
+            zhs.append(_validation_zh(e, where or "请求体"))
+        return _json(400, "InvalidParameter", "; ".join(msgs), "；".join(zhs))
 
     def db_down(request: Request, exc: Exception):
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -159,10 +159,22 @@ def test_a_body_that_is_not_json_is_a_400_saying_why(client, token):
     editor = {"Authorization": f"Bearer {token('editor')}", "Content-Type": "application/json"}
     r = client.post("/analysis/safety-rules", content=b'{"installation_kind": ', headers=editor)
     assert r.status_code == 400 and r.json() == {"code": "InvalidParameter", "description": (
-        "the request body is not valid JSON: Expecting value: character 22"), "description_zh": "参数或请求体有误（详见英文说明）"}
+        "the request body is not valid JSON: Expecting value: character 22"), "description_zh": "请求体不是有效的 JSON（第 22 个字符处）"}
     r = client.post("/analysis/safety-rules", content=b'{"basis": "\xff"}', headers=editor)
     assert r.status_code == 400 and r.json()["code"] == "HTTPError"
     assert r.json()["description"].startswith("There was an error parsing the body: 'utf-8' codec can't decode byte 0xff")
+
+
+def test_a_bad_field_is_said_in_chinese_too(client, token):
+    """(QA: every bad parameter or body field read only "参数或请求体有误（详见英文说明）" in Chinese.)"""
+    editor = {"Authorization": f"Bearer {token('editor')}"}
+    rule = {"installation_kind": "toxic", "receptor_class": "important", "distance_m": -5, "colour": 1}
+    r = client.post("/analysis/safety-rules", json=rule, headers=editor)
+    assert r.status_code == 400 and r.json()["description_zh"] == "distance_m 应大于 0；缺少 basis；不接受字段 colour"
+    r = client.get("/collections/receptors/items?limit=0", headers=editor)
+    assert r.status_code == 400 and r.json()["description_zh"] == "limit 应不小于 1"
+    r = client.get("/collections/receptors/items?limit=ten", headers=editor)
+    assert r.status_code == 400 and r.json()["description_zh"] == "limit 应为整数"
 
 
 def test_a_body_that_cannot_be_parsed_is_refused_by_role_first(client, token):
