@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from api.deps import ConnDep, UserDep, has_role, roles_of
 from api.routers import analysis, emergency, monitoring, routes
+from api.routers.tiles import versions_of
 from layers import registry
 from layers.derived import stale_layers
 from layers.errors import DataError
@@ -192,6 +193,14 @@ def layers(user: UserDep, conn: ConnDep):
     synthetic, specs = synthetic_layers(conn), registry.visible_layers(user.role)
     stale = stale_layers(conn, specs)
     return {"role": user.role, "layers": [layer_info(s, user.role, s.id in synthetic, stale.get(s.id)) for s in specs]}
+
+
+@router.get("/api/versions")
+def versions(request: Request, user: UserDep, conn: ConnDep):
+    """Each layer the caller may see with its version, bumped by every write to it (an import, an edit, an
+    analysis run): the web map asks every 30 s and redraws the layers that changed."""
+    specs = registry.visible_layers(user.role)
+    return {"versions": dict(zip([s.id for s in specs], versions_of(request, conn, specs)))}
 
 
 @router.get("/metrics", include_in_schema=False)

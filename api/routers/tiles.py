@@ -42,7 +42,8 @@ def _tile(z: int, x: int, y: int, ogc: bool = False) -> Tile:
     return tile
 
 
-def _versions(request: Request, conn, specs: list[LayerSpec]) -> tuple:
+def versions_of(request: Request, conn, specs: list[LayerSpec]) -> tuple:
+    """The layers' versions (bumped by every write), from the change feed's memory when it can be trusted."""
     ids = [s.id for s in specs]
     known = request.app.state.changes.versions(ids)
     if known is not None:
@@ -99,7 +100,7 @@ def tile_answer(entry, if_none_match: str | None, accepts_gzip: bool) -> tuple[i
 
 def serve_tile(request: Request, conn, specs: list[LayerSpec], role: str, tile: Tile, what: str) -> Response:
     state = request.app.state
-    key = tile_key(what, role, tile, _versions(request, conn, specs))
+    key = tile_key(what, role, tile, versions_of(request, conn, specs))
     entry = cache_lookup(state, key) or store(state, key, *render(conn, specs, role, tile, FEATURE_CAP))
     status, headers, body = tile_answer(entry, request.headers.get("if-none-match"),
                                         "gzip" in request.headers.get("accept-encoding", ""))

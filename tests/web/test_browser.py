@@ -330,3 +330,24 @@ def test_page_says_the_database_is_lost_and_recovers_by_itself():
             assert page.evaluate("onemap.state.config.bounds") is not None  # (the configuration asked again)
     finally:
         cluster.destroy()
+
+
+def test_an_open_page_draws_what_is_written_meanwhile(site):
+    """(QA: a page left open never showed an import made after it loaded.) The page asks GET /api/versions every
+    30 s (here: at once) and draws again the visible layers written since."""
+    base, engine = site
+    with browser_page() as (page, errors):
+        page.goto(base + "/")
+        page.evaluate("onemap.ready")
+        page.evaluate("onemap.map.setView([25.04, 102.71], 13, {animate: false})")
+        page.evaluate("onemap.whenTilesLoaded(15000)")
+        names = "[...new Set(onemap.renderedFeatures('chemical_parks').map(f => f.properties.name))].sort()"
+        assert page.evaluate(names) == ["测试园区"]
+        load(engine, "chemical_parks", gpd.GeoDataFrame({"name": ["新导入园区"], "synthetic": [True]},
+                                                        geometry=[shapely.box(102.70, 25.05, 102.72, 25.07)], crs=4326))
+        page.evaluate("onemap.pollVersions()")
+        page.wait_for_function(f"JSON.stringify({names}) === JSON.stringify(['新导入园区', '测试园区'].sort())",
+                               timeout=15000)
+        versions = page.evaluate("onemap.state.versions")
+        assert "chemical_parks" in versions and "enterprises" not in versions  # (anonymous: the public layers only)
+    assert errors == []

@@ -1967,8 +1967,26 @@
       download: download
     };
     Object.keys(panels).forEach(function (name) { panels[name].init(map, api); });
+    pollVersions();
+    setInterval(function () { if (!document.hidden) { pollVersions(); } }, VERSIONS_MS);
     return true;
   });
+
+  // Writes made elsewhere (an import, an analysis run, another user's edit) reach an open page: every VERSIONS_MS
+  // the layers' versions are asked (GET /api/versions) and the visible layers whose version moved are drawn
+  // again (their tiles are revalidated: Cache-Control no-cache with an ETag). A layer first seen sets its baseline.
+  var VERSIONS_MS = 30000;
+  function pollVersions() {
+    if (state.down) { return Promise.resolve(); }
+    return getJSON('/api/versions').then(function (d) {
+      var was = state.versions || {};
+      state.versions = (d && d.versions) || {};
+      Object.keys(state.versions).forEach(function (id) {
+        var e = state.layers[id];
+        if (e && e.visible && was[id] !== undefined && was[id] !== state.versions[id]) { e.grid.redraw(); }
+      });
+    }, function (err) { if (isRealError(err)) { console.warn('onemap: /api/versions failed', err); } });
+  }
 
   window.onemap = {
     map: map,
@@ -1993,7 +2011,8 @@
     selectDistrict: selectDistrict,
     setChoropleth: setChoropleth,
     renderedFeatures: renderedFeatures,
-    whenTilesLoaded: whenTilesLoaded
+    whenTilesLoaded: whenTilesLoaded,
+    pollVersions: pollVersions
   };
   // Keep `layers` and the other state-backed fields current after reloads.
   Object.defineProperty(window.onemap, 'layers', { get: function () { return state.layers; }, enumerable: true });
