@@ -1,4 +1,8 @@
-"""The ``riskmap`` command line: serve, database, import/export, users."""
+"""The ``riskmap`` command line: serve, database, import/export, users, rasters.
+
+Whatever the command, a bad setting ends it with one line and exit code 2, and a database that cannot be
+reached (or is lost mid-command) with one line and exit code 1 (:class:`RiskmapCLI`), not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +17,77 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+import psycopg
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from sqlalchemy import exc as sa_exc, text
 from sqlalchemy.engine import Engine
 
+try:
+    import layers.crs  # noqa: F401  (reads RISKMAP_METRIC_EPSG, refusing a CRS that is not Transverse Mercator)
+except ValueError as exc:
+    typer.echo(f"error: 设置有误 / bad setting: {exc}", err=True)
+    sys.exit(2)
 from layers import registry
 from layers.db import make_engine, migrate, resolve_url
 from layers.embedded import EmbeddedClusterError
 from layers.errors import ConfigError, DataError, ImportRejected
 from layers.settings import StoreSettings
 
-app = typer.Typer(help="riskmap: 危险化学品安全风险一张图 / hazardous-chemicals safety risk one-map server.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-users_app = typer.Typer(help="API users and their tokens.", no_args_is_help=True)
-db_app = typer.Typer(help="The embedded PostgreSQL/PostGIS cluster.", no_args_is_help=True)
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a database error means the server cannot be reached or the connection was lost (refused,
+    closed, shut down: SQLSTATE class 08 or 57P0x, or none), not a statement that failed."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    orig = getattr(error, "orig", error)
+    return isinstance(orig, psycopg.InterfaceError) or (isinstance(orig, psycopg.OperationalError) and (
+        orig.sqlstate is None or orig.sqlstate.startswith("08") or orig.sqlstate in ("57P01", "57P02", "57P03")))
+
+
+def _setting_errors(error: ValidationError) -> str:
+    """A settings ValidationError as one line: ``RISKMAP_NAME: message; ...``."""
+    return "; ".join((f"RISKMAP_{e['loc'][0]}".upper() + ": " if e["loc"] else "")
+                     + e["msg"].removeprefix("Value error, ") for e in error.errors())
+
+
+class RiskmapCLI(typer.Typer):
+    """The ``riskmap`` entry point (pyproject ``api.cli:app``): turns a bad setting (exit 2) and an unreachable
+    database (exit 1) into one line, for every command at once."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except SettingsError as error:
+            typer.echo(f"error: 设置有误 / bad setting: {error}", err=True)
+        except ValidationError as error:
+            if not error.title.endswith(("Settings", "Setting")):
+                raise
+            typer.echo(f"error: 设置有误 / bad setting: {_setting_errors(error)}", err=True)
+        except (sa_exc.DBAPIError, psycopg.Error) as error:
+            if not _unreachable(error):
+                raise
+            detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            typer.echo("error: 数据库不可用（无法连接或连接中断），未完成的操作未写入任何内容 / database unavailable (cannot "
+                       f"connect, or the connection was lost): nothing of the unfinished step was written ({detail})",
+                       err=True)
+            sys.exit(1)
+        sys.exit(2)
+
+
+# Plain help (rich_markup_mode None): flags without a `<bool>` type, copyable text.
+app = RiskmapCLI(help="riskmap: 危险化学品安全风险一张图 / hazardous-chemicals safety risk one-map server.",
+                 no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+users_app = typer.Typer(help="API users and their tokens.", no_args_is_help=True, rich_markup_mode=None)
+db_app = typer.Typer(help="The embedded PostgreSQL/PostGIS cluster.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
+
+
+def said(error: Exception) -> str:
+    """An error's message in Chinese and English when it has both (``layers.errors.Bilingual``)."""
+    return f"{error.zh} / {error}" if getattr(error, "zh", None) else str(error)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -81,9 +141,11 @@ def _warm_up() -> None:
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, help="bind address (default RISKMAP_HOST or 127.0.0.1)"),
-    port: Optional[int] = typer.Option(None, help="port (default RISKMAP_PORT or 8000)"),
-    demo: bool = typer.Option(True, help="load the Kunming demo data into an empty database"),
+    host: Optional[str] = typer.Option(None, metavar="ADDRESS",
+                                       help="bind address (default RISKMAP_HOST or 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, metavar="PORT", help="port (default RISKMAP_PORT or 8000)"),
+    demo: bool = typer.Option(True, help="load the Kunming demo into a database with no data at all, when the area "
+                                         "box (RISKMAP_AREA_BBOX) contains Kunming; --no-demo: never"),
 ) -> None:
     """Run the server (starts the embedded cluster unless DATABASE_URL is set; Ctrl-C stops both)."""
     import uvicorn
@@ -92,6 +154,7 @@ def serve(
     from api.httpserver import HttpProtocol
     from api.settings import ApiSettings
 
+    store = StoreSettings()  # (before ApiSettings, which checks its centre against the store's area box)
     settings = ApiSettings()
     # Log lines are written by a thread of their own: the event loop only queues them, so a slow or full
     # stderr (a pipe nobody reads) never stops the server (it did: at 64 KiB of access log, blocked in a write).
@@ -103,7 +166,6 @@ def serve(
     queued.setFormatter(logging.Formatter("%(message)s"))  # (the writer's format adds time, level and name once)
     logging.basicConfig(level=settings.log_level.upper(), handlers=[queued])
     writer.start()
-    store = StoreSettings()
     try:
         url, cluster, started = resolve_url(store)
     except EmbeddedClusterError as exc:
@@ -152,6 +214,11 @@ def import_cmd(
     file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, zipped Shapefile or CSV (lon/lat or WKT)"),
     source_crs: Optional[str] = typer.Option(None, "--source-crs", help="EPSG code, GCJ-02 or BD-09"),
     replace: bool = typer.Option(False, help="replace the layer's contents instead of appending"),
+    discard_history: bool = typer.Option(
+        False, "--discard-history",
+        help="with --replace: replace the layer even though other tables keep history of its rows (a sensor's "
+             "readings and state go with it, its alarms then name no sensor); without it such a replace is refused "
+             "with what would be lost"),
     make_valid: bool = typer.Option(
         False, help="repair invalid geometries (shapely make_valid, keeping the union of the parts) instead of "
                     "rejecting them; each repaired row is listed with how its area changed"),
@@ -167,8 +234,8 @@ def import_cmd(
 ) -> None:
     """Validate a file against the layer registry and load it in one transaction (all or nothing).
     Columns may be named by the field or its Chinese title, values of coded fields by the code or its
-    label (`riskmap fields LAYER` lists them)."""
-    from layers.io import import_file
+    label (`riskmap fields LAYER` lists them). "row N" is the N-th feature of the file (in a CSV, line N+1)."""
+    from layers.io import ROW_NOTE, import_file
 
     spec = _spec(layer)
     store = StoreSettings()
@@ -176,18 +243,20 @@ def import_cmd(
         try:
             result = import_file(engine, spec, file, source_crs=source_crs, area=store.area_bbox,
                                  replace=replace, progress=sys.stderr.isatty(), make_valid=make_valid,
-                                 source_layer=source_layer, encoding=encoding,
+                                 source_layer=source_layer, encoding=encoding, discard_history=discard_history,
                                  say=lambda message: typer.echo(message, err=True))
         except ImportRejected as exc:
-            fail(exc.report())
+            fail(f"{exc.report()}\n({ROW_NOTE})")
         except DataError as exc:
-            fail(str(exc))
+            fail(f"{exc}\n{exc.zh}" if exc.zh else str(exc))
     if result.matched_columns:
         typer.echo("columns read as fields: " + ", ".join(f"{c} -> {f}" for c, f in result.matched_columns.items()))
     if result.ignored_columns:
         typer.echo(f"ignored columns not in the registry: {', '.join(result.ignored_columns)}")
-    for line in result.repaired:
+    for line in result.repaired + result.notes:
         typer.echo(line)
+    if result.repaired:
+        typer.echo(f"({ROW_NOTE})")
     typer.echo(f"imported {result.written} features into {layer} (from {result.source_crs})")
 
 
@@ -244,8 +313,25 @@ def run_analyses(engine: Engine, store: StoreSettings, names: list[str]) -> None
         try:
             stats = resolve(name)(engine, store)
         except (AnalysisError, DataError) as exc:
-            fail(f"analysis {name}: {exc}")
+            fail(f"analysis {name}: {said(exc)}")
         typer.echo(f"analysis {name}: done " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+        if name == "hazchem" and stats["ungraded"]:
+            _ungraded(engine, stats["run_id"], stats["ungraded"])
+
+
+def _ungraded(engine: Engine, run_id: int, n: int, shown: int = 20) -> None:
+    """Name the installations the hazchem run could not grade (the first ``shown``) and why."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT g.installation_id AS id, h.name, g.error FROM installation_gradings g "
+            "JOIN hazard_installations h ON h.id = g.installation_id WHERE g.run_id = :run AND g.error IS NOT NULL "
+            "ORDER BY g.installation_id LIMIT :n"), {"run": run_id, "n": shown}).all()
+    typer.echo(f"未定级的重大危险源 {n} 个（保留原级别；补全危险性类别或名称后重新分析）/ {n} installations not graded "
+               "(their stored level is kept; complete the substance's hazard_class or name and re-run):")
+    for r in rows:
+        typer.echo(f"  #{r.id} {r.name or '-'}: {r.error}")
+    if n > len(rows):
+        typer.echo(f"  … 另有 {n - len(rows)} 个 / {n - len(rows)} more")
 
 
 @app.command("report")
@@ -289,16 +375,25 @@ def _spec(layer: str):
 
 
 @users_app.command("add")
-def users_add(name: str, role: str = typer.Option(..., help="planner, route_controller, emergency, editor, admin")) -> None:
-    """Create a user (or renew its token); the token is printed as the last line."""
-    from layers.users import add_user
+def users_add(
+    name: str = typer.Argument(..., metavar="NAME", help="user name (1-100 characters)"),
+    role: str = typer.Option(..., metavar="ROLE", help="planner, route_controller, emergency, editor or admin"),
+) -> None:
+    """Create a user, or give an existing one a new token (and ROLE, said when it changes; a revoked user
+    is active again). The token is printed as the last line; only its hash is stored."""
+    from layers.users import add_user, user_state
 
     with database() as (_, engine):
         try:
             with engine.begin() as conn:
+                before = user_state(conn, name)
                 token = add_user(conn, name, role)
         except DataError as exc:
-            fail(str(exc))
+            fail(said(exc))
+    if before and before[0] != role:
+        typer.echo(f"用户 {name} 的角色已更改 / role of {name} changed: {before[0]} → {role}")
+    if before and not before[1]:
+        typer.echo(f"已撤销的用户 {name} 重新启用 / revoked user {name} is active again")
     typer.echo(f"user {name} ({role}) ready; keep this token, it is shown only once:")
     typer.echo(token)
 
@@ -315,7 +410,7 @@ def users_list() -> None:
 
 
 @users_app.command("remove")
-def users_remove(name: str) -> None:
+def users_remove(name: str = typer.Argument(..., metavar="NAME", help="user name")) -> None:
     """Revoke a user's token."""
     from layers.users import remove_user
 
@@ -357,6 +452,62 @@ def db_status() -> None:
     cluster = embedded_cluster(StoreSettings())
     state = "running" if cluster.is_running() else ("stopped" if cluster.initialized else "not initialised")
     typer.echo(f"embedded cluster {cluster.root}: {state}")
+
+
+# --- rasters the analyses read (population grid, DEM) ------------------------------------------
+rasters_app = typer.Typer(help="Registered rasters (population grid, DEM): `riskmap rasters` lists them, "
+                               "`riskmap rasters add KIND FILE` registers one.",
+                          invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(rasters_app, name="rasters")
+
+
+@rasters_app.callback()
+def rasters_list(ctx: typer.Context) -> None:
+    """List the registered rasters: kind, CRS, size, synthetic or not, file."""
+    if ctx.invoked_subcommand:
+        return
+    import rasterio
+
+    from gis.raster import registered_path
+
+    with database() as (_, engine), engine.connect() as conn:
+        rows = conn.execute(text("SELECT name, path, crs, synthetic FROM rasters ORDER BY name")).all()
+    if not rows:
+        typer.echo("未登记栅格 / no raster registered: riskmap rasters add population|dem FILE")
+    for r in rows:
+        path = registered_path(r.path)
+        try:
+            with rasterio.open(path) as src:
+                unit = "°" if src.crs and src.crs.is_geographic else " m"
+                size = f"{src.width}x{src.height} cells of {src.res[0]:g}{unit}"
+        except rasterio.errors.RasterioIOError:
+            size = "文件缺失或不可读 / file missing or unreadable"
+        typer.echo(f"{r.name:11} {r.crs or '-':11} {size:24} {'synthetic' if r.synthetic else 'real':9} {path}")
+
+
+@rasters_app.command("add")
+def rasters_add(
+    kind: str = typer.Argument(..., metavar="KIND", help="population (people per cell) or dem (metres)"),
+    file: Path = typer.Argument(..., metavar="FILE", help="a single-band GeoTIFF in any CRS, referenced where it is "
+                                                          "(moving it later needs `rasters add` again)"),
+    synthetic: bool = typer.Option(False, "--synthetic", help="a generated grid: results computed from it are "
+                                                              "flagged synthetic"),
+    source: Optional[str] = typer.Option(None, metavar="TEXT", help="where the grid comes from (rasters.source)"),
+) -> None:
+    """Check a GeoTIFF (opens, has a CRS, one band, overlaps the area box; population >= 0) and register it as
+    KIND, replacing the raster of that kind (e.g. the demo's)."""
+    from layers.demo import raster_row, register_raster
+
+    store = StoreSettings()
+    try:
+        row = raster_row(kind, file, store.area_bbox, synthetic, source)
+    except DataError as exc:
+        fail(said(exc))
+    with database(store) as (_, engine), engine.begin() as conn:
+        before = register_raster(conn, row)
+    typer.echo(f"已登记栅格 / registered raster {kind}: {row['path']} ({row['crs']}"
+               + (", synthetic)" if synthetic else ")") + (f"; 替换 / replaces {before}" if before else ""))
+    typer.echo("请重新运行分析 / re-run the analyses: riskmap analyze all")
 
 
 @app.command("incident")
@@ -406,7 +557,7 @@ def incident_cmd(
 
 # --- the Kunming demo dataset and OpenStreetMap roads (issue #3) ------------------------------
 demo_app = typer.Typer(help="The Kunming demo dataset (real public data + labelled synthetic layers).",
-                       no_args_is_help=True)
+                       no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(demo_app, name="demo")
 
 

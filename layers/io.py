@@ -26,6 +26,7 @@ import pandas as pd
 import psycopg
 import pyogrio
 import shapely
+from pyproj import Geod
 from shapely.validation import explain_validity
 from sqlalchemy import BigInteger, Column, Connection, delete, func, insert, select, text
 from sqlalchemy.engine import Engine
@@ -36,6 +37,7 @@ from layers import crs as crsmod
 from layers import models, registry
 from layers.errors import DataError, ImportRejected, Rejection
 from layers.registry import FieldSpec, LayerSpec
+from layers.spec import structure_class
 from layers.topics.monitoring import ASSET_LAYERS
 
 LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
@@ -59,6 +61,11 @@ DATETIME_FORMS = ("YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS], ISO 8601 with a zone (2024
 SHANGHAI, EARLIEST = ZoneInfo("Asia/Shanghai"), datetime(1900, 1, 1, tzinfo=timezone.utc)  # (naive times are local)
 NON_ASCII = re.compile(rb"[\x80-\xff]")
 SHAPEFILE_CUT = re.compile(r"(.{8})_\d+")  # GDAL's name for a cut field name already taken (downstre_1)
+GEOD = Geod(ellps="WGS84")  # geodesic lengths of lines, in metres (as the OSM import measures them)
+# Tables an import writes itself from the file (a hazard installation's ``chemicals``): replaced with the layer.
+OWN_CHILDREN = frozenset({models.InstallationChemical.__table__.name})
+ROW_NOTE = ("row N is the N-th feature (data row) of the file: in a CSV, line N+1 counting the header / "
+            "第 N 行指文件中第 N 个要素（数据行）：CSV 中为含表头的第 N+1 行")
 
 
 @dataclass
@@ -69,6 +76,7 @@ class ImportResult:
     source_crs: str = "EPSG:4326"
     matched_columns: dict[str, str] = field(default_factory=dict)  # file column -> field ("名称" -> "name")
     repaired: list[str] = field(default_factory=list)  # --make-valid: "row 3: repaired (area -70 %)"
+    notes: list[str] = field(default_factory=list)  # what was written but deserves a look (bilingual lines)
 
 
 @dataclass
@@ -342,7 +350,7 @@ def _cast(spec: FieldSpec, value: Any, column: Column | None = None, bounds: boo
     if spec.codes is not None and isinstance(value, str):
         value = _labels(spec.codes).get(value.strip().lower(), value)
     try:
-        value = _convert(spec, value, 63 if column is not None and isinstance(column.type, BigInteger) else 31)
+        value = _convert(spec, value)
     except (ValueError, TypeError, OverflowError) as exc:
         msg = str(exc)
         raise ValueError(msg if msg.startswith(f"{spec.name}:") else f"{spec.name}: {value!r} is not a valid {spec.type}") from None
@@ -352,6 +360,9 @@ def _cast(spec: FieldSpec, value: Any, column: Column | None = None, bounds: boo
         raise ValueError(f"{spec.name}: {value!r} is below the minimum of {_number(spec.minimum)}")
     if bounds and spec.maximum is not None and value > spec.maximum:
         raise ValueError(f"{spec.name}: {value!r} is above the maximum of {_number(spec.maximum)}")
+    bits = 63 if column is not None and isinstance(column.type, BigInteger) else 31
+    if spec.type == "int" and not -2**bits <= value < 2**bits:  # (after the field's own bounds: those are quoted first)
+        raise ValueError(f"{spec.name}: {value!r} is out of range (a whole number of at most {2**bits - 1})")
     if spec.codes is not None and value not in spec.codes:
         allowed = ", ".join(str(k) for k in spec.codes)
         raise ValueError(f"{spec.name}: {value!r} is not a valid code (allowed: {allowed})")
@@ -376,7 +387,7 @@ def _labels(codes: Mapping) -> dict[str, Any]:
 _LABELS: dict[int, tuple[Mapping, dict[str, Any]]] = {}
 
 
-def _convert(spec: FieldSpec, value: Any, int_bits: int) -> Any:
+def _convert(spec: FieldSpec, value: Any) -> Any:
     if isinstance(value, str):
         value = value.strip()  # (also full-width spaces, U+3000: a cell of only spaces is empty)
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
@@ -398,8 +409,6 @@ def _convert(spec: FieldSpec, value: Any, int_bits: int) -> Any:
         if not f.is_integer():
             raise ValueError(f"{spec.name}: {value!r} is not a whole number")
         value = int(f)
-        if not -2**int_bits <= value < 2**int_bits:
-            raise ValueError(f"{spec.name}: {value!r} is out of range (a whole number of at most {2**int_bits - 1})")
     elif spec.type == "bool":
         if isinstance(value, str):
             low = value.lower()
@@ -552,10 +561,15 @@ def match_columns(spec: LayerSpec, frame: gpd.GeoDataFrame, shapefile: bool = Fa
 
 def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float, float, float],
              progress: bool = False, make_valid: bool = False, unreadable: Mapping[int, str] | None = None,
-             repaired: list[str] | None = None) -> tuple[list[dict], list[Rejection], list[str]]:
+             repaired: list[str] | None = None, existing: Mapping[str, tuple[set, LayerSpec]] | None = None,
+             ) -> tuple[list[dict], list[Rejection], list[str]]:
     """Check every feature against the registry. Returns (records, rejections, ignored columns).
     ``unreadable``: why the geometry of a row (1-based) could not be read (:class:`Source`); ``repaired``
-    gets a line for each geometry ``make_valid`` repaired, with how its area changed."""
+    gets a line for each geometry ``make_valid`` repaired, with how its area changed; ``existing``: for a
+    reference field, the ids of the layer it refers to that exist (:func:`existing_references`), any other
+    id given there refused. A line without ``length_m`` gets its geodesic length, and a structure without a
+    class the class of that length (:func:`layers.spec.structure_class`), so the class the route check
+    uses and the length shown agree."""
     known = _known(spec)
     table = spec.model.__table__
     columns = [c for c in frame.columns if c != frame.geometry.name]
@@ -565,7 +579,8 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
         raise DataError(f"layer {spec.id!r} needs column(s) {', '.join(missing)}; the file has {', '.join(columns)}")
     fields = [(f, table.c[f.name]) for f in spec.fields if f.name in columns]
     id_spec = FieldSpec("id", "int", "", "")
-    unreadable = unreadable or {}
+    unreadable, existing = unreadable or {}, existing or {}
+    measure = spec.geometry_type == "LineString" and "length_m" in known
     records, rejections, first_row = [], [], {}
     rows = frame.to_dict("records")
     geoms = frame.geometry.values
@@ -589,6 +604,9 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
                 continue
             if f.required and record[f.name] is None:
                 reasons.append(f"{f.name}: required")
+            elif f.name in existing and record[f.name] is not None and record[f.name] not in existing[f.name][0]:
+                ref, v = existing[f.name][1], record[f.name]
+                reasons.append(f"{f.name} {v}: no such row in {ref.id} / {ref.title_zh}（{ref.id}）中无编号 {v}")
         if "id" in row:  # (a file with ids: each row one, each its own)
             try:
                 record["id"] = _cast(id_spec, row["id"], table.c["id"])
@@ -609,29 +627,68 @@ def validate(spec: LayerSpec, frame: gpd.GeoDataFrame, area: tuple[float, float,
         if reasons:
             rejections.append(Rejection(i, "; ".join(reasons)))
         else:
+            if measure and record.get("length_m") is None:
+                record["length_m"] = round(GEOD.geometry_length(geom), 1)
+            if "structure_class" in known and record.get("structure_class") is None:
+                record["structure_class"] = structure_class(record["kind"], record["length_m"])
             record["geom"] = f"SRID=4326;{geom.wkt}"
             records.append(record)
     return records, rejections, ignored
 
 
-def _dependents(conn: Connection, spec: LayerSpec) -> list[str]:
-    """The rows of other base layers that refer to this layer's rows ("12 enterprises (park_id)"): replacing
-    the layer would unlink or (ON DELETE CASCADE) delete them. Derived layers are left out: analyses redo them."""
-    table, found = spec.model.__table__, []
-    for other in registry.LAYERS:
-        if other.derived or other.id == spec.id:
+def existing_references(conn: Connection, spec: LayerSpec, frame: pd.DataFrame) -> dict[str, tuple[set, LayerSpec]]:
+    """For each field of ``spec`` in ``frame`` that refers to another layer (a foreign key of its model,
+    ``enterprise_id`` -> enterprises), the ids given there that exist, and that layer (:func:`validate`)."""
+    table, found = spec.model.__table__, {}
+    layers = {s.table: s for s in registry.LAYERS}
+    for f in spec.fields:
+        for fk in table.c[f.name].foreign_keys if f.name in frame.columns else ():
+            if fk.column.table.name not in layers:
+                continue
+            ids = set()
+            for v in frame[f.name]:
+                with contextlib.suppress(ValueError, TypeError):  # (a value that is no id: validation says why)
+                    ids.add(_cast(f, v, table.c[f.name], bounds=False))
+            ids.discard(None)
+            found[f.name] = (set(conn.execute(select(fk.column).where(fk.column == func.any(list(ids)))).scalars())
+                             if ids else set(), layers[fk.column.table.name])
+    return found
+
+
+# Foreign keys to a table, from the catalog (so a table no model knows of, or added by a later migration, counts).
+REFERRING = text("""
+    SELECT r.relname AS tbl, a.attname AS col FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+    WHERE c.contype = 'f' AND c.confrelid = CAST(:t AS regclass) AND c.conrelid <> c.confrelid ORDER BY 1, 2""")
+
+
+def _dependents(conn: Connection, spec: LayerSpec, records: list[dict]) -> tuple[list[str], list[str]]:
+    """What refers to this layer's rows, which replacing it would unlink or (ON DELETE CASCADE) delete:
+    (rows of other base layers, "12 enterprises (park_id)"; rows of other tables, the history kept of the
+    rows: "1200 monitoring_readings (sensor_id)"). Every foreign key to the table in the catalog counts,
+    but those of derived layers (analyses redo them) and of the rows the import writes itself (inventories).
+    Sensors are also named by their asset (layer and id) and alarms by their sensor's code, without a key."""
+    layers = {s.table: s for s in registry.LAYERS}
+    quote = conn.dialect.identifier_preparer.quote
+    base, history = [], []
+    for tbl, col in conn.execute(REFERRING, {"t": spec.table}).all():
+        other = layers.get(tbl)
+        if tbl in OWN_CHILDREN or (other is not None and other.derived):
             continue
-        for fk in other.model.__table__.foreign_keys:
-            if fk.column.table is table:
-                n = conn.execute(select(func.count()).select_from(fk.parent.table).where(fk.parent.isnot(None))).scalar()
-                if n:
-                    found.append(f"{n} {other.id} ({fk.parent.name})")
-    # sensors name their asset by layer and id (no foreign key: the asset may be a pond or an installation)
+        n = conn.execute(text(f"SELECT count(*) FROM {quote(tbl)} WHERE {quote(col)} IS NOT NULL")).scalar()
+        if n:
+            (base if other is not None else history).append(f"{n} {tbl} ({col})")
     if spec.id in ASSET_LAYERS:
         n = conn.execute(text("SELECT count(*) FROM monitoring_sensors WHERE asset_layer = :l"), {"l": spec.id}).scalar()
         if n:
-            found.append(f"{n} monitoring_sensors (asset_layer, asset_id)")
-    return found
+            base.append(f"{n} monitoring_sensors (asset_layer, asset_id)")
+    if spec.id == "monitoring_sensors":  # alarms whose sensor's code the file no longer gives
+        n = conn.execute(text("SELECT count(*) FROM monitoring_alarms WHERE sensor_code IN "
+                              "(SELECT code FROM monitoring_sensors WHERE code <> ALL(:codes))"),
+                         {"codes": [r["code"] for r in records]}).scalar()
+        if n:
+            history.append(f"{n} monitoring_alarms (sensor_code: they would name sensors that no longer exist)")
+    return base, history
 
 
 def _missing_assets(conn: Connection, records: list[dict]) -> list[str]:
@@ -645,15 +702,25 @@ def _missing_assets(conn: Connection, records: list[dict]) -> list[str]:
     return [f"{layer} {i}" for layer, i in sorted(wanted - found, key=str)]
 
 
-def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool = False) -> int:
+def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool = False,
+          discard_history: bool = False) -> int:
     """Insert validated records into the layer table on ``conn`` (the caller owns the transaction).
-    ``replace`` empties the layer first; DataError if rows of other layers refer to it (they would be lost)."""
+    ``replace`` empties the layer first; DataError if rows of other layers refer to it (they would be lost),
+    or rows of other tables (a sensor's readings and state, its alarms) unless ``discard_history``."""
     table = spec.model.__table__
     if replace:
-        dependents = _dependents(conn, spec)
-        if dependents:
-            raise DataError(f"--replace would unlink or delete what refers to {spec.id}: {', '.join(dependents)}; "
-                            f"replace those layers first, or import without --replace (append)")
+        base, history = _dependents(conn, spec, records)
+        if base:
+            raise DataError(f"--replace would unlink or delete what refers to {spec.id}: {', '.join(base)}; "
+                            f"replace those layers first, or import without --replace (append); nothing written",
+                            zh=f"--replace 会使引用 {spec.id} 的数据失去关联或被删除：{'，'.join(base)}；"
+                               f"请先替换这些图层，或不加 --replace（追加）导入；未写入任何数据")
+        if history and not discard_history:
+            raise DataError(f"--replace would lose the history kept of the rows of {spec.id}: {', '.join(history)}; "
+                            f"nothing written. Give --discard-history to replace them all the same, or import "
+                            f"without --replace (append)",
+                            zh=f"--replace 会丢失 {spec.id} 各行的历史记录：{'，'.join(history)}；未写入任何数据。"
+                               f"确需替换请加 --discard-history，或不加 --replace（追加）导入")
         conn.execute(delete(table))
     if spec.id == "monitoring_sensors":
         missing = _missing_assets(conn, records)
@@ -715,10 +782,10 @@ WRITTEN_BY_THE_SERVER = {"incidents": "the incident log is written by POST /emer
 def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs: str | None = None,
                 area: tuple[float, float, float, float], replace: bool = False, progress: bool = False,
                 make_valid: bool = False, source_layer: str | None = None, encoding: str | None = None,
-                say: Callable[[str], None] = lambda message: None) -> ImportResult:
+                discard_history: bool = False, say: Callable[[str], None] = lambda message: None) -> ImportResult:
     """Read, validate and write a whole file in one transaction, or raise and write nothing.
-    ``source_layer`` and ``encoding``: see :func:`read`; ``say`` is told each phase as it starts;
-    ``progress`` shows a bar while validating."""
+    ``source_layer`` and ``encoding``: see :func:`read`; ``discard_history``: see :func:`write`; ``say`` is
+    told each phase as it starts; ``progress`` shows a bar while validating."""
     if spec.derived or spec.id in WRITTEN_BY_THE_SERVER:
         raise DataError(f"{spec.id} is not imported: " + (WRITTEN_BY_THE_SERVER.get(spec.id)
                                                           or "it is derived, computed by `riskmap analyze`"))
@@ -727,23 +794,40 @@ def import_file(engine: Engine, spec: LayerSpec, path: str | Path, *, source_crs
     frame, matched = match_columns(spec, source.frame, source.shapefile)
     say(f"validating {len(frame)} features ...")
     repaired: list[str] = []
+    with engine.connect() as conn:
+        existing = existing_references(conn, spec, frame)
     records, rejections, ignored = validate(spec, frame, area, progress=progress, make_valid=make_valid,
-                                            unreadable=source.unreadable, repaired=repaired)
+                                            unreadable=source.unreadable, repaired=repaired, existing=existing)
     if rejections:
         raise ImportRejected(spec.id, rejections, len(frame))
     if not records:
         raise DataError(f"{Path(path).name} has no features")
+    notes = _notes(spec, records)  # (before write, which takes the inventories out of the records)
     say(f"writing {len(records)} features ...")
     try:
         with engine.begin() as conn:
-            n = write(conn, spec, records, replace=replace)
+            n = write(conn, spec, records, replace=replace, discard_history=discard_history)
     except IntegrityError as exc:  # (an id already taken, a reference to a missing row: rolled back)
         detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None)  # ("Key (id)=(1) already exists.")
         raise DataError(f"the database refused the rows, nothing written: {str(exc.orig).splitlines()[0]}"
                         + (f" ({detail})" if detail else "")) from None
     say(f"analysing the table {spec.table} ...")
     settle(engine, [spec])
-    return ImportResult(spec.id, n, ignored, source.crs, matched, repaired)
+    return ImportResult(spec.id, n, ignored, source.crs, matched, repaired, notes)
+
+
+def _notes(spec: LayerSpec, records: list[dict]) -> list[str]:
+    """Hazard installations without an inventory: GB 18218 finds no major hazard in them (S = 0), which an
+    import whose chemicals column was missing or misnamed (a 台账's 化学品名称/数量 columns) would not show."""
+    if spec.id != "hazard_installations":
+        return []
+    empty = [str(i) for i, r in enumerate(records, 1) if not r.get("chemicals")]
+    if not empty:
+        return []
+    rows = ", ".join(empty[:20]) + (f" … ({len(empty)})" if len(empty) > 20 else "")
+    return [f"rows {rows}: no chemicals (the inventory, a JSON list of {{name, cas, un_number, hazard_class, "
+            f"quantity_t}}): graded not a major hazard (S = 0) until given",
+            f"第 {rows} 行无化学品清单（chemicals 列）：补充前按非重大危险源（S = 0）计"]
 
 
 def select_columns(spec: LayerSpec, role: str) -> list:
@@ -753,11 +837,15 @@ def select_columns(spec: LayerSpec, role: str) -> list:
 
 
 def export_layer(engine: Engine, spec: LayerSpec, out: str | Path, fmt: str, role: str = "admin") -> int:
-    """Write a layer to GeoJSON, GeoPackage or CSV (lon/lat for points, WKT otherwise)."""
+    """Write a layer to GeoJSON, GeoPackage or CSV (lon/lat for points, WKT otherwise; UTF-8 with a byte-order
+    mark, which Excel needs to read Chinese text). Whole-number fields stay whole numbers, blanks included
+    (pandas would make a column with a blank float: 1131.0), typed Integer (Integer64 for bigint) in a GeoPackage."""
     table = spec.model.__table__
     query = select(*select_columns(spec, role), func.ST_AsBinary(table.c.geom).label("geom")).order_by(table.c.id)
     with engine.connect() as conn:
         frame = gpd.read_postgis(query, conn, geom_col="geom", crs="EPSG:4326")
+    for name in ["id"] + [f.name for f in spec.fields if f.type == "int" and f.name in frame.columns]:
+        frame[name] = frame[name].astype("Int64" if isinstance(table.c[name].type, BigInteger) else "Int32")
     if spec.id == "hazard_installations":
         frame["chemicals"] = _inventories(engine, frame["id"].tolist())
     out = Path(out)
@@ -773,7 +861,7 @@ def export_layer(engine: Engine, spec: LayerSpec, out: str | Path, fmt: str, rol
             df["lon"], df["lat"] = frame.geometry.x, frame.geometry.y
         else:
             df["wkt"] = frame.geometry.to_wkt(rounding_precision=-1)  # (full precision: 6 decimals lose ~7 cm)
-        df.to_csv(out, index=False)
+        df.to_csv(out, index=False, encoding="utf-8-sig")
     else:
         raise DataError(f"unknown export format {fmt!r}: use geojson, gpkg or csv")
     return len(frame)

@@ -34,6 +34,13 @@ def add_user(conn: Connection, name: str, role: str) -> str:
     return token
 
 
+def user_state(conn: Connection, name: str) -> tuple[str, bool] | None:
+    """(role, active) of the user ``name``, or None when there is none."""
+    table = User.__table__
+    row = conn.execute(select(table.c.role, table.c.active).where(table.c.name == name)).first()
+    return None if row is None else (row.role, row.active)
+
+
 def user_for_token(conn: Connection, token: str) -> tuple[str, str] | None:
     """(name, role) of the active user holding ``token``, or None."""
     table = User.__table__

@@ -10,7 +10,9 @@ water-source zones (see docs/demo-data.md). ``scale`` multiplies the facility, r
 accident counts (and densifies the roads) for the benchmarks.
 
 Everything is validated by ``layers.io.validate`` and written by ``layers.io.write`` in one
-transaction, like a user's import.
+transaction, like a user's import. The rasters are registered by :func:`register_raster`, which
+``riskmap rasters add`` uses too (after :func:`raster_row` has checked an operator's file).
+``riskmap serve`` loads the demo only where :func:`why_not_demo` finds no reason against it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import rasterio
 import shapely
-from sqlalchemy import bindparam, func, select
+from rasterio.warp import transform_bounds
+from sqlalchemy import Connection, case, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
@@ -35,8 +40,8 @@ from layers.errors import DataError, ImportRejected
 from layers.io import settle, validate, write
 from layers.settings import StoreSettings
 
-__all__ = ["SEED", "COUNTS", "ORDER", "Demo", "Progress", "build_demo", "load_demo", "load_demo_if_empty",
-           "districts_frame"]
+__all__ = ["SEED", "COUNTS", "ORDER", "RASTER_KINDS", "Demo", "Progress", "build_demo", "load_demo",
+           "load_demo_if_empty", "why_not_demo", "demo_extent", "raster_row", "register_raster", "districts_frame"]
 
 log = logging.getLogger("riskmap.demo")
 SEED = 20240601
@@ -59,16 +64,18 @@ class Demo:
 
 
 class Progress:
-    """Plain progress lines with the elapsed time (stderr), also sent to the log."""
+    """Progress lines with the elapsed time: printed to stderr, or with ``echo=False`` (under ``riskmap
+    serve``, whose log goes to stderr) sent to the log instead (once, not both)."""
 
     def __init__(self, echo: bool = True):
         self.start, self.echo = time.monotonic(), echo
 
     def __call__(self, message: str) -> None:
         line = f"[{time.monotonic() - self.start:6.1f} s] {message}"
-        log.info(line)
         if self.echo:
             print(line, file=sys.stderr, flush=True)
+        else:
+            log.info(line)
 
 
 def _wgs84(frame: gpd.GeoDataFrame, layer_id: str) -> gpd.GeoDataFrame:
@@ -141,6 +148,59 @@ def build_demo(store: StoreSettings, scale: int = 1, seed: int = SEED, progress:
     return Demo(layers, rasters, time.monotonic() - say.start)
 
 
+# The rasters analyses read, by name: population (people per cell: hazchem α and exposure rings, emergency
+# zones, people downstream of tailings ponds) and dem (metres: downstream paths of tailings ponds).
+RASTER_KINDS = {"population": ("人口格网", "Population grid", "people per cell"),
+                "dem": ("数字高程模型", "Elevation model", "m")}
+
+
+def raster_row(kind: str, path: Path, area: tuple[float, float, float, float], synthetic: bool = False,
+               source: str | None = None) -> dict:
+    """The ``rasters`` row registering an operator's GeoTIFF (``riskmap rasters add``), once it is checked:
+    a known kind, a single-band raster rasterio opens, with a CRS, overlapping the area box, and (population)
+    no value below 0 outside nodata. The file is referenced where it is (absolute path), like the demo's."""
+    if kind not in RASTER_KINDS:
+        raise DataError(f"unknown raster kind {kind!r}; kinds: {', '.join(RASTER_KINDS)}",
+                        zh=f"未知栅格类型 {kind!r}；可用：{', '.join(RASTER_KINDS)}")
+    path = Path(path).resolve()
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataError(f"cannot open {path} as a raster: {exc}", zh=f"无法以栅格打开 {path}") from None
+    with src:
+        if src.crs is None:
+            raise DataError(f"{path.name} has no CRS: write one into it (e.g. gdal_edit.py -a_srs EPSG:4544 FILE)",
+                            zh=f"{path.name} 没有坐标系：请先写入（如 gdal_edit.py -a_srs EPSG:4544 文件）")
+        if src.count != 1:
+            raise DataError(f"{path.name} has {src.count} bands; a {kind} raster has one",
+                            zh=f"{path.name} 有 {src.count} 个波段，{kind} 栅格应只有一个")
+        west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+        if west > area[2] or east < area[0] or south > area[3] or north < area[1]:
+            raise DataError(f"{path.name} covers [{west:.3f},{south:.3f},{east:.3f},{north:.3f}], outside the area box "
+                            f"RISKMAP_AREA_BBOX={list(area)}",
+                            zh=f"{path.name} 的范围不在区域范围 RISKMAP_AREA_BBOX 内")
+        if kind == "population":  # (block by block: a national grid need not fit in memory)
+            negative = sum(int((src.read(1, window=w, masked=True) < 0).sum()) for _, w in src.block_windows(1))
+            if negative:
+                raise DataError(f"{path.name} holds negative people in {negative} cells; make them nodata or 0",
+                                zh=f"{path.name} 有 {negative} 个格的人口为负值：请设为无数据或 0")
+        crs = src.crs.to_string()
+    title_zh, title_en, units = RASTER_KINDS[kind]
+    return dict(name=kind, title_zh=title_zh, title_en=title_en, path=str(path), crs=crs, units=units,
+                synthetic=synthetic, source=source or f"{path.name} (riskmap rasters add)")
+
+
+def register_raster(conn: Connection, row: dict) -> str | None:
+    """Register ``row`` in ``rasters`` by its name, replacing a raster of that name; returns the path it replaced."""
+    table = models.Raster.__table__
+    before = conn.execute(select(table.c.path).where(table.c.name == row["name"])).scalar()
+    stmt = pg_insert(table).values(**row)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[table.c.name],
+                                            set_={k: stmt.excluded[k] for k in row if k != "name"}
+                                            | {"updated_at": func.now()}))
+    return before
+
+
 def load_demo(engine: Engine, store: StoreSettings, scale: int = 1, seed: int = SEED, replace: bool = False,
               progress: Progress | None = None) -> dict[str, int]:
     """Build the demo and write it in one transaction through the import validation.
@@ -170,27 +230,62 @@ def load_demo(engine: Engine, store: StoreSettings, scale: int = 1, seed: int = 
     with engine.begin() as conn:
         for layer_id in ORDER:
             written[layer_id] = write(conn, registry.get(layer_id), checked[layer_id], replace=replace)
-        table = models.Raster.__table__
         for row in demo.rasters:
-            stmt = pg_insert(table).values(**row)
-            conn.execute(stmt.on_conflict_do_update(index_elements=[table.c.name],
-                                                    set_={k: stmt.excluded[k] for k in row if k != "name"}
-                                                    | {"updated_at": func.now()}))
+            register_raster(conn, row)
     settle(engine, [registry.get(i) for i in ORDER])
     say("demo: loaded " + ", ".join(f"{k}={v}" for k, v in written.items()))
     return written
 
 
+def demo_extent() -> tuple[float, float, float, float]:
+    """Lon/lat bounds (west, south, east, north) of the demo: its 14 districts, inside which it is built."""
+    return tuple(float(v) for v in districts_frame().total_bounds)
+
+
+def why_not_demo(conn: Connection, store: StoreSettings) -> tuple[int, str] | None:
+    """Why ``riskmap serve`` leaves the demo out (log level, one bilingual line), or None when it loads it: only
+    into a database whose every registry layer (and the ``rasters`` table) is empty, and only when the
+    area box (``RISKMAP_AREA_BBOX``) contains the demo's extent (another city's box would reject the demo)."""
+    busy = [spec.id for spec in registry.LAYERS
+            if conn.execute(select(literal(1)).select_from(spec.model.__table__).limit(1)).first()]
+    busy += [f"raster {name}" for name in conn.execute(select(models.Raster.name)).scalars()]
+    if busy:
+        shown = ", ".join(busy[:3]) + (f" … ({len(busy)})" if len(busy) > 3 else "")
+        return logging.INFO, f"未载入昆明演示数据：数据库已有数据（{shown}）/ Kunming demo not loaded: the database holds data ({shown})"
+    (w, s, e, n), box = demo_extent(), store.area_bbox
+    if not (box[0] <= w and box[1] <= s and e <= box[2] and n <= box[3]):
+        return logging.WARNING, (f"未载入昆明演示数据：区域范围 RISKMAP_AREA_BBOX={list(box)} 不包含演示数据范围 [{w:.2f},{s:.2f},{e:.2f},"
+                f"{n:.2f}]；请用 riskmap import 导入本市图层（README“Another city”），加 --no-demo 不再提示 / Kunming demo not "
+                f"loaded: the area box RISKMAP_AREA_BBOX={list(box)} does not contain the demo's extent "
+                f"[{w:.2f},{s:.2f},{e:.2f},{n:.2f}]; import your own layers with `riskmap import` (README, \"Another "
+                "city\"); `riskmap serve --no-demo` silences this line")
+    return None
+
+
 def load_demo_if_empty(engine: Engine, store: StoreSettings) -> bool:
-    """Load the demo (scale 1) into an empty database (no admin areas yet); False if data is there
-    (the demo's districts then get the English names a demo loaded before them lacks)."""
+    """Load the demo (scale 1) when :func:`why_not_demo` allows, else log why not and return False.
+
+    A database holding the demo's districts without English names (loaded before they existed) gets them;
+    nothing is written when none is missing (a write would bump the layer's version, staling its caches).
+    A demo that fails validation is logged, not raised: nothing of it is written.
+    """
     table = registry.get("admin_areas").model.__table__
     with engine.begin() as conn:
-        if conn.execute(select(func.count()).select_from(table)).scalar_one():
-            conn.execute(table.update().where(table.c.adcode == bindparam("a"), table.c.name_en.is_(None),
-                                              table.c.source == SOURCE_DISTRICTS).values(name_en=bindparam("n")),
-                         [{"a": a, "n": n} for a, n in district_names_en().itertuples(index=False)])
-            return False
-    log.info("loading the Kunming demo data")
-    load_demo(engine, store, replace=True)
+        reason = why_not_demo(conn, store)
+        unnamed = set(conn.execute(select(table.c.adcode).where(table.c.name_en.is_(None),
+                                                                table.c.source == SOURCE_DISTRICTS)).scalars())
+        names = {a: n for a, n in district_names_en().itertuples(index=False) if a in unnamed}
+        if names:  # (one statement: the version trigger fires once a statement)
+            conn.execute(table.update().where(table.c.adcode.in_(names), table.c.name_en.is_(None),
+                                              table.c.source == SOURCE_DISTRICTS)
+                         .values(name_en=case(names, value=table.c.adcode)))
+    if reason:
+        log.log(*reason)
+        return False
+    log.info("载入昆明演示数据 / loading the Kunming demo data")
+    try:
+        load_demo(engine, store, replace=True, progress=Progress(echo=False))
+    except DataError as exc:
+        log.error("未载入昆明演示数据（未写入任何内容）/ Kunming demo not loaded (nothing written): %s", exc)
+        return False
     return True

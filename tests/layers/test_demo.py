@@ -23,7 +23,8 @@ from api.app import create_app
 from api.settings import ApiSettings
 from gis import gb18218, hazchem
 from layers.crs import METRIC_EPSG
-from layers.demo import COUNTS, SEED, build_demo, facilities, load_demo, load_demo_if_empty
+from layers.demo import (COUNTS, ORDER, SEED, Progress, build_demo, demo_extent, facilities, load_demo,
+                         load_demo_if_empty)
 from layers.demo.sources import DIANCHI_WGS84, KUNMING, Inputs
 from layers.errors import DataError
 from layers.io import read_source
@@ -328,12 +329,37 @@ def test_same_seed_same_data_and_scale_multiplies(demo_store, capsys):
 
 
 def test_load_refuses_a_database_with_data_unless_replace(demo_engine, demo_store):
+    def admin_areas_version():
+        return scalar(demo_engine, "SELECT version FROM layer_versions WHERE layer = 'admin_areas'")
+
     with demo_engine.begin() as conn:  # a demo loaded before districts had English names
         conn.execute(text("UPDATE admin_areas SET name_en = NULL WHERE adcode IN ('530102', '530181')"))
+    before = admin_areas_version()
     assert load_demo_if_empty(demo_engine, demo_store) is False
-    with demo_engine.connect() as conn:  # ... gets them when the server starts on it
+    with demo_engine.connect() as conn:  # ... gets them when the server starts on it (one write)
         names = dict(conn.execute(text(
             "SELECT adcode, name_en FROM admin_areas WHERE adcode IN ('530102', '530181')")).all())
     assert names == {"530102": "Wuhua District", "530181": "Anning City"}
+    assert admin_areas_version() == before + 1
+    assert load_demo_if_empty(demo_engine, demo_store) is False  # nothing to change: no write, same version
+    assert admin_areas_version() == before + 1
     with pytest.raises(DataError, match="--replace"):
         load_demo(demo_engine, demo_store)
+
+
+def test_the_demo_lies_within_its_extent(demo_engine):
+    """`riskmap serve` loads the demo only when the area box contains ``demo_extent`` (the districts' bounds):
+    every feature of it must then pass the area check."""
+    west, south, east, north = demo_extent()
+    assert (round(west, 2), round(south, 2), round(east, 2), round(north, 2)) == (102.17, 24.39, 103.67, 26.55)
+    for layer in ORDER:
+        w, s, e, n = (scalar(demo_engine, f"SELECT {f}(geom)) FROM {layer}")
+                      for f in ("min(ST_XMin", "min(ST_YMin", "max(ST_XMax", "max(ST_YMax"))
+        assert west <= w and south <= s and e <= east and n <= north, layer
+
+
+def test_progress_lines_are_printed_or_logged_once(capsys, caplog):
+    with caplog.at_level("INFO", logger="riskmap.demo"):
+        Progress()("demo: one")
+        Progress(echo=False)("demo: two")  # (under `riskmap serve`, whose log goes to stderr)
+    assert "demo: one" in capsys.readouterr().err and [r.getMessage()[-9:] for r in caplog.records] == ["demo: two"]

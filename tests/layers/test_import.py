@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from layers import crs, registry
 from layers.errors import DataError, ImportRejected
-from layers.io import export_layer, import_file
+from layers.io import ROW_NOTE, export_layer, import_file
 from layers.settings import StoreSettings
 
 from conftest import FIXTURES, RISKMAP, load, settled
@@ -321,7 +321,7 @@ def test_cli_source_layer(db_url, clean, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "imported 1 features into receptors" in r.stdout
     r = subprocess.run([RISKMAP, "import", "--help"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
-    assert "--source-layer" in r.stdout and "holds several" in r.stdout
+    assert "--source-layer" in r.stdout and "holds several" in " ".join(r.stdout.split())  # (help text wrapped)
 
 
 # ---- a GeoJSON property holding a list or an object ---------------------------------------------------
@@ -584,7 +584,7 @@ def test_cli_says_each_phase_and_no_library_warnings(db_url, clean, tmp_path):
     assert r.stderr.splitlines() == [
         "reading bad.geojson ...", "validating 3 features ...",
         "error: 2 of 3 features rejected for layer 'receptors'; nothing written",
-        "  row 2: id: 9 is also row 1's", "  row 3: missing or empty geometry"]
+        "  row 2: id: 9 is also row 1's", "  row 3: missing or empty geometry", f"({ROW_NOTE})"]
     path = tmp_path / "gbk.csv"
     path.write_bytes("name,kind,lon,lat\n学校一,学校,102.71,25.04\n".encode("gbk"))
     r = subprocess.run([RISKMAP, "import", "receptors", str(path), "--encoding", "GBK"], env=env,
@@ -593,3 +593,148 @@ def test_cli_says_each_phase_and_no_library_warnings(db_url, clean, tmp_path):
         "reading gbk.csv ...", "validating 1 features ...", "writing 1 features ...",
         "analysing the table receptors ..."], r.stderr
     assert _names(clean, "receptors") == ["学校一"]
+
+
+# ---- QA: history on --replace, structure lengths, references, exports, bounds, row numbers ------------
+
+def test_replacing_sensors_refuses_to_discard_their_history(db_url, clean, tmp_path):
+    load(clean, "tailings_ponds", gpd.GeoDataFrame({"name": ["库一"]}, geometry=[shapely.box(102.70, 25.0, 102.71, 25.01)],
+                                                   crs=4326))
+    sensors = tmp_path / "s.csv"
+    sensors.write_text("code,kind,asset_layer,asset_id,lon,lat\nS1,displacement,tailings_ponds,1,102.705,25.005\n",
+                       encoding="utf-8")
+    import_file(clean, registry.get("monitoring_sensors"), sensors, area=AREA)
+    with clean.begin() as conn:  # two readings, the sensor's state and an alarm it raised
+        conn.execute(text("INSERT INTO monitoring_readings (sensor_id, time, value) VALUES "
+                          "(1, '2024-05-01 08:00+08', 1.5), (1, '2024-05-01 08:10+08', 1.7)"))
+        conn.execute(text("INSERT INTO monitoring_sensor_state (sensor_id) VALUES (1)"))
+        conn.execute(text("INSERT INTO monitoring_alarms (asset_layer, asset_id, item, level, max_level, opened_at, "
+                          "updated_at, sensor_code) VALUES ('tailings_ponds', 1, 'displacement', 2, 2, now(), now(), 'S1')"))
+    moved = tmp_path / "moved.csv"  # the sensor under another code, elsewhere on the pond
+    moved.write_text("code,kind,asset_layer,asset_id,lon,lat\nS9,displacement,tailings_ponds,1,102.706,25.006\n",
+                     encoding="utf-8")
+
+    def history(conn):
+        return [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in
+                ("monitoring_sensors", "monitoring_readings", "monitoring_sensor_state", "monitoring_alarms")]
+
+    with pytest.raises(DataError) as err:
+        import_file(clean, registry.get("monitoring_sensors"), moved, area=AREA, replace=True)
+    assert "2 monitoring_readings (sensor_id), 1 monitoring_sensor_state (sensor_id), 1 monitoring_alarms" in str(err.value)
+    assert "--discard-history" in str(err.value) and "--discard-history" in err.value.zh
+    assert "历史记录" in err.value.zh
+    with clean.connect() as conn:
+        assert history(conn) == [1, 2, 1, 1]  # nothing lost
+    env = {**os.environ, "DATABASE_URL": db_url}
+    r = subprocess.run([RISKMAP, "import", "monitoring_sensors", str(moved), "--replace"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "2 monitoring_readings" in r.stderr and "确需替换请加 --discard-history" in r.stderr
+    r = subprocess.run([RISKMAP, "import", "monitoring_sensors", str(moved), "--replace", "--discard-history"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with clean.connect() as conn:  # readings and state gone with the sensor; the pond's alarm kept
+        assert history(conn) == [1, 0, 0, 1]
+        assert conn.execute(text("SELECT code FROM monitoring_sensors")).scalar_one() == "S9"
+    # the same codes again: only the readings and states (none now) would be lost, not the alarms' sensors
+    import_file(clean, registry.get("monitoring_sensors"), moved, area=AREA, replace=True)
+
+
+def test_structures_without_a_length_take_it_and_their_class_from_their_line(clean, tmp_path):
+    from gis.routing import STRUCTURE_CLASS_SQL
+    from layers.io import GEOD
+
+    def line(lon, lat, metres):  # a straight line east of (lon, lat), ``metres`` long on the ellipsoid
+        x, y, _ = GEOD.fwd(lon, lat, 90, metres)
+        return f"LINESTRING ({lon} {lat}, {x} {y})"
+
+    path = tmp_path / "st.csv"
+    path.write_text("name,kind,length_m,wkt\n"
+                    f"大桥,bridge,,\"{line(102.70, 25.00, 1509)}\"\n"      # 特大桥: L > 1000 m (JTG D60-2015)
+                    f"隧道,tunnel,,\"{line(102.70, 25.02, 1662)}\"\n"      # 长隧道: 1000 < L <= 3000 m (JTG 3370.1)
+                    f"中桥,bridge,45,\"{line(102.70, 25.04, 1509)}\"\n",  # a given length is kept, and classes it
+                    encoding="utf-8")
+    import_file(clean, registry.get("restricted_structures"), path, area=AREA)
+    with clean.connect() as conn:
+        rows = conn.execute(text(f"SELECT name, length_m, structure_class, {STRUCTURE_CLASS_SQL} AS class "
+                                 "FROM restricted_structures s ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("大桥", 1509.0, "bridge_xl", "bridge_xl"), ("隧道", 1662.0, "tunnel_l", "tunnel_l"),
+                                        ("中桥", 45.0, "bridge_m", "bridge_m")]
+
+
+def test_references_to_missing_rows_are_rejected_row_by_row(clean, tmp_path):
+    load(clean, "enterprises", gpd.GeoDataFrame({"name": ["企业一"]}, geometry=[shapely.box(102.70, 25.03, 102.71, 25.04)],
+                                                crs=4326))
+    square = "POLYGON ((102.70 25.03, 102.701 25.03, 102.701 25.031, 102.70 25.03))"
+    path = tmp_path / "hi.csv"
+    path.write_text("name,enterprise_id,level,wkt\n"
+                    f"罐区一,1,2,\"{square}\"\n"
+                    f"罐区二,999,2,\"{square}\"\n"     # no enterprise 999
+                    f"罐区三,,7,\"{square}\"\n"        # no level 7
+                    f"罐区四,998,1,\"{square}\"\n", encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, registry.get("hazard_installations"), path, area=AREA)
+    assert [(r.row, r.reason) for r in err.value.rejections] == [
+        (2, "enterprise_id 999: no such row in enterprises / 危险化学品企业（enterprises）中无编号 999"),
+        (3, "level: 7 is not a valid code (allowed: 1, 2, 3, 4)"),
+        (4, "enterprise_id 998: no such row in enterprises / 危险化学品企业（enterprises）中无编号 998")]
+    assert count(clean, registry.get("hazard_installations")) == 0
+
+
+def test_out_of_range_whole_numbers_quote_the_fields_own_bounds(clean, tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("name,kind,people,lon,lat\na,school,99999999999,102.71,25.04\nb,school,-99999999999,102.71,25.04\n",
+                    encoding="utf-8")
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, RECEPTORS, path, area=AREA)
+    assert [r.reason for r in err.value.rejections] == ["people: 99999999999 is above the maximum of 10000000",
+                                                        "people: -99999999999 is below the minimum of 0"]
+    path.write_text("name,enterprise_id,wkt\na,99999999999,\"POLYGON ((102.7 25, 102.71 25, 102.71 25.01, 102.7 25))\"\n",
+                    encoding="utf-8")  # a field without bounds: its column's range
+    with pytest.raises(ImportRejected) as err:
+        import_file(clean, registry.get("hazard_installations"), path, area=AREA)
+    assert err.value.rejections[0].reason == \
+        "enterprise_id: 99999999999 is out of range (a whole number of at most 2147483647)"
+
+
+def test_exports_for_excel_and_gis_keep_whole_numbers_and_import_back(clean, tmp_path):
+    load(clean, "enterprises", gpd.GeoDataFrame({"name": ["企业一"]}, geometry=[shapely.box(102.70, 25.03, 102.71, 25.04)],
+                                                crs=4326))
+    load(clean, "receptors", gpd.GeoDataFrame(
+        {"name": ["学校一", "居住区二"], "kind": ["school", "residential"], "people": [1131, None]},
+        geometry=[shapely.Point(102.70, 25.03), shapely.Point(102.72, 25.05)], crs=4326))
+    load(clean, "hazard_installations", gpd.GeoDataFrame(
+        {"name": ["罐区一", "罐区二"], "enterprise_id": [1, None], "level": [2, None],
+         "chemicals": ['[{"name": "氯", "quantity_t": 12.5}]', None]},
+        geometry=[shapely.box(102.70, 25.03, 102.701, 25.031), shapely.box(102.72, 25.03, 102.721, 25.031)], crs=4326))
+    columns = {"receptors": "id, name, kind, people, ST_AsText(geom)",
+               "hazard_installations": "id, name, enterprise_id, level, ST_AsText(geom)"}
+
+    def rows(layer):
+        with clean.connect() as conn:
+            return conn.execute(text(f"SELECT {columns[layer]} FROM {layer} ORDER BY id")).all()
+
+    for layer, ints in (("receptors", ["people"]), ("hazard_installations", ["enterprise_id", "level"])):
+        spec, before = registry.get(layer), rows(layer)
+        for fmt in ("csv", "geojson", "gpkg"):
+            export_layer(clean, spec, tmp_path / f"{layer}.{fmt}", fmt)
+        raw = (tmp_path / f"{layer}.csv").read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 with a byte-order mark: Excel reads the Chinese
+        cells = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+        assert [[c[f] for f in ["id"] + ints] for c in cells] == (
+            [["1", "1131"], ["2", ""]] if layer == "receptors" else [["1", "1", "2"], ["2", "", ""]])
+        props = [f["properties"] for f in json.loads((tmp_path / f"{layer}.geojson").read_text())["features"]]
+        assert [[p[f] for f in ints] for p in props] == ([[1131], [None]] if layer == "receptors" else [[1, 2], [None, None]])
+        assert all(type(p[f]) is int for p in props[:1] for f in ints)  # (1131, not 1131.0)
+        import pyogrio
+        info = pyogrio.read_info(tmp_path / f"{layer}.gpkg")
+        types = dict(zip(info["fields"], info["ogr_types"]))
+        assert [types[f] for f in ["id"] + ints] == ["OFTInteger"] * (1 + len(ints))
+        result = import_file(clean, spec, tmp_path / f"{layer}.csv", area=AREA, replace=True)
+        assert rows(layer) == before
+        # an installation without an inventory is written, and said (GB 18218 finds no major hazard in it)
+        assert result.notes == ([] if layer == "receptors" else [
+            "rows 2: no chemicals (the inventory, a JSON list of {name, cas, un_number, hazard_class, quantity_t}): "
+            "graded not a major hazard (S = 0) until given", "第 2 行无化学品清单（chemicals 列）：补充前按非重大危险源（S = 0）计"])
+    with clean.connect() as conn:  # the inventory came back with its installation
+        assert conn.execute(text("SELECT installation_id, name, quantity_t FROM installation_chemicals")).one() == \
+            (1, "氯", 12.5)
