@@ -496,7 +496,7 @@ def rasters_add(
 ) -> None:
     """Check a GeoTIFF (opens, has a CRS, one band, overlaps the area box; population >= 0) and register it as
     KIND, replacing the raster of that kind (e.g. the demo's)."""
-    from layers.demo import raster_row, register_raster
+    from layers.rasters import raster_row, register_raster
 
     store = StoreSettings()
     try:

@@ -25,14 +25,13 @@ import geopandas as gpd
 import numpy as np
 import osmium
 import shapely
-from pyproj import Geod
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy.engine import Engine
 
 from layers import registry
 from layers.errors import DataError, ImportRejected
-from layers.io import settle, validate, write
+from layers.io import GEOD, settle, validate, write
 from layers.spec import structure_class
 
 CLASS_MAP = {
@@ -45,7 +44,6 @@ MINOR = {"unclassified": "urban", "residential": "urban", "living_street": "urba
 STRUCTURE_ROADS = ("motorway", "trunk", "primary", "secondary")
 RESTRICTED_CLASSES = frozenset({"bridge_xl", "bridge_l", "tunnel_xl", "tunnel_l", "tunnel_m"})
 SOURCE = "OpenStreetMap contributors (ODbL 1.0), {file}"
-_GEOD = Geod(ellps="WGS84")
 _SPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph)?\s*$", re.I)
 
 
@@ -154,11 +152,11 @@ def read_osm_roads(path: str | Path, area: tuple[float, float, float, float], in
             if last or uses[node[0]] > 1 or seen[node[0]] > 1 or node[0] == nodes[0][0]:
                 line = shapely.LineString([(n[1], n[2]) for n in piece])
                 if line.length > 0:
-                    rows.append(attrs | {"length_m": round(_GEOD.geometry_length(line), 1), "geometry": line})
+                    rows.append(attrs | {"length_m": round(GEOD.geometry_length(line), 1), "geometry": line})
                 piece = [node]
         if structures and (bridge or tunnel) and road_class in STRUCTURE_ROADS:
             line = shapely.LineString([(n[1], n[2]) for n in nodes])
-            length = _GEOD.geometry_length(line)
+            length = GEOD.geometry_length(line)
             kind = "bridge" if bridge else "tunnel"
             cls = structure_class(kind, length)
             if cls in RESTRICTED_CLASSES:
