@@ -78,6 +78,7 @@ class AccessLog:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start, status = time.perf_counter(), [500]
+        scope.setdefault("state", {})  # (shared with the request: current_user puts the user's name in it)
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
@@ -100,6 +101,8 @@ class AccessLog:
                     "method": scope["method"], "path": scope["path"],
                     "query": scope.get("query_string", b"").decode("latin-1") or None,
                     "status": status[0], "ms": round(seconds * 1000, 1),
+                    # who: the token's user (requests that looked it up; null: anonymous or a fast path), from where
+                    "user": (scope.get("state") or {}).get("user"), "client": (scope.get("client") or (None,))[0],
                 }, ensure_ascii=False))
 
 

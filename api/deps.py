@@ -61,6 +61,7 @@ def current_user(request: Request, conn: ConnDep,
         if not found:
             raise Unauthorized("invalid or revoked token", zh="令牌无效或已撤销")
         feed.remember(token_hash, found, generation)
+    request.state.user = found[0]  # (the access log names who made the request)
     return Principal(*found)
 
 

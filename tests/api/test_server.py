@@ -2,6 +2,7 @@
 DATABASE_URL; GDAL's OAPIF driver reads it; tokens made by the CLI while it runs; DB loss -> 503."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -209,3 +210,14 @@ def test_openapi_documents_the_400_error_shape_the_api_answers(client):
         "$ref": "#/components/schemas/Error"}
     r = client.get("/api/search")  # what it documents is what it answers
     assert r.status_code == 400 and set(r.json()) <= set(schema["components"]["schemas"]["Error"]["properties"])
+
+
+def test_the_access_log_names_the_user_and_client(client, clean, token, caplog):
+    """(QA: nothing recorded who changed what.) Each request's line names the token's user and the client."""
+    tok = token("editor", "li.editor")
+    with caplog.at_level(logging.INFO, logger="riskmap.access"):
+        client.get("/auth/me", headers={"Authorization": f"Bearer {tok}"})
+        client.get("/auth/me")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "riskmap.access"]
+    assert [(x["path"], x["user"], x["client"]) for x in lines] == [
+        ("/auth/me", "li.editor", "testclient"), ("/auth/me", None, "testclient")]
