@@ -160,7 +160,8 @@ def install(app: FastAPI, refused_before_body) -> None:
 
     def db_down(request: Request, exc: Exception):
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return _json(503, "DatabaseUnavailable", "the database is unavailable; retry shortly", "数据库暂时不可用，请稍后重试")
+        return _json(503, "DatabaseUnavailable", "the database is unavailable; retry shortly", "数据库暂时不可用，请稍后重试",
+                     headers={"Retry-After": "5"})
 
     def is_connection_error(exc: DBAPIError) -> bool:
         return isinstance(exc, OperationalError) or exc.connection_invalidated

@@ -17,3 +17,5 @@ class Metrics:
         self.tile_truncated = Counter("riskmap_tiles_truncated_total", "Tiles whose feature cap was hit", ["layer"],
                                       registry=self.registry)
         self.pool = Gauge("riskmap_db_pool_connections", "Database pool connections", ["state"], registry=self.registry)
+        self.database_up = Gauge("riskmap_database_up", "1 while the server follows the database's changes "
+                                 "(its listening connection is up), else 0", registry=self.registry)

@@ -211,6 +211,7 @@ def metrics(request: Request):
     pool = request.app.state.engine.pool
     m.pool.labels("checked_out").set(pool.checkedout())
     m.pool.labels("idle").set(pool.checkedin())
+    m.database_up.set(1 if request.app.state.changes.live else 0)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -16,7 +16,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from conftest import RISKMAP, free_port, serve, stop, throwaway_cluster
+from conftest import RISKMAP, eventually, free_port, serve, stop, throwaway_cluster
 from layers.db import migrate
 
 def test_cli_help_lists_every_command():
@@ -107,11 +107,13 @@ def test_database_loss_gives_503_and_recovers():
             for path in ("/collections/receptors/items", "/readyz", "/api/layers"):
                 r = client.get(path)
                 assert r.status_code == 503, (path, r.text)
-                assert "unavailable" in r.json()["description"]
+                assert "unavailable" in r.json()["description"] and r.headers["retry-after"] == "5"
+            assert eventually(lambda: "riskmap_database_up 0.0" in client.get("/metrics").text)
             assert client.get("/healthz").status_code == 200
             cluster.start()
             assert client.get("/collections/receptors/items").status_code == 200
             assert client.get("/readyz").status_code == 200
+            assert eventually(lambda: "riskmap_database_up 1.0" in client.get("/metrics").text)
     finally:
         cluster.destroy()
 
