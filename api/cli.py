@@ -400,13 +400,18 @@ def users_add(
 
 @users_app.command("list")
 def users_list() -> None:
-    """List users and roles."""
+    """List users: name, role, state and when each was created (Beijing time)."""
+    from layers.io import SHANGHAI
     from layers.users import list_users
 
     with database() as (_, engine):
         with engine.connect() as conn:
-            for u in list_users(conn):
-                typer.echo(f"{u['name']:20} {u['role']:16} {'active' if u['active'] else 'revoked'}")
+            users = list_users(conn)
+    width = max([len("name")] + [len(u["name"]) for u in users])  # (columns line up under long names too)
+    typer.echo(f"{'name':{width}}  {'role':16} {'state':8} created (UTC+8)")
+    for u in users:
+        made = u["created_at"].astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if u["created_at"] else "-"
+        typer.echo(f"{u['name']:{width}}  {u['role']:16} {'active' if u['active'] else 'revoked':8} {made}")
 
 
 @users_app.command("remove")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -186,6 +187,16 @@ def test_users_add_says_when_an_existing_users_role_changes(db_url, clean):
     r = riskmap("users", "add", "li", "--role", "admin", env=env)
     assert "role of li changed: planner → admin" in r.stdout and "角色已更改" in r.stdout
     assert "changed" not in riskmap("users", "add", "li", "--role", "admin", env=env).stdout
+    # the list lines up under a long name and says when each user was made
+    riskmap("users", "add", "a.very.long.gateway.name", "--role", "gateway", env=env)
+    riskmap("users", "remove", "li", env=env)
+    lines = riskmap("users", "list", env=env).stdout.splitlines()
+    assert lines[0].split() == ["name", "role", "state", "created", "(UTC+8)"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["li"].split()[1:3] == ["admin", "revoked"] and rows["a.very.long.gateway.name"].split()[1:3] == [
+        "gateway", "active"]
+    assert len({line.index(" admin ") if " admin " in line else line.index(" gateway ") for line in lines[1:]}) == 1
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d$", rows["li"])
 
 
 def test_help_shows_no_bool_types_and_explains_users_add():
