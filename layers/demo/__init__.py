@@ -195,7 +195,8 @@ def why_not_demo(conn: Connection, store: StoreSettings) -> tuple[int, str] | No
     busy += [f"raster {name}" for name in conn.execute(select(models.Raster.name)).scalars()]
     if busy:
         shown = ", ".join(busy[:3]) + (f" … ({len(busy)})" if len(busy) > 3 else "")
-        return logging.INFO, f"未载入昆明演示数据：数据库已有数据（{shown}）/ Kunming demo not loaded: the database holds data ({shown})"
+        return logging.INFO, (f"数据库已有数据（{shown}），不（再）载入昆明演示数据 / the database holds data ({shown}): "
+                              "the Kunming demo is not loaded (again)")
     (w, s, e, n), box = demo_extent(), store.area_bbox
     if not (box[0] <= w and box[1] <= s and e <= box[2] and n <= box[3]):
         return logging.WARNING, (f"未载入昆明演示数据：区域范围 RISKMAP_AREA_BBOX={list(box)} 不包含演示数据范围 [{w:.2f},{s:.2f},{e:.2f},"
