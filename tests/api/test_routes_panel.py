@@ -220,7 +220,10 @@ def test_broken_upload_drops_the_previous_route(site, token):
 
 def test_plan_from_off_the_road_until_a_later_departure(site, token):
     rc = token("route_controller")
-    off = (102.705, 25.008)  # ~1 km from the nearest road node (O)
+    # over 1 km from every road node (the graph cuts each road into edges of at most 500 m: a point near a road is
+    # near a node): 1057 m from the nearest, M1's cut point 0.016° east of O (M1, 2019 m, in 5 edges of 0.004°);
+    # 1095 m from the next one on M1, 1175 m from the nearest of U2
+    off, start = (102.715, 25.0095), (102.716, 25.0)
     with browser_page() as (page, errors):
         open_panel(page, site, rc, center=(25.005, 102.73), zoom=14)  # (P left of the panel)
         page.fill("#rt-un", "1017")
@@ -239,10 +242,12 @@ def test_plan_from_off_the_road_until_a_later_departure(site, token):
             m = plan["origin_snap_m"]
             d = f"{m / 1000:.2f} km"
             assert m > 1000 and page.locator("#rt-out .rt-snap").count() == 1
+            assert (plan["route"] if plan["found"] else plan["unrestricted"])["geometry"]["coordinates"][0] == \
+                pytest.approx(list(start), abs=1e-9)
             assert page.inner_text(".rt-snap") == f"起点距最近道路节点 {d} Origin moved {d} to the nearest road"
             map_still(page)
             box = page.evaluate("document.querySelector('path.rt-snap-line').getBoundingClientRect().toJSON()")
-            for x, y in (screen(page, *off), screen(page, *O)):
+            for x, y in (screen(page, *off), screen(page, *start)):
                 assert box["left"] - 3 <= x <= box["right"] + 3 and box["top"] - 3 <= y <= box["bottom"] + 3
             assert page.locator("path.rt-snap-line").count() == 1
         snapped()

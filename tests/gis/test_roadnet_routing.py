@@ -15,6 +15,7 @@ import shapely
 from pyproj import Geod, Transformer
 from sqlalchemy import text
 
+from conftest import cut
 from gis import roadnet, routing
 from gis.errors import AnalysisError
 from layers.crs import METRIC_EPSG
@@ -295,15 +296,19 @@ def test_plan_avoids_the_tunnel(net):
     with net.begin() as conn:
         out = routing.plan_route(conn, O, D, routing.resolve_cargo({"un_number": "1017"}), None)
         banned = routing.banned_edges_for(conn, routing.resolve_cargo({"un_number": "1017"}), None)
-        m2 = conn.execute(text("SELECT e.id FROM road_edges e JOIN roads r ON r.id = e.road_id "
-                               "WHERE r.name = 'M2'")).scalars().all()
-    assert banned == m2  # the tunnel's edge (chlorine is not class 3: the zone stays open)
+        m2 = conn.execute(text("SELECT e.id, e.x1, e.x2 FROM road_edges e JOIN roads r ON r.id = e.road_id "
+                               "WHERE r.name = 'M2' ORDER BY e.id")).all()
+    # the edges under the tunnel (chlorine is not class 3: the zone stays open): M2 (2019 m) is cut into 5 edges
+    # of 0.004° of longitude (404 m), and the tunnel (102.725–102.735) lies over the 2nd, 3rd and 4th of them
+    assert len(m2) == 5
+    assert banned == [e.id for e in m2 if e.x1 < TUNNEL[1][0] and e.x2 > TUNNEL[0][0]] == [e.id for e in m2[1:4]]
     assert out["found"] and out["verdict"] == "allowed"
     assert out["length_m"] == pytest.approx(DETOUR_M, abs=0.2) and out["time_s"] == pytest.approx(DETOUR_S, abs=0.1)
     assert out["unrestricted"]["length_m"] == pytest.approx(FREE_M, abs=0.2)
     assert out["extra_length_m"] == pytest.approx(DETOUR_M - FREE_M, abs=0.3)
     assert out["extra_time_s"] == pytest.approx(DETOUR_S - FREE_S, abs=0.2)
-    assert out["route"]["geometry"]["coordinates"] == [list(O), list(Q), list(R), list(D)]
+    # O–Q (2215 m) and R–D in 5 edges, Q–R (4037 m) in 9
+    assert np.allclose(out["route"]["geometry"]["coordinates"], cut((O, Q, R, D), (5, 9, 5)), rtol=0, atol=1e-7)
     assert [c["target_name"] for c in out["avoided"]] == ["长隧道"]
 
 
@@ -507,28 +512,29 @@ def test_graph_cache_follows_rebuilds(clean):
         conn.execute(text("INSERT INTO roads (name, road_class, speed_kmh, geom) VALUES "
                           "(:n, 'urban', :v, ST_GeomFromText(:g, 4326))"), {"n": name, "v": v, "g": line(*pts)})
 
+    # (every road here is 2019 m or 2215 m long: cut into 5 edges of at most 500 m, GraphSettings.max_edge_m)
     with clean.begin() as conn:
         road(conn, "A", (O, P))
         roadnet.build_graph(conn)
     with clean.connect() as conn:
         first = roadgraph.get(conn)
-        assert roadgraph.get(conn) is first and len(first.edge_ids) == 1
+        assert roadgraph.get(conn) is first and len(first.edge_ids) == 5
         assert routing.shortest_path(conn, *first.node_ids[:2].tolist()).length_m == pytest.approx(geod(O, P), abs=0.01)
     with clean.begin() as conn:  # rebuilt: seen at once in the same transaction
         road(conn, "B", (P, D))
         roadnet.build_graph(conn)
         inside = roadgraph.get(conn)
-        assert inside is not first and len(inside.edge_ids) == 2
+        assert inside is not first and len(inside.edge_ids) == 10
         o, d = roadgraph.nearest_node(conn, *O)[0], roadgraph.nearest_node(conn, *D)[0]
         assert routing.shortest_path(conn, o, d).length_m == pytest.approx(FREE_M, abs=0.01)
     with clean.connect() as conn:  # committed: seen by another connection
-        assert len(roadgraph.get(conn).edge_ids) == 2
+        assert len(roadgraph.get(conn).edge_ids) == 10
     conn = clean.connect()
     try:  # a rebuild rolled back: its graph is never served afterwards
         trans = conn.begin()
         road(conn, "C", (D, R))
         roadnet.build_graph(conn)
-        assert len(roadgraph.get(conn).edge_ids) == 3
+        assert len(roadgraph.get(conn).edge_ids) == 15
         trans.rollback()
     finally:
         conn.close()
@@ -536,7 +542,7 @@ def test_graph_cache_follows_rebuilds(clean):
         conn.execute(text("DELETE FROM roads WHERE name = 'B'"))
         roadnet.build_graph(conn)
     with clean.connect() as conn:
-        assert len(roadgraph.get(conn).edge_ids) == 1
+        assert len(roadgraph.get(conn).edge_ids) == 5
 
 
 def g_xy(conn, node: int) -> tuple[float, float]:
@@ -563,6 +569,8 @@ def test_demo_network_in_memory_matches_pgrouting_and_networkx(demo_engine):
             graphs = {}
             for name, skip in (("free", set()), ("chlorine", set(banned))):
                 g = graphs[name] = nx.DiGraph()
+                # every node, also those with all their edges banned (the cut points inside a banned tunnel)
+                g.add_nodes_from(conn.execute(text("SELECT id FROM road_nodes")).scalars())
                 for e in edges:
                     if e.id in skip:
                         continue
