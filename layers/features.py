@@ -7,10 +7,12 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, literal, or_, select, union_all
+from sqlalchemy import Connection, and_, delete, exists, func, literal, literal_column, or_, select, union_all, update
 
-from layers.errors import DataError
-from layers.io import _cast, select_columns
+from layers import models
+from layers.errors import DataError, ImportRejected
+from layers.io import (_cast, check_assets, existing_references, features_frame, match_columns, select_columns,
+                       store_inventories, validate)
 from layers.registry import LayerSpec
 
 
@@ -118,3 +120,56 @@ def search(conn: Connection, specs, q: str, limit: int = 20) -> list[dict]:
     rows = conn.execute(union_all(*parts).limit(limit)).mappings().all()
     return [{"layer": r["layer"], "id": r["id"], "name": r["name"],
              "bbox": [r["x0"], r["y0"], r["x1"], r["y1"]]} for r in rows]
+
+
+# ---- editing one feature at a time (the API's POST, PUT and DELETE of items; OGC API Features Part 4)
+
+def validated(conn: Connection, spec: LayerSpec, features: list, area) -> tuple[list[dict], list[str]]:
+    """GeoJSON features validated exactly as an import validates a file's rows: the records to write and the
+    properties ignored (no field of the layer). ImportRejected lists each rejected feature (row N: the N-th) and
+    why; a required property no feature gives rejects each feature ("name: required"), as a blank cell would."""
+    source = features_frame(features)
+    frame, _ = match_columns(spec, source.frame)
+    for f in spec.fields:
+        if f.required and f.name not in frame.columns:
+            frame[f.name] = None
+    records, rejections, ignored = validate(spec, frame, area, unreadable=source.unreadable,
+                                            existing=existing_references(conn, spec, frame))
+    if rejections:
+        raise ImportRejected(spec.id, rejections, len(frame))
+    return records, ignored
+
+
+def taken_ids(conn: Connection, spec: LayerSpec, ids: list[int]) -> list[int]:
+    """Those of ``ids`` that rows of the layer have."""
+    table = spec.model.__table__
+    return sorted(conn.execute(select(table.c.id).where(table.c.id == func.any(ids))).scalars()) if ids else []
+
+
+def lock_feature(conn: Connection, spec: LayerSpec, fid: int) -> bool:
+    """Lock row ``fid`` for this transaction (no row of another table can come to refer to it meanwhile);
+    whether it exists."""
+    table = spec.model.__table__
+    return conn.execute(select(table.c.id).where(table.c.id == fid).with_for_update()).first() is not None
+
+
+def replace_feature(conn: Connection, spec: LayerSpec, fid: int, record: dict) -> None:
+    """Update row ``fid`` to a validated record (an UPDATE: what refers to the row stays linked to it). Fields the
+    record does not give get their default (NULL, or the column's default), as an import stores a row without
+    them; a given ``chemicals`` list replaces the installation's inventory, none leaves it as it is."""
+    check_assets(conn, spec, [record])
+    table = spec.model.__table__
+    values = {f.name: literal_column("DEFAULT") for f in spec.fields} | {
+        k: v for k, v in record.items() if k not in ("id", "chemicals")}
+    if "updated_at" in table.c:
+        values["updated_at"] = func.now()
+    conn.execute(update(table).where(table.c.id == fid).values(values))
+    if "chemicals" in record:
+        chemicals = models.InstallationChemical.__table__
+        conn.execute(delete(chemicals).where(chemicals.c.installation_id == fid))
+        store_inventories(conn, [fid], [record["chemicals"]])
+
+
+def delete_feature(conn: Connection, spec: LayerSpec, fid: int) -> None:
+    table = spec.model.__table__
+    conn.execute(delete(table).where(table.c.id == fid))

@@ -199,8 +199,7 @@ def _geojson_values(path: Path, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     props = [f.get("properties") if isinstance(f.get("properties"), dict) else {} for f in features]
     keys = {k for p in props for k, v in p.items() if k in frame.columns and (
         isinstance(v, (list, dict)) or (isinstance(v, bool) and not pd.api.types.is_bool_dtype(frame[k])))}
-    top = not any("id" in p for p in props) and any("id" in f for f in features)
-    ids = top and all(isinstance(f["id"], int) and not isinstance(f["id"], bool) for f in features if "id" in f)
+    top, ids = _feature_ids(features, props)
     if top and not ids and "id" in frame.columns:
         # text ids, such as a WFS's "parks.1", name features elsewhere, not rows here (GDAL made them a column)
         frame = frame.drop(columns="id")
@@ -212,6 +211,39 @@ def _geojson_values(path: Path, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if ids:
         frame["id"] = pd.Series([f.get("id") for f in features], index=frame.index, dtype=object)
     return frame
+
+
+def _feature_ids(features: list[dict], props: list[dict]) -> tuple[bool, bool]:
+    """Whether GeoJSON ``features`` give ids beside their properties (none of which is called ``id``), and whether
+    those are all whole numbers (row ids; text ids name features elsewhere)."""
+    top = not any("id" in p for p in props) and any("id" in f for f in features)
+    return top, top and all(isinstance(f["id"], int) and not isinstance(f["id"], bool) for f in features if "id" in f)
+
+
+def features_frame(features: list) -> Source:
+    """GeoJSON features (dicts, as a request gives them) as :func:`read` gives a file's: their properties as they
+    are (a list stays a list, for validation to refuse or take), whole-number feature ids as the ``id`` column (as
+    in a GeoJSON file), and the features whose geometry cannot be read, with why."""
+    features = [f if isinstance(f, dict) else {} for f in features]
+    props = [f.get("properties") if isinstance(f.get("properties"), dict) else {} for f in features]
+    geoms, unreadable = [], {}
+    for i, f in enumerate(features, 1):
+        g = f.get("geometry")
+        geoms.append(None)
+        if g is not None and not (isinstance(g, dict) and isinstance(g.get("type"), str)):
+            unreadable[i] = "geometry is not a GeoJSON geometry ({type, coordinates})"
+        elif g is not None:
+            try:
+                geoms[-1] = shapely.geometry.shape(g)
+            except Exception as exc:  # (shapely's errors for a broken GeoJSON geometry are of many kinds)
+                unreadable[i] = f"cannot read the geometry: {exc or type(exc).__name__}"
+        if f.get("type") != "Feature":
+            unreadable[i] = f"not a GeoJSON Feature (type {f.get('type')!r})"
+    frame = pd.DataFrame(props, dtype=object)
+    top, ids = _feature_ids(features, props)
+    if ids:
+        frame["id"] = pd.Series([f.get("id") for f in features], dtype=object)
+    return Source(gpd.GeoDataFrame(frame, geometry=geoms, crs="EPSG:4326"), "EPSG:4326", unreadable=unreadable)
 
 
 def _zipped_shapefile(path: Path) -> str:
@@ -660,32 +692,43 @@ REFERRING = text("""
     SELECT r.relname AS tbl, a.attname AS col FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
     WHERE c.contype = 'f' AND c.confrelid = CAST(:t AS regclass) AND c.conrelid <> c.confrelid ORDER BY 1, 2""")
+# Tables of analysis results (a run_id referring to analysis_runs), registry layers or not (installation_gradings).
+ANALYSIS_RESULTS = text("""
+    SELECT r.relname FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+    WHERE c.contype = 'f' AND c.confrelid = CAST('analysis_runs' AS regclass)""")
 
 
-def _dependents(conn: Connection, spec: LayerSpec, records: list[dict]) -> tuple[list[str], list[str]]:
-    """What refers to this layer's rows, which replacing it would unlink or (ON DELETE CASCADE) delete:
-    (rows of other base layers, "12 enterprises (park_id)"; rows of other tables, the history kept of the
-    rows: "1200 monitoring_readings (sensor_id)"). Every foreign key to the table in the catalog counts,
-    but those of derived layers (analyses redo them) and of the rows the import writes itself (inventories).
-    Sensors are also named by their asset (layer and id) and alarms by their sensor's code, without a key."""
+def dependents(conn: Connection, spec: LayerSpec, records: list[dict] = (),
+               ids: list[int] | None = None) -> tuple[list[str], list[str]]:
+    """What refers to this layer's rows, which replacing it (with ``records``) or deleting the rows ``ids`` would
+    unlink or (ON DELETE CASCADE) delete: (rows of other base layers, "12 enterprises (park_id)"; rows of other
+    tables, the history kept of the rows: "1200 monitoring_readings (sensor_id)"). Every foreign key to the table
+    in the catalog counts, but those of derived layers (analyses redo them) and of the rows the import writes
+    itself (inventories) or of any analysis result. Sensors are also named by their asset
+    (layer and id) and alarms by their sensor's code, without a key. Without ``ids``, what refers to any row."""
     layers = {s.table: s for s in registry.LAYERS}
     quote = conn.dialect.identifier_preparer.quote
+    which, params = ("IS NOT NULL", {}) if ids is None else ("= ANY(:ids)", {"ids": list(ids)})
     base, history = [], []
+    # (the results of analyses about the rows go with them, such as the gradings, and the next run redoes them)
+    results = set(conn.execute(ANALYSIS_RESULTS).scalars())
     for tbl, col in conn.execute(REFERRING, {"t": spec.table}).all():
         other = layers.get(tbl)
-        if tbl in OWN_CHILDREN or (other is not None and other.derived):
+        if tbl in OWN_CHILDREN or tbl in results or (other is not None and other.derived):
             continue
-        n = conn.execute(text(f"SELECT count(*) FROM {quote(tbl)} WHERE {quote(col)} IS NOT NULL")).scalar()
+        n = conn.execute(text(f"SELECT count(*) FROM {quote(tbl)} WHERE {quote(col)} {which}"), params).scalar()
         if n:
             (base if other is not None else history).append(f"{n} {tbl} ({col})")
     if spec.id in ASSET_LAYERS:
-        n = conn.execute(text("SELECT count(*) FROM monitoring_sensors WHERE asset_layer = :l"), {"l": spec.id}).scalar()
+        n = conn.execute(text("SELECT count(*) FROM monitoring_sensors WHERE asset_layer = :l"
+                              + ("" if ids is None else " AND asset_id = ANY(:ids)")), {"l": spec.id, **params}).scalar()
         if n:
             base.append(f"{n} monitoring_sensors (asset_layer, asset_id)")
-    if spec.id == "monitoring_sensors":  # alarms whose sensor's code the file no longer gives
+    if spec.id == "monitoring_sensors":  # alarms whose sensor's code the file no longer gives (or is deleted)
+        gone = "code <> ALL(:codes)" if ids is None else "id = ANY(:ids)"
         n = conn.execute(text("SELECT count(*) FROM monitoring_alarms WHERE sensor_code IN "
-                              "(SELECT code FROM monitoring_sensors WHERE code <> ALL(:codes))"),
-                         {"codes": [r["code"] for r in records]}).scalar()
+                              f"(SELECT code FROM monitoring_sensors WHERE {gone})"),
+                         {"codes": [r["code"] for r in records], **params}).scalar()
         if n:
             history.append(f"{n} monitoring_alarms (sensor_code: they would name sensors that no longer exist)")
     return base, history
@@ -707,9 +750,8 @@ def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool 
     """Insert validated records into the layer table on ``conn`` (the caller owns the transaction).
     ``replace`` empties the layer first; DataError if rows of other layers refer to it (they would be lost),
     or rows of other tables (a sensor's readings and state, its alarms) unless ``discard_history``."""
-    table = spec.model.__table__
     if replace:
-        base, history = _dependents(conn, spec, records)
+        base, history = dependents(conn, spec, records)
         if base:
             raise DataError(f"--replace would unlink or delete what refers to {spec.id}: {', '.join(base)}; "
                             f"replace those layers first, or import without --replace (append); nothing written",
@@ -721,15 +763,16 @@ def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool 
                             f"without --replace (append)",
                             zh=f"--replace 会丢失 {spec.id} 各行的历史记录：{'，'.join(history)}；未写入任何数据。"
                                f"确需替换请加 --discard-history，或不加 --replace（追加）导入")
-        conn.execute(delete(table))
-    if spec.id == "monitoring_sensors":
-        missing = _missing_assets(conn, records)
-        if missing:
-            raise DataError(f"sensors name assets that do not exist: {', '.join(missing[:10])}"
-                            + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+        conn.execute(delete(spec.model.__table__))
+    return len(insert_records(conn, spec, records))
+
+
+def insert_records(conn: Connection, spec: LayerSpec, records: list[dict]) -> list[int]:
+    """Insert validated records into the layer table on ``conn`` (with their inventories); the ids they got."""
+    check_assets(conn, spec, records)
     chemicals = [r.pop("chemicals", None) for r in records]
     if not records:
-        return 0
+        return []
     keys = sorted({k for r in records for k in r} | {"id"})
     given = any("id" in r for r in records)  # (validation gives ids on every row or on none)
     if given:
@@ -743,10 +786,28 @@ def write(conn: Connection, spec: LayerSpec, records: list[dict], replace: bool 
             f"SELECT setval(pg_get_serial_sequence('{spec.table}', 'id'), "
             f"(SELECT coalesce(max(id), 0) + 1 FROM {spec.table}), false)"
         ))
+    store_inventories(conn, ids, chemicals)
+    return ids
+
+
+def check_assets(conn: Connection, spec: LayerSpec, records: list[dict]) -> None:
+    """DataError if sensor records name an asset (pond or installation) that does not exist."""
+    if spec.id != "monitoring_sensors":
+        return
+    missing = _missing_assets(conn, records)
+    if missing:
+        raise DataError(f"sensors name assets that do not exist: {', '.join(missing[:10])}"
+                        + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""),
+                        zh=f"监测点所属的对象不存在：{'，'.join(missing[:10])}"
+                           + (f" 等 {len(missing)} 个" if len(missing) > 10 else ""))
+
+
+def store_inventories(conn: Connection, ids: list[int], chemicals: list[list[dict] | None]) -> None:
+    """Insert each installation's inventory (``chemicals[i]``, validated, of installation ``ids[i]``; None or empty:
+    none); the caller deletes an inventory being replaced."""
     child = [dict(c, installation_id=i) for i, cs in zip(ids, chemicals) if cs for c in cs]
     if child:
         conn.execute(insert(models.InstallationChemical.__table__), child)
-    return len(records)
 
 
 def _copy(conn: Connection, table: str, columns: list[str], rows) -> None:

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import text
 
 from api.deps import ConnDep, UserDep, has_role, roles_of
-from api.routers import analysis, emergency, monitoring, routes
+from api.routers import analysis, emergency, features, monitoring, routes
 from api.routers.tiles import versions_of
 from layers import registry
 from layers.derived import stale_layers
@@ -24,6 +24,9 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    # Part 4 (draft): POST /items, PUT and DELETE /items/{fid} (editors); no PATCH (update), no optimistic locking
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
 ]
 
 # The roles by name, for people (GET /auth/me); the roles themselves are layers.spec.ROLES (a test checks
@@ -73,6 +76,9 @@ CAPABILITIES: dict[str, tuple[frozenset, str, str, str]] = {
     "analysis_edit": (
         roles_of(analysis.Editor), "编辑安全距离规则", "Edit safety-distance rules",
         "POST/PUT/DELETE /analysis/safety-rules"),
+    "features_edit": (
+        roles_of(features.Writer), "逐个新增、修改、删除要素", "Create, replace and delete features one by one",
+        "POST /collections/{layer}/items, PUT/DELETE /collections/{layer}/items/{id}"),
 }
 
 

@@ -58,6 +58,23 @@ def test_grading_endpoint(client, token, graded):
     assert g7["level"] is None and g7["S"] == pytest.approx(0.98)  # not a major hazard installation
 
 
+def test_replacing_graded_installations_is_not_refused_for_their_gradings(client, graded, tmp_path):
+    """(QA: `import hazard_installations --replace` asked for --discard-history because of the gradings, which
+    the next run redoes.) The gradings go with the rows and the analysis is stale."""
+    from layers.io import export_layer, import_file
+
+    spec = registry.get("hazard_installations")
+    with client.app.state.engine.connect() as conn:
+        graded_n = conn.execute(text("SELECT count(*) FROM installation_gradings")).scalar()
+    assert graded_n > 0
+    export_layer(client.app.state.engine, spec, tmp_path / "hi.geojson", "geojson")
+    result = import_file(client.app.state.engine, spec, tmp_path / "hi.geojson", area=STORE.area_bbox, replace=True)
+    assert result.written == graded_n
+    with client.app.state.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM installation_gradings")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM installation_chemicals")).scalar() > 0  # (came back)
+
+
 def test_grading_errors_and_roles(client, token, graded):
     assert client.get(f"/analysis/grading/{graded['M1']}").status_code == 401
     assert client.get(f"/analysis/grading/{graded['M1']}", headers=auth(token, "route_controller")).status_code == 403

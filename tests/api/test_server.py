@@ -160,6 +160,7 @@ AUTH_PROBES = {
     "monitoring_thresholds": ("PUT", "/monitoring/thresholds", {}),
     "analysis_read": ("POST", "/analysis/siting-check", {}),
     "analysis_edit": ("POST", "/analysis/safety-rules", {}),
+    "features_edit": ("DELETE", "/collections/receptors/items/999999", None),
 }
 
 
