@@ -215,8 +215,9 @@ def engine(db_url):
 
 @pytest.fixture
 def clean(engine):
-    """Empty every layer table (and users) before a test that needs a known state."""
-    tables = ", ".join([s.table for s in registry.LAYERS] + ["installation_chemicals", "users"])
+    """Empty every layer table (and users, and the alarms: they name their asset without a key) before a test
+    that needs a known state."""
+    tables = ", ".join([s.table for s in registry.LAYERS] + ["installation_chemicals", "users", "monitoring_alarms"])
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return engine

@@ -190,9 +190,14 @@ def _body(schema: dict) -> dict:
         t: {"schema": schema} for t in (GEOJSON, "application/json")}}}
 
 
+def editable(spec: LayerSpec) -> bool:
+    """Whether the layer is edited feature by feature (not derived, not written by the server)."""
+    return not spec.derived and spec.id not in NOT_EDITED
+
+
 def _not_edited(spec: LayerSpec) -> JSONResponse | None:
     """The 405 for a layer no one edits feature by feature (derived: computed by ``riskmap analyze``), else None."""
-    if not spec.derived and spec.id not in NOT_EDITED:
+    if editable(spec):
         return None
     why = NOT_EDITED.get(spec.id, f"{spec.id} is derived: it is computed by `riskmap analyze`")
     zh = (f"{spec.title_zh}（{spec.id}）由服务器生成，不能逐个编辑" if spec.id in NOT_EDITED

@@ -179,7 +179,8 @@ def layer_info(spec: LayerSpec, role: str, synthetic: bool, stale: dict | None) 
         "geometry_type": spec.geometry_type, "minzoom": spec.minzoom, "maxzoom": spec.maxzoom,
         "tiles": f"/tiles/{spec.id}/{{z}}/{{x}}/{{y}}.pbf", "public": spec.public, "synthetic": synthetic,
         "default_visible": spec.default_visible, "derived": spec.derived,
-        "stale": stale,  # a derived layer whose inputs changed since its analysis ran: analysis, computed_at, changed_inputs
+        "stale": stale,
+        "editable": features.editable(spec),  # feature by feature (POST/PUT/DELETE /collections/{layer}/items)  # a derived layer whose inputs changed since its analysis ran: analysis, computed_at, changed_inputs
         "style": {"color": style.color, "fill": style.fill, "weight": style.weight, "radius": style.radius, "by": by},
         "legend": spec.legend(),
         "popup_fields": [

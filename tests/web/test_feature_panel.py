@@ -133,3 +133,62 @@ def test_grading_block_and_reports(site, token):
         assert page.locator("#om-grading, #om-panel .om-report").count() == 0
     # (Chromium logs each 4xx answer, the refusals above, as "Failed to load resource")
     assert [e for e in errors if not ("Failed to load resource" in e and ("404" in e or "400" in e))] == [], errors
+
+
+def test_editor_edits_and_deletes_features_from_the_panel(site, token):
+    """(QA: an editor could fix a single feature only by a CLI import on the server.) 编辑 Edit turns the panel into
+    the layer's fields, saved with PUT (the place and the inventory kept); 删除 Delete deletes a feature nothing
+    refers to, and a refused delete (a park its enterprises name) says what refers to it. Planners see neither."""
+    base, ids = site
+    editor, planner = token("editor"), token("planner")
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {editor}"}, trust_env=False)
+    with browser_page() as (page, errors):
+        open_map(page, base, planner)
+        page.evaluate(f"onemap.showFeature('hazard_installations', {ids['ODD']}, {{}})")
+        page.wait_for_selector("#om-panel[data-status=ok]")
+        assert page.locator("#om-panel .om-edit, #om-panel .om-delete").count() == 0
+
+        open_map(page, base, editor)
+        page.on("dialog", lambda d: d.accept())  # (the delete's confirm)
+        place = api.get(f"/collections/hazard_installations/items/{ids['ODD']}").json()["geometry"]
+        page.evaluate(f"onemap.showFeature('hazard_installations', {ids['ODD']}, {{}})")
+        page.wait_for_selector("#om-panel[data-status=ok] .om-edit")
+        page.click("#om-panel .om-edit")
+        page.fill(".om-edit-row[data-field=name] input", "ODD 液氯罐（改）")
+        page.select_option(".om-edit-row[data-field=level] select", "3")
+        with page.expect_response(lambda r: r.request.method == "PUT") as put:
+            page.click("#om-panel .om-save")
+        assert put.value.status == 200
+        page.wait_for_function("document.querySelector('#om-panel-title').textContent === 'ODD 液氯罐（改）'")
+        before = api.get(f"/collections/hazard_installations/items/{ids['ODD']}").json()
+        assert before["properties"]["name"] == "ODD 液氯罐（改）" and before["properties"]["level"] == 3
+        assert before["geometry"] == place  # (its place kept)
+
+        # a value the registry refuses: the field's reason shown, nothing changed
+        page.click("#om-panel .om-edit")
+        page.fill(".om-edit-row[data-field=name] input", "")
+        page.click("#om-panel .om-save")
+        page.wait_for_selector(".om-edit-form .om-edit-error:not([hidden])")
+        assert "name: required" in page.inner_text(".om-edit-form .om-edit-error")
+        assert api.get(f"/collections/hazard_installations/items/{ids['ODD']}").json()["properties"]["name"] == \
+            "ODD 液氯罐（改）"
+        page.click("#om-panel .om-cancel")
+
+        # enterprise E1 is named by its installations: the refusal says so, the panel stays
+        page.evaluate(f"onemap.showFeature('enterprises', {ids['E1']}, {{}})")
+        page.wait_for_selector("#om-panel[data-status=ok] .om-delete")
+        page.click("#om-panel .om-delete")
+        page.wait_for_selector(".om-edit-actions .om-edit-error:not([hidden])")
+        assert "2 hazard_installations (enterprise_id)" in page.inner_text(".om-edit-actions .om-edit-error")
+        assert api.get(f"/collections/enterprises/items/{ids['E1']}").status_code == 200
+
+        # the park is named by no enterprise: deleted; the panel closes
+        page.evaluate(f"onemap.showFeature('chemical_parks', {ids['PK']}, {{}})")
+        page.wait_for_selector("#om-panel[data-status=ok] .om-delete")
+        with page.expect_response(lambda r: r.request.method == "DELETE") as gone:
+            page.click("#om-panel .om-delete")
+        assert gone.value.status == 204
+        page.wait_for_selector("#om-panel", state="hidden")
+        assert api.get(f"/collections/chemical_parks/items/{ids['PK']}").status_code == 404
+    # (the browser logs the refused save and delete it was shown: 400, 409)
+    assert [e for e in errors if "(Bad Request)" not in e and "(Conflict)" not in e] == []

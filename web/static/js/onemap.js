@@ -119,6 +119,14 @@
     config_failed: { zh: '无法加载地图配置', en: 'Could not load the map configuration' },
     layers_failed: { zh: '无法加载图层列表', en: 'Could not load the layer list' },
     stale: { zh: '待更新', en: 'Stale' },
+    edit: { zh: '编辑', en: 'Edit' },
+    edit_title: { zh: '修改此要素的属性（位置不变）', en: 'Change this feature\'s attributes (its place stays)' },
+    delete: { zh: '删除', en: 'Delete' },
+    save: { zh: '保存', en: 'Save' },
+    cancel: { zh: '取消', en: 'Cancel' },
+    delete_confirm: { zh: '删除要素“{name}”？此操作不可撤销。', en: 'Delete the feature "{name}"? This cannot be undone.' },
+    saved: { zh: '已保存', en: 'Saved' },
+    deleted: { zh: '已删除', en: 'Deleted' },
     stale_title: { zh: '{when} 计算后输入（{inputs}）已改动：结果待重新计算（riskmap analyze {analysis}）',
                    en: 'Its inputs ({inputs}) changed since it was computed at {when}: to be recomputed (riskmap analyze {analysis})' },
     retrying: { zh: '（自动重试中）', en: '(retrying automatically)' },
@@ -1152,6 +1160,7 @@
     var statusKey = { loading: 'panel_loading', ok: 'panel_detail_ok', not_found: 'panel_detail_404', auth: 'panel_detail_auth', failed: 'panel_detail_failed', no_id: 'panel_no_id' }[sel.status];
     body.appendChild(el('p', { className: 'om-panel-status om-status-' + sel.status, text: t(statusKey) }));
 
+    if (sel.editing && sel.detail) { body.appendChild(editForm(sel, def)); return; }
     var shown = {};
     var table = el('table', { className: 'om-props' });
     (def.popup_fields || []).forEach(function (f) {
@@ -1181,6 +1190,73 @@
       var b = state.highlight.getBounds();
       if (b.isValid()) { map.fitBounds(b, { maxZoom: Math.max(map.getZoom(), 15) }); }
     } }), sel.layer, sel.layer === 'admin_areas' ? props.adcode : sel.id));
+    var edits = editActions(sel, def);
+    if (edits) { body.appendChild(edits); }
+  }
+
+  // ---- 编辑 Edit: for roles with `features_edit`, on the layers the server edits feature by feature
+  // (def.editable): the feature's fields as a form saved with PUT /collections/{layer}/items/{id} (its geometry
+  // and, for an installation, its inventory kept), or the feature deleted (DELETE: refused, and said, when
+  // something refers to it). The layer is drawn again after either (pollVersions).
+  function itemPath(sel) { return '/collections/' + encodeURIComponent(sel.layer) + '/items/' + encodeURIComponent(sel.id); }
+
+  function editActions(sel, def) {
+    if (!def.editable || !sel.detail || isBlank(sel.id) || !can('features_edit')) { return null; }
+    var msg = el('p', { className: 'om-edit-msg om-edit-error', hidden: !sel.editMsg, text: sel.editMsg || '' });
+    return el('div', { className: 'om-panel-actions om-edit-actions' }, [
+      el('button', { type: 'button', className: 'om-btn om-edit', text: t('edit'), title: t('edit_title'),
+        onclick: function () { sel.editing = true; sel.editMsg = null; renderPanel(); } }),
+      el('button', { type: 'button', className: 'om-btn om-delete', text: t('delete'), onclick: function () {
+        if (!window.confirm(t('delete_confirm', { name: featureName(def, sel.detail.properties) || '#' + sel.id }))) { return; }
+        request(itemPath(sel), { method: 'DELETE' }).then(function (r) { return r.ok ? null : editError(r); }).then(function () {
+          if (state.selected === sel) { closePanel(); }
+          showStatus(t('deleted'), 'info');
+          pollVersions();
+        }, function (e) { sel.editMsg = e.message; if (state.selected === sel) { renderPanel(); } });
+      } }), msg]);
+  }
+
+  // A refused edit's message: the server's reason (Chinese first) and each rejected field's.
+  function editError(r) {
+    return r.json().catch(function () { return {}; }).then(function (b) {
+      var said = [b.description_zh, b.description].filter(Boolean).join(' ') || 'HTTP ' + r.status;
+      throw new Error(said + (b.rejections || []).map(function (x) { return ' · ' + x.reason; }).join(''));
+    });
+  }
+
+  function editForm(sel, def) {
+    var props = sel.detail.properties || {};
+    var form = el('form', { className: 'om-edit-form' });
+    (def.fields || []).forEach(function (f) {
+      var v = isBlank(props[f.name]) ? '' : String(props[f.name]), input;
+      if (f.codes || f.type === 'bool') {  // (a flag's codes are true/false, as /api/layers keys them)
+        var codes = f.codes || { 'true': { zh: t('yes'), en: t('yes') }, 'false': { zh: t('no'), en: t('no') } };
+        input = el('select', { name: f.name }, [el('option', { value: '', text: '—' })].concat(Object.keys(codes).map(function (k) {
+          return el('option', { value: k, text: (codes[k][state.lang] || codes[k].zh) + (f.codes ? ' (' + k + ')' : '') });
+        })));
+        input.value = v;
+      } else {
+        input = el('input', { name: f.name, type: 'text', value: v });
+      }
+      form.appendChild(el('label', { className: 'om-edit-row', 'data-field': f.name }, [el('span', { text: loc(f, 'title') || f.name }), input]));
+    });
+    var msg = el('p', { className: 'om-edit-msg om-edit-error', hidden: true });
+    var save = el('button', { type: 'submit', className: 'om-btn om-save', text: t('save') });
+    form.appendChild(el('div', { className: 'om-panel-actions' }, [save, el('button', { type: 'button', className: 'om-btn om-cancel',
+      text: t('cancel'), onclick: function () { sel.editing = false; renderPanel(); } }), msg]));
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var values = {};  // (as typed: the server reads them as an import does, "1,200" people included; blank: none)
+      Array.prototype.forEach.call(form.elements, function (n) { if (n.name) { values[n.name] = n.value === '' ? null : n.value; } });
+      save.disabled = true;
+      request(itemPath(sel), { method: 'PUT', body: JSON.stringify({ type: 'Feature', geometry: sel.detail.geometry, properties: values }) })
+        .then(function (r) { return r.ok ? null : editError(r); }).then(function () {
+          showStatus(t('saved'), 'info');
+          pollVersions();
+          if (state.selected === sel) { return showFeature(sel.layer, sel.id, null, sel.latlng); }
+        }, function (e) { msg.hidden = false; msg.textContent = e.message; save.disabled = false; });
+    });
+    return form;
   }
 
   // GB 18218 grading of a hazard installation (GET /analysis/grading/{id}; roles with `analysis_read`), kept with
