@@ -1160,7 +1160,7 @@ def check_route(conn: Connection, route: dict, cargo: Cargo, departure: datetime
     versions = versions if versions is not None else _versions(conn)
     rule_set = _rule_set(rules if rules is not None else _active_rules(conn, versions), cargo)
     applicable = rule_set.rules
-    where = _Route(route["coordinates"], None if path is None else path.metric)
+    where = _Route(route["coordinates"], None) if path is None else _Route(path.coords, path.metric)
     length = profile[-1][0] if profile else where.length
     profile = profile or [(0.0, 0.0), (length, length / (s.check_speed_kmh / 3.6))]
     end = departure + timedelta(seconds=profile[-1][1]) if departure else None
@@ -1219,10 +1219,11 @@ class RoutePath:
     length_m: float
     edges: list[int]
     profile: list[tuple[float, float]]
-    geometry: dict
+    geometry: dict          # GeoJSON LineString: the roads' own line (no vertex where the path goes straight on)
     edge_idx: np.ndarray    # the edges' indices in the graph, in travel order
     forward: np.ndarray     # per edge: travelled in digitised direction
-    metric: np.ndarray      # the geometry's vertices in the metric CRS
+    metric: np.ndarray      # every vertex of the edges (shared nodes once) in the metric CRS ...
+    coords: list            # ... and in WGS84: where each edge starts and ends along the route (_path_parts)
 
 
 def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = None) -> RoutePath | None:
@@ -1233,10 +1234,19 @@ def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = N
         return None
     ds, ts = np.cumsum(g.edge_length[p.edges]), np.cumsum(p.costs)
     vertices = g.path_vertices(p)
+    coords = np.round(g.coords[vertices], 7)
+    # the nodes between edges (positions in vertices) where the path goes straight on, as at the points where the
+    # graph cut a long road (gis.roadnet, max_edge_m: on the road's segment, to rounding) are left out of its line
+    joints = np.cumsum(np.diff(g.coord_start)[p.edges] - 1)[:-1]
+    a, b = coords[joints] - coords[joints - 1], coords[joints + 1] - coords[joints]
+    straight = (np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) <= 1e-9 * np.hypot(*a.T) * np.hypot(*b.T)) & (
+        (a * b).sum(axis=1) > 0)
+    coords = coords.tolist()
+    line = np.delete(np.arange(len(coords)), joints[straight]) if straight.any() else None
     return RoutePath(float(ts[-1]) if len(ts) else 0.0, float(ds[-1]) if len(ds) else 0.0,
                      g.edge_ids[p.edges].tolist(), [(0.0, 0.0)] + list(zip(ds.tolist(), ts.tolist())),
-                     {"type": "LineString", "coordinates": np.round(g.coords[vertices], 7).tolist()}, p.edges,
-                     p.forward, g.metric_coords(project)[vertices])
+                     {"type": "LineString", "coordinates": coords if line is None else [coords[i] for i in line]},
+                     p.edges, p.forward, g.metric_coords(project)[vertices], coords)
 
 
 def shortest_path(conn: Connection, source: int, target: int, banned: list[int] | tuple = ()) -> RoutePath | None:

@@ -168,15 +168,6 @@ def map_still(page, quiet_ms=400):
     }""", arg=quiet_ms, timeout=15000)
 
 
-def cut(ends, pieces) -> list[list[float]]:
-    """The vertices of a path along the straight roads ends[0]–ends[1]–…, the graph having cut the i-th into
-    pieces[i] equal edges (every road over 500 m is cut: GraphSettings.max_edge_m)."""
-    out = [list(ends[0])]
-    for (a, b), n in zip(zip(ends, ends[1:]), pieces):
-        out += [[a[0] + (b[0] - a[0]) * k / n, a[1] + (b[1] - a[1]) * k / n] for k in range(1, n + 1)]
-    return out
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
