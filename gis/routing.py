@@ -1236,11 +1236,11 @@ def _route(g: roadgraph.RoadGraph, o: int, d: int, banned: np.ndarray | None = N
     vertices = g.path_vertices(p)
     coords = np.round(g.coords[vertices], 7)
     # the nodes between edges (positions in vertices) where the path goes straight on, as at the points where the
-    # graph cut a long road (gis.roadnet, max_edge_m: on the road's segment, to rounding) are left out of its line
+    # graph cut a long road (gis.roadnet, max_edge_m: on the road's segment, to the 7 decimals' rounding), are
+    # left out of its line: within 1e-6° (~0.1 m) of the line from the vertex before to the one after
     joints = np.cumsum(np.diff(g.coord_start)[p.edges] - 1)[:-1]
     a, b = coords[joints] - coords[joints - 1], coords[joints + 1] - coords[joints]
-    straight = (np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) <= 1e-9 * np.hypot(*a.T) * np.hypot(*b.T)) & (
-        (a * b).sum(axis=1) > 0)
+    straight = (np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) <= 1e-6 * np.hypot(*(a + b).T)) & ((a * b).sum(axis=1) > 0)
     coords = coords.tolist()
     line = np.delete(np.arange(len(coords)), joints[straight]) if straight.any() else None
     return RoutePath(float(ts[-1]) if len(ts) else 0.0, float(ds[-1]) if len(ds) else 0.0,
