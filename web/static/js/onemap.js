@@ -1058,7 +1058,7 @@
       return Promise.resolve(state.selected);
     }
     renderPanel();
-    var url = '/collections/' + encodeURIComponent(layerId) + '/items/' + encodeURIComponent(fid);
+    var url = itemPath(layerId, fid);
     return getJSON(url).then(function (feat) {
       if (seq !== state.detailSeq) { return state.selected; }
       state.selected.detail = feat;
@@ -1198,7 +1198,8 @@
   // (def.editable): the feature's fields as a form saved with PUT /collections/{layer}/items/{id} (its geometry
   // and, for an installation, its inventory kept), or the feature deleted (DELETE: refused, and said, when
   // something refers to it). The layer is drawn again after either (pollVersions).
-  function itemPath(sel) { return '/collections/' + encodeURIComponent(sel.layer) + '/items/' + encodeURIComponent(sel.id); }
+  // The OGC API Features path of one feature (the panel's details, its edits, the monitoring panel's asset).
+  function itemPath(layer, id) { return '/collections/' + encodeURIComponent(layer) + '/items/' + encodeURIComponent(id); }
 
   function editActions(sel, def) {
     if (!def.editable || !sel.detail || isBlank(sel.id) || !can('features_edit')) { return null; }
@@ -1208,7 +1209,7 @@
         onclick: function () { sel.editing = true; sel.editMsg = null; renderPanel(); } }),
       el('button', { type: 'button', className: 'om-btn om-delete', text: t('delete'), onclick: function () {
         if (!window.confirm(t('delete_confirm', { name: featureName(def, sel.detail.properties) || '#' + sel.id }))) { return; }
-        request(itemPath(sel), { method: 'DELETE' }).then(function (r) { return r.ok ? null : editError(r); }).then(function () {
+        request(itemPath(sel.layer, sel.id), { method: 'DELETE' }).then(function (r) { return r.ok ? null : editError(r); }).then(function () {
           if (state.selected === sel) { closePanel(); }
           showStatus(t('deleted'), 'info');
           pollVersions();
@@ -1249,7 +1250,7 @@
       var values = {};  // (as typed: the server reads them as an import does, "1,200" people included; blank: none)
       Array.prototype.forEach.call(form.elements, function (n) { if (n.name) { values[n.name] = n.value === '' ? null : n.value; } });
       save.disabled = true;
-      request(itemPath(sel), { method: 'PUT', body: JSON.stringify({ type: 'Feature', geometry: sel.detail.geometry, properties: values }) })
+      request(itemPath(sel.layer, sel.id), { method: 'PUT', body: JSON.stringify({ type: 'Feature', geometry: sel.detail.geometry, properties: values }) })
         .then(function (r) { return r.ok ? null : editError(r); }).then(function () {
           showStatus(t('saved'), 'info');
           pollVersions();
@@ -2040,6 +2041,7 @@
       // a file (rejects like json)
       request: request,
       json: requestJSON,
+      itemPath: itemPath,
       download: download
     };
     Object.keys(panels).forEach(function (name) { panels[name].init(map, api); });

@@ -2,7 +2,7 @@
  * readings drawn as inline SVG charts with their blue/yellow/orange/red thresholds.
  *
  * Usage (wired by the page): RiskmapPanels.monitoring.init(map, api)
- *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>,
+ *   map: the Leaflet map; api: { token(), request(path, opts) -> Promise<Response>, json(path, opts) -> Promise<body>, itemPath(layer, id),
  *   fmtNum(v, digits) and fmtTime(v, form) (the page's number and Beijing-time formats; `chart` uses them, so call
  *   it after init), box(opts),
  *   placeBelow(panel, toggle), ... } from the page (onemap.js), which holds the login token. The panel opens under
@@ -219,7 +219,7 @@
     function fitAsset(layer, id) {
       var seq = ++fitSeq;
       $('mo-where').textContent = '';
-      json('/collections/' + encodeURIComponent(layer) + '/items/' + encodeURIComponent(id)).then(function (f) {
+      json(api.itemPath(layer, id)).then(function (f) {
         if (seq === fitSeq && f.geometry) { api.fitBeside(L.geoJSON(f).getBounds(), panel, { maxZoom: 16 }); }
       }).catch(function (e) { if (seq === fitSeq) { $('mo-where').textContent = '无法定位 Cannot locate: ' + e.message; } });
     }
